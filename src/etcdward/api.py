@@ -1,0 +1,284 @@
+"""The join API: an ASGI app (Starlette) served with TLS in the controller's event loop.
+
+    GET  /v1beta1/ca              cluster CA {"cert": b64, "key": b64}        (bearer token)
+    POST /v1beta1/etcd/members    {"node", "peerAddress"} -> etcd CA + initialCluster (bearer token)
+    GET  /openapi.json            the schema of the above
+    GET  /livez /readyz /metrics  health and Prometheus metrics (no auth)
+
+Order of checks: method (405), size (413), auth (401), body (400), then the join itself
+(409 conflict, 503 + Retry-After while queued or etcd is unavailable). A rejected request
+never changes etcd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from . import tokens
+from .config import is_dns_name, is_member_name
+from .join.server import JoinBusy, JoinConflict, JoinService
+from .paths import DataDir
+from .store import Store
+from .store import errors as E
+
+if TYPE_CHECKING:
+    from .node import Controller
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+
+
+@dataclass
+class ApiDeps:
+    store: Store
+    data: DataDir
+    join: JoinService
+    ready: Callable[[], Awaitable[str | None]]  # None = ready, else the reason
+
+
+class BadRequest(Exception):
+    pass
+
+
+def validate_join(body: Any) -> tuple[str, str]:
+    if not isinstance(body, dict):
+        raise BadRequest("body: must be a JSON object with fields node and peerAddress")
+    node, peer = body.get("node"), body.get("peerAddress")
+    if not isinstance(node, str) or not node:
+        raise BadRequest("node: required, a non-empty string")
+    if not is_member_name(node):
+        raise BadRequest(f"node: {node!r} is not a valid RFC 1123 name (lowercase letters, digits, '-', '.')")
+    if not isinstance(peer, str) or not peer:
+        raise BadRequest("peerAddress: required, a URL like https://10.0.0.2:2380")
+    try:
+        u = urlsplit(peer)
+        port = u.port
+    except ValueError:
+        raise BadRequest(f"peerAddress: {peer!r} is not an https://host:port URL") from None
+    host = u.hostname or ""
+    if u.scheme != "https" or not host or port is None or u.path not in ("", "/") or u.query or u.fragment \
+            or u.username or u.password:
+        raise BadRequest(f"peerAddress: {peer!r} is not an https://host:port URL")
+    if not (_is_ip(host) or is_dns_name(host)):
+        raise BadRequest(f"peerAddress: {host!r} is neither an IP address nor a DNS name")
+    return node, peer.rstrip("/")
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def build_app(deps: ApiDeps) -> Starlette:
+    registry = CollectorRegistry()
+    requests_total = Counter("etcdward_api_requests", "join API requests", ["path", "code"], registry=registry)
+    join_seconds = Histogram("etcdward_join_request_seconds", "time to answer a join request", registry=registry)
+
+    def done(path: str, resp: Response) -> Response:
+        requests_total.labels(path, str(resp.status_code)).inc()
+        return resp
+
+    async def authorized(request: Request) -> Response | None:
+        header = request.headers.get("authorization", "")
+        scheme, _, bearer = header.partition(" ")
+        if scheme.lower() != "bearer" or not bearer:
+            return PlainTextResponse("go away", 401)
+        try:
+            rec = await tokens.verify(deps.store, bearer.strip())
+        except E.StoreError as e:
+            return PlainTextResponse(f"cannot check the token now: {e}", 503, headers={"Retry-After": "2"})
+        return None if rec else PlainTextResponse("go away", 401)
+
+    async def read_json(request: Request) -> Any:
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            raise _TooLarge()
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise _TooLarge()
+            chunks.append(chunk)
+        try:
+            return json.loads(b"".join(chunks) or b"null")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BadRequest(f"body: malformed JSON ({e})") from None
+
+    async def get_ca(request: Request) -> Response:
+        if (denied := await authorized(request)) is not None:
+            return done("/v1beta1/ca", denied)
+        body = {"cert": b64(deps.data.ca_crt.read_bytes()), "key": b64(deps.data.ca_key.read_bytes())}
+        return done("/v1beta1/ca", JSONResponse(body))
+
+    async def post_members(request: Request) -> Response:
+        path = "/v1beta1/etcd/members"
+        try:
+            if int(request.headers.get("content-length") or 0) > MAX_BODY:
+                raise _TooLarge()
+            if (denied := await authorized(request)) is not None:
+                return done(path, denied)
+            node, peer_url = validate_join(await read_json(request))
+        except _TooLarge:
+            return done(path, PlainTextResponse(f"body larger than {MAX_BODY} bytes", 413))
+        except BadRequest as e:
+            return done(path, PlainTextResponse(str(e), 400))
+        with join_seconds.time():
+            try:
+                ans = await deps.join.join(node, peer_url)
+            except JoinConflict as e:
+                return done(path, PlainTextResponse(str(e), 409))
+            except JoinBusy as e:
+                return done(path, PlainTextResponse(str(e), 503, headers={"Retry-After": str(e.retry_after)}))
+            except E.StoreError as e:
+                return done(path, PlainTextResponse(f"etcd is not available: {e}", 503, headers={"Retry-After": "2"}))
+        ca_crt, ca_key = deps.data.etcd_cert("ca")
+        return done(path, JSONResponse({
+            "ca": {"cert": b64(ca_crt.read_bytes()), "key": b64(ca_key.read_bytes()), "saKey": None, "saPub": None},
+            "initialCluster": ans.initial_cluster(),
+            "clusterID": format(ans.cluster_id, "x"),
+            "memberID": ans.member.hex_id,
+            "name": ans.name,
+        }))
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    async def livez(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> Response:
+        reason = await deps.ready()
+        return PlainTextResponse("ok" if reason is None else reason, 200 if reason is None else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[
+        Route("/v1beta1/ca", get_ca, methods=["GET"]),
+        Route("/v1beta1/etcd/members", post_members, methods=["POST"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/livez", livez, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ])
+
+
+class _TooLarge(Exception):
+    pass
+
+
+_ERR = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "etcdward join API", "version": "v1beta1"},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "KeyPair": {"type": "object", "required": ["cert", "key"], "properties": {
+                "cert": {"type": "string", "format": "byte"}, "key": {"type": "string", "format": "byte"}}},
+            "JoinRequest": {"type": "object", "required": ["node", "peerAddress"], "properties": {
+                "node": {"type": "string", "maxLength": 253, "pattern": "^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"},
+                "peerAddress": {"type": "string", "example": "https://10.0.0.2:2380"}}},
+            "JoinResponse": {"type": "object", "required": ["ca", "initialCluster"], "properties": {
+                "ca": {"$ref": "#/components/schemas/KeyPair"},
+                "initialCluster": {"type": "array", "items": {"type": "string"}},
+                "clusterID": {"type": "string"}, "memberID": {"type": "string"}, "name": {"type": "string"}}},
+        },
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/v1beta1/ca": {"get": {"summary": "the cluster CA", "responses": {
+            "200": {"description": "CA", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/KeyPair"}}}},
+            "401": {"description": "bad token", **_ERR}}}},
+        "/v1beta1/etcd/members": {"post": {
+            "summary": "add this node as an etcd learner (idempotent by peer URL)",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/JoinRequest"}}}},
+            "responses": {
+                "200": {"description": "joined", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/JoinResponse"}}}},
+                "400": {"description": "invalid request; the message names the field", **_ERR},
+                "401": {"description": "bad token", **_ERR},
+                "409": {"description": "conflicts with an existing member", **_ERR},
+                "413": {"description": "body too large", **_ERR},
+                "503": {"description": "queued or etcd unavailable; retry after Retry-After", **_ERR}}}},
+    },
+}
+
+
+def server_ssl_context(data: DataDir) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(data.api_crt, data.api_key)
+    return ctx
+
+
+class _Server(uvicorn.Server):
+    """uvicorn inside our loop: the controller owns the signal handlers."""
+
+    def capture_signals(self) -> Any:  # type: ignore[override]
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+async def serve_api(ctl: "Controller") -> None:
+    from .lease import KeptLease
+
+    assert ctl.store is not None
+    lease = KeptLease(ctl.store, ttl=10)
+    await lease.grant()
+
+    def current_lease() -> int:
+        return lease.id if lease.valid else 0
+
+    async def ready() -> str | None:
+        try:
+            await ctl.store.ready()  # type: ignore[union-attr]
+            return None
+        except E.StoreError as e:
+            return f"etcd not ready: {e}"
+
+    deps = ApiDeps(store=ctl.store, data=ctl.data, join=JoinService(ctl.store, current_lease), ready=ready)
+    data = ctl.data
+    config = uvicorn.Config(
+        build_app(deps), host=ctl.cfg.api_address, port=ctl.cfg.api.port, log_level="warning", lifespan="off",
+        ssl_certfile=str(data.api_crt), ssl_keyfile=str(data.api_key),
+        ssl_context_factory=lambda _cfg, _default: server_ssl_context(data),
+        timeout_keep_alive=5,
+    )
+    server = _Server(config)
+    log.info("join API listening on https://%s:%d", ctl.cfg.api_address, ctl.cfg.api.port)
+    try:
+        await server.serve()
+    finally:
+        server.should_exit = True
+        await lease.close()
+    if not server.started:
+        raise RuntimeError(f"join API could not listen on {ctl.cfg.api_address}:{ctl.cfg.api.port}")
+    await asyncio.sleep(0)

@@ -1,0 +1,84 @@
+"""Shared CLI plumbing: data-dir/config resolution, errors, one output function."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from .. import config as cfgmod
+from ..paths import DEFAULT_DATA_DIR, DataDir
+from ..store import Store, local_store
+
+T = TypeVar("T")
+
+
+class CLIError(click.ClickException):
+    """Printed as the bare message on stderr; exit code 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.message, err=True)
+
+
+def data_dir_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR,
+                        show_default=True, help="etcdward data directory")(f)
+
+
+def output_option(choices: Sequence[str], default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("-o", "--output", type=click.Choice(list(choices)), default=default, show_default=True,
+                        help="output format")
+
+
+def node_config(data: DataDir) -> cfgmod.Config:
+    """The effective config the controller wrote to state/ (ports, addresses)."""
+    p = data.effective_config
+    if p.exists():
+        return cfgmod.load(p)
+    return cfgmod.Config()
+
+
+def open_store(data: DataDir, timeout: float = 5.0) -> Store:
+    cfg = node_config(data)
+    ca, _ = data.etcd_cert("ca")
+    if not ca.exists():
+        raise CLIError(f"no etcd certificates under {data.etcd_pki}: is {data.root} an etcdward data dir? (--data-dir)")
+    return local_store(data, cfg.etcd.client_port, timeout=timeout)
+
+
+def run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def with_store(data: DataDir, fn: Callable[[Store], Awaitable[T]], timeout: float = 5.0) -> T:
+    async def go() -> T:
+        store = open_store(data, timeout)
+        async with store:
+            return await fn(store)
+
+    return run(go())
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """kubectl-style plain table (no box), stable for scripts that use awk."""
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for c in columns:
+        table.add_column(c, no_wrap=True)
+    for r in rows:
+        table.add_row(*["" if v is None else str(v) for v in r])
+    Console(width=250, soft_wrap=True).print(table)
+
+
+def print_data(obj: Any, fmt: str) -> None:
+    if fmt == "yaml":
+        sys.stdout.write(yaml.safe_dump(obj, sort_keys=False))
+    else:
+        sys.stdout.write(json.dumps(obj, indent=2) + "\n")

@@ -1,0 +1,59 @@
+"""`etcdward etcd ...`: member-list (k0s format) and leave."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..paths import DataDir
+from ..store import Member, Store
+from ..store import errors as E
+from .common import CLIError, data_dir_option, print_data, print_table, with_store
+
+
+@click.group("etcd")
+def etcd_group() -> None:
+    """Manage the etcd cluster membership."""
+
+
+def k0s_member_list(members: list[Member]) -> str:
+    """Exactly k0s's one-line format: {"members":{"<name>":"<peerURL>"}} (keys sorted)."""
+    return json.dumps({"members": {m.name: m.peer_url for m in members}}, sort_keys=True,
+                      separators=(",", ":"))
+
+
+@etcd_group.command("member-list", context_settings={"ignore_unknown_options": False})
+@data_dir_option
+@click.option("-o", "--output", type=click.Choice(["json", "table", "wide"]), default="json", show_default=True)
+def member_list(data_dir: Path, output: str) -> None:
+    """List etcd cluster members (JSON encoded, like k0s)."""
+    data = DataDir.at(data_dir)
+
+    async def fetch(store: Store) -> list[Member]:
+        return await store.members()
+
+    try:
+        members = with_store(data, fetch)
+    except (E.StoreError, CLIError, OSError) as e:
+        msg = e.message if isinstance(e, CLIError) else str(e)
+        raise CLIError(f"can't list etcd cluster members: {msg}") from None
+    if output == "json":
+        sys.stdout.write(k0s_member_list(members) + "\n")
+        return
+    cols = ["ID", "NAME", "PEER URLS", "LEARNER", "STARTED"]
+    if output == "wide":
+        cols.insert(3, "CLIENT URLS")
+    rows = []
+    for m in sorted(members, key=lambda m: (m.name or "~", m.id)):
+        row = [m.hex_id, m.name or "(unstarted)", ",".join(m.peer_urls), str(m.is_learner).lower(),
+               str(m.started).lower()]
+        if output == "wide":
+            row.insert(3, ",".join(m.client_urls))
+        rows.append(row)
+    print_table(cols, rows)
+
+
+__all__ = ["etcd_group", "k0s_member_list", "print_data"]

@@ -1,0 +1,57 @@
+"""The start decision: one pure function of what is on disk and whether a token was given.
+
+    etcd/member/snap/db exists         -> START (a token, if any, is ignored)
+    no db, token given                 -> JOIN
+    no db, no token                    -> BOOTSTRAP a new single-member cluster
+
+Certificates and CA files have no bearing on it (k0s #5149: CA files were taken as "joined",
+and a node that crashed mid-join bootstrapped a second cluster). Two local facts can only make
+the answer *safer*, never turn a join into a bootstrap:
+- a tombstone (this node was removed from its cluster) -> REFUSE until `etcdward reset`;
+- a pinned cluster ID with no db and no token (the node was a member, its etcd data is gone)
+  -> REFUSE: bootstrapping would silently create a second cluster.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Action(enum.Enum):
+    START = "start"
+    JOIN = "join"
+    BOOTSTRAP = "bootstrap"
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True)
+class Disk:
+    has_db: bool
+    has_partial_etcd: bool = False  # etcd/ has content but no db (e.g. member/wal only)
+    pinned_cluster_id: str | None = None
+    tombstone: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    move_partial_aside: bool = False
+    reason: str = ""
+
+
+def decide(disk: Disk, token_given: bool) -> Decision:
+    if disk.tombstone:
+        return Decision(Action.REFUSE, reason=(
+            "this node was removed from its etcd cluster (see state/removed.json); "
+            "run `etcdward reset` before it can join again"))
+    if disk.has_db:
+        return Decision(Action.START, reason="etcd data exists (member/snap/db)")
+    if token_given:
+        return Decision(Action.JOIN, move_partial_aside=disk.has_partial_etcd, reason="no etcd data, token given")
+    if disk.pinned_cluster_id:
+        return Decision(Action.REFUSE, reason=(
+            f"this node was a member of cluster {disk.pinned_cluster_id} but its etcd data "
+            "(member/snap/db) is gone; bootstrapping would create a second cluster. "
+            "Join again with a token, or run `etcdward reset` to start over"))
+    return Decision(Action.BOOTSTRAP, move_partial_aside=disk.has_partial_etcd, reason="no etcd data, no token")

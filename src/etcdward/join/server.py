@@ -1,0 +1,178 @@
+"""The serving side of a join: idempotent learner adds behind a fair, cluster-wide FIFO queue.
+
+A request is answered, in this order:
+1. the same peer URL is already an unstarted member or a learner -> that member, at once
+   (a joiner that crashed and retries must never wait behind its own learner);
+2. a started voter has that peer URL, or another member has that name -> JoinConflict (409);
+3. otherwise it takes a place in `/etcdward/join-queue/` (one key per peer URL, bound to the
+   serving controller's lease, ordered by create revision, so the order holds whichever
+   controller serves the request) and waits until it is first and no learner is pending;
+   then it adds the learner, retrying etcd's "unhealthy cluster"/"too many learners".
+A request that waits longer than `hold` seconds gets JoinBusy (503 + Retry-After) and keeps
+its place for `PLACE_TTL` seconds so that its retry does not go to the back of the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..store import KV, Member, Store
+from ..store import errors as E
+
+log = logging.getLogger(__name__)
+
+QUEUE = "/etcdward/join-queue/"
+JOINS = "/etcdward/joins/"  # /etcdward/joins/<member id hex>: who asked for a learner, and when
+PLACE_TTL = 20.0
+POLL = 0.1
+
+
+class JoinConflict(Exception):
+    pass
+
+
+class JoinBusy(Exception):
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class JoinAnswer:
+    member: Member
+    members: list[Member]
+    cluster_id: int
+    name: str
+
+    def initial_cluster(self) -> list[str]:
+        out = []
+        for m in self.members:
+            name = self.name if m.id == self.member.id else m.name
+            out.extend(f"{name}={u}" for u in m.peer_urls)
+        return out
+
+
+def queue_key(peer_url: str) -> str:
+    return QUEUE + hashlib.sha256(peer_url.encode()).hexdigest()[:24]
+
+
+def find_conflict(members: list[Member], node: str, peer_url: str) -> str | None:
+    for m in members:
+        if peer_url in m.peer_urls and m.started and not m.is_learner:
+            return (f"peer URL {peer_url} belongs to voting member {m.name} (id {m.hex_id}); remove it first "
+                    f"(`etcdward etcd leave --peer-address <address>` or `etcdward patch etcdmember {m.name} --leave`) "
+                    "and wipe that node's data with `etcdward reset` before it joins again")
+        if m.name == node and peer_url not in m.peer_urls:
+            return (f"a member named {node} already exists with peer URL {m.peer_url} (id {m.hex_id}); remove it "
+                    f"first (`etcdward patch etcdmember {node} --leave`) or give this node another name "
+                    "(spec.storage.etcd.extraArgs.name)")
+    return None
+
+
+def pending_member(members: list[Member], peer_url: str) -> Member | None:
+    """The member this peer URL already got from an earlier request, if it is still joining."""
+    for m in members:
+        if peer_url in m.peer_urls and (not m.started or m.is_learner):
+            return m
+    return None
+
+
+class JoinService:
+    def __init__(self, store: Store, lease_id: Any, hold: float = 28.0) -> None:
+        self.store = store
+        self._lease_id = lease_id  # callable returning the serving controller's current lease
+        self.hold = hold
+
+    async def join(self, node: str, peer_url: str) -> JoinAnswer:
+        deadline = time.monotonic() + self.hold
+        key = queue_key(peer_url)
+        queued = False
+        try:
+            while True:
+                entries = await self._queue()  # queue first, then members: see _my_turn
+                members = await self.store.members()
+                mine = pending_member(members, peer_url)
+                if mine:
+                    return await self._answer(mine, members, node)
+                conflict = find_conflict(members, node, peer_url)
+                if conflict:
+                    raise JoinConflict(conflict)
+                if not queued:
+                    entries = await self._enqueue(key, node, peer_url, entries)
+                    queued = True
+                if self._my_turn(key, entries, members):
+                    try:
+                        member, members = await self.store.add_learner(peer_url)
+                    except (E.TooManyLearners, E.UnhealthyCluster, E.NotEnoughStarted, E.LeaderChanged) as e:
+                        log.debug("join %s: add refused for now (%s)", node, e)
+                    except E.PeerURLExists:
+                        pass  # an earlier attempt of ours landed: the next pass finds it
+                    except E.Unavailable as e:
+                        log.info("join %s: add outcome unknown (%s); re-reading the member list", node, e)
+                    else:
+                        log.info("added learner %s (id %x, %s)", node, member.id, peer_url)
+                        await self.store.put(JOINS + format(member.id, "x"), json.dumps(
+                            {"node": node, "peerURL": peer_url, "added": time.time()}))
+                        await self._leave_queue(key)
+                        return await self._answer(member, members, node)
+                if time.monotonic() + POLL > deadline:
+                    raise JoinBusy(f"join of {node} is queued ({self._position(key, entries)} in line); retry", 2)
+                await asyncio.sleep(POLL)
+        except (JoinConflict, E.StoreError):
+            if queued:
+                await self._leave_queue(key)
+            raise
+
+    async def _answer(self, member: Member, members: list[Member], node: str) -> JoinAnswer:
+        status = await self.store.status()
+        return JoinAnswer(member=member, members=members, cluster_id=status.cluster_id, name=node)
+
+    async def _queue(self) -> list[KV]:
+        kvs, _ = await self.store.get_prefix(QUEUE)
+        now = time.time()
+        live = []
+        for kv in sorted(kvs, key=lambda kv: kv.create_revision):
+            try:
+                expires = json.loads(kv.value).get("expires", 0)
+            except ValueError:
+                expires = 0
+            if expires < now:
+                # A joiner that stopped retrying must not hold the head of the line forever.
+                await self.store.delete_if(kv.key, kv.mod_revision)
+                continue
+            live.append(kv)
+        return live
+
+    async def _enqueue(self, key: str, node: str, peer_url: str, entries: list[KV]) -> list[KV]:
+        body = json.dumps({"node": node, "peerURL": peer_url, "expires": time.time() + self.hold + PLACE_TTL})
+        lease = self._lease_id()
+        existing = next((kv for kv in entries if kv.key == key), None)
+        if existing is None:
+            await self.store.create(key, body, lease=lease)
+        else:  # keep the original create revision = keep the place in line
+            await self.store.update(key, body, existing.mod_revision, lease=lease)
+        return await self._queue()
+
+    async def _leave_queue(self, key: str) -> None:
+        try:
+            await self.store.delete(key)
+        except E.StoreError as e:
+            log.debug("could not leave join queue: %s (its place expires by itself)", e)
+
+    @staticmethod
+    def _my_turn(key: str, entries: list[KV], members: list[Member]) -> bool:
+        # The member list is read after the queue, so a learner added by the previous head
+        # (which leaves the queue only after its add) is always visible here.
+        if not entries or entries[0].key != key:
+            return False
+        return not any(m.is_learner or not m.started for m in members)
+
+    @staticmethod
+    def _position(key: str, entries: list[KV]) -> int:
+        return next((i + 1 for i, kv in enumerate(entries) if kv.key == key), len(entries) + 1)

@@ -1,0 +1,69 @@
+"""A lease kept alive in the background, with an honest local view of whether it still holds.
+
+`valid` turns False as soon as the last confirmed keep-alive is older than the TTL minus a
+margin, even if etcd cannot be asked (partition): a holder must stop acting before etcd
+could have let the lease expire and handed its keys to someone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from .store import Store
+from .store import errors as E
+
+log = logging.getLogger(__name__)
+
+
+class KeptLease:
+    def __init__(self, store: Store, ttl: int) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.id = 0
+        self._confirmed = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self.lost = asyncio.Event()
+
+    @property
+    def valid(self) -> bool:
+        return self.id != 0 and time.monotonic() - self._confirmed < self.ttl * 0.8
+
+    async def grant(self) -> int:
+        t0 = time.monotonic()
+        self.id = await self.store.grant_lease(self.ttl)
+        self._confirmed = t0
+        self.lost.clear()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._keep(), name=f"lease-{self.id:x}")
+        return self.id
+
+    async def _keep(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.5, self.ttl / 4))
+            t0 = time.monotonic()
+            try:
+                ttl = await self.store.refresh_lease(self.id)
+            except E.StoreError as e:
+                log.debug("lease %x keep-alive failed: %s", self.id, e)
+                if not self.valid:
+                    self.lost.set()
+                continue
+            if ttl <= 0:
+                log.warning("lease %x expired", self.id)
+                self.lost.set()
+                return
+            self._confirmed = t0
+
+    async def close(self, revoke: bool = True) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+            self._task = None
+        if revoke and self.id:
+            with contextlib.suppress(E.StoreError):
+                await self.store.revoke_lease(self.id)
+        self.id = 0

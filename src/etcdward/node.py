@@ -1,0 +1,249 @@
+"""The controller: wires config, PKI, the start decision, the etcd supervisor, the join API and
+the reconciler into one event loop.
+
+    prepare()  checks everything that can be checked before touching the data dir
+    run()      decide -> (join | bootstrap | start) -> supervise -> serve until stopped
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import identity, pki
+from .config import Config
+from .decision import Action, Decision, Disk, decide
+from .identity import Identity
+from .paths import DataDir, atomic_write
+from .store import Store, local_store
+from .store import errors as E
+from .supervisor import LaunchPlan, MemberWasRemoved, Supervisor, SupervisorGaveUp, etcd_args, find_etcd
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 120.0
+
+
+class ControllerError(Exception):
+    """A fatal, explained reason to stop (printed as one line, exit code 1)."""
+
+
+@dataclass
+class Options:
+    data: DataDir
+    config: Config
+    token: str | None = None
+    join_timeout: float = 600.0
+
+
+def inspect_disk(data: DataDir) -> Disk:
+    has_db = data.etcd_db.is_file()
+    partial = data.etcd.is_dir() and any(data.etcd.iterdir()) and not has_db
+    pinned = None
+    with contextlib.suppress(RuntimeError):
+        ident = identity.load(data)
+        pinned = ident.cluster_id if ident else None
+    join_pending = data.join_file.exists() and not has_db
+    return Disk(has_db=has_db, has_partial_etcd=partial, pinned_cluster_id=pinned or (
+        _join_cluster_id(data) if join_pending else None), tombstone=data.tombstone.exists())
+
+
+def _join_cluster_id(data: DataDir) -> str | None:
+    """A join that was started but not finished pins the cluster it was joining: a restart
+    without the token must not bootstrap a second cluster instead."""
+    try:
+        return json.loads(data.join_file.read_text()).get("clusterID") or "(join in progress)"
+    except (OSError, ValueError):
+        return "(join in progress)"
+
+
+def move_aside(path: Path) -> Path:
+    dest = path.with_name(f"{path.name}.aside-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}")
+    os.replace(path, dest)
+    return dest
+
+
+def check_port_free(address: str, port: int, what: str) -> None:
+    fam = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError as e:
+            raise ControllerError(
+                f"{what} {address}:{port} is not available ({e.strerror}); stop whatever uses it or "
+                f"choose another port in the config") from None
+
+
+def check_data_dir_writable(data: DataDir) -> None:
+    try:
+        data.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        probe = data.root / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ControllerError(f"data dir {data.root} is not writable ({e.strerror}); use --data-dir or fix permissions") from None
+
+
+class Controller:
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.data = opts.data
+        self.cfg = opts.config.effective()
+        self.sup: Supervisor | None = None
+        self.store: Store | None = None
+        self.ident: Identity | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- preflight ---------------------------------------------------------------------
+    def prepare(self) -> tuple[Decision, str]:
+        check_data_dir_writable(self.data)
+        binary = find_etcd(self.cfg.etcd.binary or None)
+        disk = inspect_disk(self.data)
+        d = decide(disk, token_given=bool(self.opts.token))
+        if d.action is Action.REFUSE:
+            raise ControllerError(d.reason)
+        check_port_free("127.0.0.1", self.cfg.etcd.client_port, "etcd client port")
+        check_port_free(self.cfg.peer_address, self.cfg.etcd.peer_port, "etcd peer address")
+        check_port_free(self.cfg.api_address, self.cfg.api.port, "join API address")
+        return d, binary
+
+    # -- main --------------------------------------------------------------------------
+    async def run(self) -> int:
+        decision, binary = self.prepare()
+        log.info("start decision: %s (%s)", decision.action.value.upper(), decision.reason)
+        if decision.move_partial_aside:
+            dest = move_aside(self.data.etcd)
+            log.warning("moved partial etcd data dir aside to %s (no member/snap/db in it)", dest)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        try:
+            plan = await self._plan(decision.action)
+            atomic_write(self.data.effective_config, self.cfg.to_yaml())
+            self.sup = Supervisor(binary, etcd_args(self.cfg, self.data, plan), self.data)
+            await self.sup.start()
+            sup_task = asyncio.create_task(self.sup.run(), name="etcd-supervisor")
+            self.store = local_store(self.data, self.cfg.etcd.client_port)
+            await self.store.connect()
+            ready = asyncio.create_task(self._wait_ready(decision.action), name="wait-ready")
+            stop = asyncio.create_task(self._stop.wait(), name="stop")
+            done, _ = await asyncio.wait({sup_task, ready, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if stop in done:
+                return 0
+            if sup_task in done:
+                sup_task.result()  # raises the supervisor's reason
+            ready.result()
+            await self._after_ready()
+            done, _ = await asyncio.wait({sup_task, stop, *self._tasks}, return_when=asyncio.FIRST_COMPLETED)
+            if sup_task in done:
+                sup_task.result()
+            for t in done:
+                if t is not stop and t is not sup_task and t.exception():
+                    raise t.exception()  # type: ignore[misc]
+            return 0
+        except MemberWasRemoved as e:
+            return self._removed(str(e))
+        except SupervisorGaveUp as e:
+            raise ControllerError(str(e)) from None
+        except Exception as e:
+            from .join.client import JoinFailed
+
+            if isinstance(e, JoinFailed):
+                raise ControllerError(f"join failed: {e}") from None
+            raise
+        finally:
+            await self.shutdown()
+
+    async def _plan(self, action: Action) -> LaunchPlan:
+        pinned = identity.load(self.data)
+        name = identity.resolve_name(pinned, self.cfg.etcd.name)
+        if action is Action.JOIN:
+            from .join.client import perform_join  # the join protocol owns the joining side
+
+            return await perform_join(self, name)
+        hostname = identity.hostname()
+        pki.ensure_node_pki(self.data, peer_address=self.cfg.peer_address, api_address=self.cfg.api_address,
+                            sans=self.cfg.api.sans, hostname=hostname, create_cas=True)
+        self.ident = (pinned or Identity(name=name)).with_(name=name)
+        identity.save(self.data, self.ident)
+        if action is Action.BOOTSTRAP:
+            return LaunchPlan(name=name, initial_cluster=f"{name}={self.cfg.peer_url}", state="new",
+                              cluster_token=f"etcdward-{secrets.token_hex(8)}")
+        return LaunchPlan(name=name)
+
+    async def _wait_ready(self, action: Action) -> None:
+        """Until a linearizable read passes (a learner passes only once promoted)."""
+        assert self.store and self.sup
+        deadline = time.monotonic() + (self.opts.join_timeout if action is Action.JOIN else READY_TIMEOUT)
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                await self.store.ready()
+                break
+            except E.StoreError as e:
+                last = e
+                await asyncio.sleep(0.2)
+        else:
+            raise ControllerError(f"etcd did not become ready in time: {last}")
+        status = await self.store.status()
+        cluster_id, member_id = format(status.cluster_id, "x"), format(status.member_id, "x")
+        pinned = identity.load(self.data)
+        if pinned and pinned.cluster_id and pinned.cluster_id != cluster_id:
+            raise ControllerError(
+                f"etcd reports cluster ID {cluster_id} but this node is pinned to cluster {pinned.cluster_id} "
+                f"({self.data.identity_file}); refusing to run in a different cluster")
+        name = identity.resolve_name(pinned, self.cfg.etcd.name)
+        self.ident = Identity(name=name, cluster_id=cluster_id, member_id=member_id)
+        identity.save(self.data, self.ident)
+        with contextlib.suppress(FileNotFoundError):
+            self.data.join_file.unlink()  # the join is complete: this node is a voter
+        log.info("etcd ready: member %s (id %s) in cluster %s", name, member_id, cluster_id)
+
+    async def _after_ready(self) -> None:
+        """Start what runs on a voting member: the join API and the reconciler."""
+        from .services import start_voter_services
+
+        self._tasks.extend(await start_voter_services(self))
+
+    def _removed(self, why: str) -> int:
+        from .services import write_tombstone
+
+        write_tombstone(self, why)
+        return 0
+
+    async def shutdown(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        if self.store:
+            with contextlib.suppress(Exception):
+                await self.store.close()
+        if self.sup:
+            await self.sup.stop()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+
+def remove_tree_contents_aside(data: DataDir) -> Path | None:
+    if data.etcd.exists():
+        return move_aside(data.etcd)
+    return None
+
+
+def wipe(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,121 @@
+"""The data-dir layout, in one place.
+
+Operators and other tools rely on these exact names (see README, "Data dir layout").
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("/var/lib/etcdward")
+
+
+@dataclass(frozen=True)
+class DataDir:
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str] | None) -> DataDir:
+        return cls(Path(path).absolute() if path else DEFAULT_DATA_DIR)
+
+    # -- pki -------------------------------------------------------------------------------
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def ca_crt(self) -> Path:
+        return self.pki / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.pki / "ca.key"
+
+    @property
+    def api_crt(self) -> Path:
+        return self.pki / "api.crt"
+
+    @property
+    def api_key(self) -> Path:
+        return self.pki / "api.key"
+
+    @property
+    def etcd_pki(self) -> Path:
+        return self.pki / "etcd"
+
+    def etcd_cert(self, kind: str) -> tuple[Path, Path]:
+        """(crt, key) for kind in ca | server | peer | client."""
+        return self.etcd_pki / f"{kind}.crt", self.etcd_pki / f"{kind}.key"
+
+    # -- etcd ------------------------------------------------------------------------------
+    @property
+    def etcd(self) -> Path:
+        return self.root / "etcd"
+
+    @property
+    def etcd_db(self) -> Path:
+        # etcd's own persistent state is the only join marker (k0s #5149).
+        return self.etcd / "member" / "snap" / "db"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def etcd_log(self) -> Path:
+        return self.logs / "etcd.log"
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def identity_file(self) -> Path:
+        return self.state / "identity.json"
+
+    @property
+    def effective_config(self) -> Path:
+        return self.state / "config.yaml"
+
+    @property
+    def tombstone(self) -> Path:
+        return self.state / "removed.json"
+
+    @property
+    def join_file(self) -> Path:
+        """What the join API answered; lets a restart after a crash finish the same join."""
+        return self.state / "join.json"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state / "controller.pid"
+
+
+def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    """Write a file so that readers see the old or the new content, never a torn one."""
+    if isinstance(data, str):
+        data = data.encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

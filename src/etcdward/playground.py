@@ -1,0 +1,176 @@
+"""`etcdward up`: N local controllers on loopback addresses 127.0.0.(10+i), each with its own
+data dir, config and client port. The first bootstraps; the others join in parallel with one
+token. Controllers are separate processes (`python -m etcdward controller`), as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from . import tokens
+from .config import Config
+from .paths import DataDir
+from .store import Member, local_store
+from .store import errors as E
+
+BASE_CLIENT_PORT = 22379  # loopback client ports 22379+i: clear of a package-started etcd on 2379
+
+
+@dataclass
+class PlayNode:
+    index: int
+    root: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"n{self.index}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.{10 + self.index}"
+
+    @property
+    def client_port(self) -> int:
+        return BASE_CLIENT_PORT + self.index
+
+    @property
+    def data(self) -> DataDir:
+        return DataDir(self.root / self.name)
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / f"{self.name}.yaml"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / f"{self.name}.log"
+
+    def write_config(self) -> None:
+        cfg = {"spec": {"api": {"address": self.address, "port": 9443},
+                        "storage": {"etcd": {"peerAddress": self.address, "peerPort": 2380,
+                                             "clientPort": self.client_port, "extraArgs": {"name": self.name}}}}}
+        self.config_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    def start(self, token: str | None = None) -> None:
+        self.write_config()
+        argv = [sys.executable, "-m", "etcdward", "controller", "-c", str(self.config_file),
+                "--data-dir", str(self.data.root)]
+        if token:
+            tf = self.root / f"{self.name}.token"
+            tf.write_text(token + "\n")
+            tf.chmod(0o600)
+            argv += ["--token-file", str(tf)]
+        log = self.log_file.open("ab")
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if not self.proc:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+
+class Playground:
+    def __init__(self, root: Path, n: int, say: Callable[[str], None] = print) -> None:
+        if n < 1 or n > 9:
+            raise ValueError("--nodes must be between 1 and 9")
+        self.root = root.absolute()
+        self.nodes = [PlayNode(i, self.root) for i in range(1, n + 1)]
+        self.say = say
+
+    async def members(self, node: PlayNode) -> list[Member]:
+        async with local_store(node.data, node.client_port, timeout=3) as st:
+            return await st.members()
+
+    async def _wait(self, what: str, check: Callable[[], "asyncio.Future[bool]"], timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for n in self.nodes:
+                if n.proc and n.proc.poll() is not None:
+                    raise RuntimeError(f"{n.name} exited with code {n.proc.returncode}; see {n.log_file}")
+            with contextlib.suppress(E.StoreError, OSError):
+                if await check():
+                    return
+            await asyncio.sleep(0.25)
+        raise RuntimeError(f"timed out waiting for {what}")
+
+    async def form(self, timeout: float = 180.0) -> list[Member]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        first = self.nodes[0]
+        existing = first.data.etcd_db.exists()
+        first.start()
+        self.say(f"started {first.name} ({first.address}) {'(existing data)' if existing else 'bootstrapping'}")
+
+        async def first_ready() -> bool:
+            async with local_store(first.data, first.client_port, timeout=2) as st:
+                await st.ready()
+                return True
+
+        await self._wait(f"{first.name} to be ready", first_ready, 60)
+        token = None
+        if len(self.nodes) > 1:
+            token = await self.create_token(first)
+        for n in self.nodes[1:]:
+            n.start(None if n.data.etcd_db.exists() else token)
+        if len(self.nodes) > 1:
+            self.say(f"started {', '.join(n.name for n in self.nodes[1:])} (joining in parallel with one token)")
+        want = {n.name for n in self.nodes}
+        seen: set[str] = set()
+
+        async def formed() -> bool:
+            ms = await self.members(first)
+            voters = {m.name for m in ms if m.started and not m.is_learner}
+            for name in sorted(voters - seen):
+                self.say(f"  {name} is a voting member")
+            seen.update(voters)
+            return voters >= want and len(ms) == len(want)
+
+        await self._wait(f"all {len(want)} nodes to be voting members", formed, timeout)
+        return await self.members(first)
+
+    async def create_token(self, node: PlayNode) -> str:
+        cfg = Config.model_validate(yaml.safe_load(node.config_file.read_text())).effective()
+        async with local_store(node.data, node.client_port) as st:
+            bearer, _ = await tokens.create(st, "controller", tokens.parse_duration("1h"))
+        return tokens.encode(tokens.JoinToken(cfg.api_url, node.data.ca_crt.read_bytes(), bearer))
+
+    async def verify(self) -> None:
+        """Every node sees the same member list and cluster ID."""
+        views = []
+        for n in self.nodes:
+            async with local_store(n.data, n.client_port) as st:
+                ms = await st.members()
+                status = await st.status()
+            views.append((status.cluster_id, sorted((m.id, m.name, m.is_learner) for m in ms)))
+        if len({v[0] for v in views}) != 1:
+            raise RuntimeError(f"nodes disagree on the cluster ID: {[format(v[0], 'x') for v in views]}")
+        if any(v[1] != views[0][1] for v in views):
+            raise RuntimeError("nodes disagree on the member list")
+
+    def stop(self) -> None:
+        for n in reversed(self.nodes):
+            rc = n.stop()
+            if rc not in (None, 0):
+                self.say(f"{n.name} exited with code {rc}; see {n.log_file}")

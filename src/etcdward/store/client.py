@@ -1,0 +1,329 @@
+"""The etcd adapter: THE ONLY module that imports the etcd client library (etcd3aio).
+
+Contract
+- Every method raises only `store.errors.*` (gRPC/library errors are mapped here).
+- CAS writes: `create` (create_revision == 0), `update`/`delete_if` (mod_revision == N). They
+  return False when the compare lost; they never retry a lost compare.
+- Membership RPCs (`add_learner`, `promote`, `remove_member`, `move_leader`) are sent ONCE
+  (`max_attempts=1`): they are not idempotent, so retrying is the caller's decision
+  (see `retry.py`), after it has re-read the member list.
+- Reads and KV writes use a short client-side retry for transport errors only.
+- One client talks to one endpoint (per-member calls such as `status` must not be spread
+  round-robin over several members).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+from etcd3aio import (
+    Etcd3Client,
+    EtcdConnectionError,
+    EtcdError,
+    EtcdPermissionDeniedError,
+    EtcdTransientError,
+    EtcdUnauthenticatedError,
+    prefix_range_end,
+)
+
+from . import errors as E
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Member:
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    is_learner: bool
+
+    @property
+    def started(self) -> bool:
+        # An added member has no name until its process starts and publishes itself.
+        return bool(self.name)
+
+    @property
+    def peer_url(self) -> str:
+        return self.peer_urls[0] if self.peer_urls else ""
+
+    @property
+    def hex_id(self) -> str:
+        return format(self.id, "x")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.hex_id, "name": self.name, "peerURLs": list(self.peer_urls),
+            "clientURLs": list(self.client_urls), "isLearner": self.is_learner, "started": self.started,
+        }
+
+
+@dataclass(frozen=True)
+class Status:
+    member_id: int
+    cluster_id: int
+    leader_id: int
+    raft_term: int
+    raft_index: int
+    is_learner: bool
+    version: str
+    db_size: int
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KV:
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    lease: int
+
+    def json(self) -> Any:
+        return json.loads(self.value)
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    kind: str  # "put" | "delete"
+    key: str
+    value: bytes
+    mod_revision: int
+
+
+def _member(m: Any) -> Member:
+    return Member(int(m.ID), m.name, tuple(m.peerURLs), tuple(m.clientURLs), bool(m.isLearner))
+
+
+def _kv(kv: Any) -> KV:
+    return KV(kv.key.decode(), bytes(kv.value), int(kv.create_revision), int(kv.mod_revision), int(kv.lease))
+
+
+def map_error(exc: BaseException, op: str) -> E.StoreError:
+    """Turn a library/gRPC error into the most specific store error."""
+    if isinstance(exc, E.StoreError):
+        return exc
+    if isinstance(exc, grpc.aio.AioRpcError):
+        detail = exc.details() or exc.code().name
+        kind = E.classify(detail)
+        if kind is None:
+            code = exc.code()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+                kind = E.Unavailable
+            elif code == grpc.StatusCode.PERMISSION_DENIED:
+                kind = E.PermissionDenied
+            elif code == grpc.StatusCode.NOT_FOUND:
+                kind = E.MemberNotFound
+            else:
+                kind = E.StoreError
+        return kind(f"{op}: {detail}")
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return E.Unavailable(f"{op}: timed out")
+    if isinstance(exc, (EtcdPermissionDeniedError, EtcdUnauthenticatedError)):
+        return E.PermissionDenied(str(exc))
+    if isinstance(exc, (EtcdConnectionError, EtcdTransientError, EtcdError)):
+        msg = str(exc)
+        return (E.classify(msg) or E.Unavailable)(msg)
+    return E.StoreError(f"{op}: {exc}")
+
+
+class Store:
+    """An etcd client bound to one endpoint, over mutual TLS."""
+
+    def __init__(self, endpoint: str, *, ca: bytes, cert: bytes, key: bytes,
+                 server_name: str = "localhost", timeout: float = DEFAULT_TIMEOUT) -> None:
+        # etcd3aio only accepts IPv4 literals; our endpoints are https://127.0.0.1:<port>.
+        self.endpoint = endpoint.removeprefix("https://").removeprefix("http://")
+        self.timeout = timeout
+        self._client = Etcd3Client(
+            [self.endpoint], ca_cert=ca, cert_key=key, cert_chain=cert, tls_server_name=server_name,
+            rpc_max_attempts=2,
+        )
+        self._connected = False
+
+    @classmethod
+    def from_files(cls, endpoint: str, ca: Path, cert: Path, key: Path, **kw: Any) -> Store:
+        return cls(endpoint, ca=ca.read_bytes(), cert=cert.read_bytes(), key=key.read_bytes(), **kw)
+
+    async def __aenter__(self) -> Store:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        if not self._connected:
+            await self._client.connect()
+            self._connected = True
+
+    async def close(self) -> None:
+        if self._connected:
+            self._connected = False
+            await self._client.close()
+
+    async def _call(self, op: str, coro_fn: Any, *args: Any, timeout: float | None = None, **kw: Any) -> Any:
+        try:
+            return await asyncio.wait_for(coro_fn(*args, **kw), timeout or self.timeout)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - mapped below, never leaks
+            raise map_error(exc, op) from None
+
+    # -- health --------------------------------------------------------------------------
+    async def ready(self, timeout: float = 2.0) -> None:
+        """A linearizable read: passes only on a voting member of a cluster with quorum."""
+        await self._call("ready", self._client.kv.get, "/etcdward/health", timeout=timeout, max_attempts=1)
+
+    async def status(self, timeout: float | None = None) -> Status:
+        r = await self._call("status", self._client.maintenance.status, timeout=timeout, max_attempts=1)
+        return Status(
+            member_id=int(r.header.member_id), cluster_id=int(r.header.cluster_id), leader_id=int(r.leader),
+            raft_term=int(r.raftTerm), raft_index=int(r.raftIndex), is_learner=bool(r.isLearner),
+            version=r.version, db_size=int(r.dbSize), errors=tuple(r.errors),
+        )
+
+    # -- kv ------------------------------------------------------------------------------
+    async def get(self, key: str) -> KV | None:
+        r = await self._call("get", self._client.kv.get, key)
+        return _kv(r.kvs[0]) if r.kvs else None
+
+    async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
+        """All keys under prefix and the store revision they were read at."""
+        r = await self._call("get_prefix", self._client.kv.get, prefix, prefix_range_end(prefix))
+        return [_kv(kv) for kv in r.kvs], int(r.header.revision)
+
+    async def put(self, key: str, value: bytes | str, lease: int = 0) -> int:
+        r = await self._call("put", self._client.kv.put, key, value, lease)
+        return int(r.header.revision)
+
+    async def create(self, key: str, value: bytes | str, lease: int = 0) -> bool:
+        """Write key only if it does not exist."""
+        kv = self._client.kv
+        r = await self._call("create", kv.txn, [kv.txn_compare_create_revision(key, 0)],
+                             [kv.txn_op_put(key, value, lease=lease)], max_attempts=1)
+        return bool(r.succeeded)
+
+    async def update(self, key: str, value: bytes | str, mod_revision: int, lease: int = 0) -> bool:
+        """Write key only if it was not modified since mod_revision."""
+        kv = self._client.kv
+        cmp = _mod_compare(kv, key, mod_revision)
+        r = await self._call("update", kv.txn, [cmp], [kv.txn_op_put(key, value, lease=lease)], max_attempts=1)
+        return bool(r.succeeded)
+
+    async def delete_if(self, key: str, mod_revision: int) -> bool:
+        kv = self._client.kv
+        r = await self._call("delete", kv.txn, [_mod_compare(kv, key, mod_revision)], [kv.txn_op_delete(key)],
+                             max_attempts=1)
+        return bool(r.succeeded)
+
+    async def delete(self, key: str) -> bool:
+        r = await self._call("delete", self._client.kv.delete, key)
+        return int(r.deleted) > 0
+
+    async def delete_prefix(self, prefix: str) -> int:
+        r = await self._call("delete", self._client.kv.delete, prefix, prefix_range_end(prefix))
+        return int(r.deleted)
+
+    async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
+        """Batches of events under prefix from start_revision on.
+
+        Raises Unavailable when the watch is cancelled (e.g. compaction): the caller re-lists
+        and watches again from the new revision (etcd3aio would otherwise hang silently).
+        """
+        try:
+            async for resp in self._client.watch.watch(prefix, prefix_range_end(prefix), start_revision):
+                if resp.canceled or resp.compact_revision:
+                    raise E.Unavailable(f"watch {prefix} cancelled (compacted at {resp.compact_revision})")
+                if resp.events:
+                    yield [
+                        WatchEvent("delete" if ev.type == 1 else "put", ev.kv.key.decode(), bytes(ev.kv.value),
+                                   int(ev.kv.mod_revision))
+                        for ev in resp.events
+                    ]
+        except asyncio.CancelledError:
+            raise
+        except E.StoreError:
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            raise map_error(exc, "watch") from None
+
+    # -- leases --------------------------------------------------------------------------
+    async def grant_lease(self, ttl: int) -> int:
+        r = await self._call("lease grant", self._client.lease.grant, ttl)
+        return int(r.ID)
+
+    async def refresh_lease(self, lease_id: int) -> int:
+        """One keep-alive round trip; returns the remaining TTL (<= 0: the lease is gone)."""
+
+        async def once() -> int:
+            call = self._client.lease.keep_alive(lease_id)
+            try:
+                async for resp in call:
+                    return int(resp.TTL)
+                return 0
+            finally:
+                call.cancel()
+
+        return await self._call("lease keepalive", once)
+
+    async def revoke_lease(self, lease_id: int) -> None:
+        try:
+            await self._call("lease revoke", self._client.lease.revoke, lease_id, timeout=2.0, max_attempts=1)
+        except E.StoreError as e:
+            if "not found" not in str(e):
+                raise
+
+    # -- membership (sent once; the caller owns the retry) -------------------------------
+    async def members(self, timeout: float | None = None) -> list[Member]:
+        r = await self._call("member list", self._client.cluster.member_list, timeout=timeout)
+        return [_member(m) for m in r.members]
+
+    async def add_learner(self, peer_url: str) -> tuple[Member, list[Member]]:
+        r = await self._call("member add", self._client.cluster.member_add, [peer_url], is_learner=True,
+                             max_attempts=1)
+        return _member(r.member), [_member(m) for m in r.members]
+
+    async def promote(self, member_id: int) -> list[Member]:
+        r = await self._call("member promote", self._client.cluster.member_promote, member_id, max_attempts=1)
+        return [_member(m) for m in r.members]
+
+    async def remove_member(self, member_id: int) -> list[Member]:
+        r = await self._call("member remove", self._client.cluster.member_remove, member_id, max_attempts=1)
+        return [_member(m) for m in r.members]
+
+    async def move_leader(self, target_id: int) -> None:
+        await self._call("move leader", self._client.maintenance.move_leader, target_id, max_attempts=1,
+                         timeout=10.0)
+
+    async def snapshot(self, path: Path) -> int:
+        """Stream a snapshot of this member's backend into path; returns its size."""
+
+        async def save() -> int:
+            n = 0
+            with path.open("wb") as fh:
+                async for chunk in self._client.maintenance.snapshot(max_attempts=1):
+                    fh.write(chunk)
+                    n += len(chunk)
+            return n
+
+        return await self._call("snapshot", save, timeout=600.0)
+
+
+def _mod_compare(kv: Any, key: str, mod_revision: int) -> Any:
+    # etcd3aio has no helper for MOD compares; build it from the version helper's message type.
+    cmp = kv.txn_compare_version(key, 0)
+    cmp.target = type(cmp).MOD
+    cmp.mod_revision = mod_revision
+    return cmp

@@ -1,0 +1,183 @@
+"""Join tokens: k0s-compatible encoding, stored in etcd as a hash only.
+
+Token string = base64(gzip(kubeconfig YAML)) with one cluster (`server`, CA), one user
+`controller-bootstrap` whose token is `<id>.<secret>`. etcd holds `/etcdward/tokens/<id>` =
+{role, secretHash, created, expires}; the secret itself is never stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import gzip
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import string
+from dataclasses import dataclass
+
+import yaml
+
+from .store import Store
+
+PREFIX = "/etcdward/tokens/"
+TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
+USER = "controller-bootstrap"
+ROLES = ("controller",)
+_ALPHABET = string.ascii_lowercase + string.digits
+
+
+class TokenError(Exception):
+    """A token string that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class JoinToken:
+    server: str  # https://host:port of a join API
+    ca_pem: bytes  # cluster CA certificate
+    bearer: str  # "<id>.<secret>"
+
+    @property
+    def id(self) -> str:
+        return self.bearer.split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    role: str
+    secret_hash: str
+    created: str
+    expires: str | None
+
+    def expired(self, now: dt.datetime | None = None) -> bool:
+        if not self.expires:
+            return False
+        return (now or _now()) >= dt.datetime.fromisoformat(self.expires)
+
+    def to_json(self) -> str:
+        return json.dumps({"id": self.id, "role": self.role, "secretHash": self.secret_hash,
+                           "created": self.created, "expires": self.expires})
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_bearer() -> tuple[str, str]:
+    return ("".join(secrets.choice(_ALPHABET) for _ in range(6)),
+            "".join(secrets.choice(_ALPHABET) for _ in range(16)))
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """Go-style durations ("24h", "1h30m", "90s", "0"); 0 means never."""
+    text = text.strip()
+    if text in ("0", "0s"):
+        return dt.timedelta(0)
+    pos, total = 0, 0.0
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    for m in _DURATION_RE.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * units[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"{text!r} is not a duration (examples: 24h, 30m, 1h30m, 0 for never)")
+    return dt.timedelta(seconds=total)
+
+
+def encode(token: JoinToken) -> str:
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "k0s", "cluster": {
+            "server": token.server,
+            "certificate-authority-data": base64.b64encode(token.ca_pem).decode()}}],
+        "contexts": [{"name": "k0s", "context": {"cluster": "k0s", "user": USER}}],
+        "current-context": "k0s",
+        "preferences": {},
+        "users": [{"name": USER, "user": {"token": token.bearer}}],
+    }
+    raw = yaml.safe_dump(kubeconfig, sort_keys=False).encode()
+    return base64.b64encode(gzip.compress(raw, compresslevel=9)).decode()
+
+
+def decode(text: str) -> JoinToken:
+    try:
+        raw = gzip.decompress(base64.b64decode(text.strip(), validate=True))
+        kc = yaml.safe_load(raw)
+    except (binascii.Error, OSError, EOFError, yaml.YAMLError, ValueError):
+        raise TokenError("join token is not valid: expected base64(gzip(kubeconfig))") from None
+    try:
+        ctx_name = kc.get("current-context") or kc["contexts"][0]["name"]
+        ctx = next(c["context"] for c in kc["contexts"] if c["name"] == ctx_name)
+        cluster = next(c["cluster"] for c in kc["clusters"] if c["name"] == ctx["cluster"])
+        user = next(u for u in kc["users"] if u["name"] == ctx["user"])
+    except (KeyError, TypeError, StopIteration, IndexError, AttributeError):
+        raise TokenError("join token is not valid: kubeconfig lacks a cluster, context or user") from None
+    if user["name"] != USER:
+        raise TokenError(f"wrong token type: user {user['name']!r}, expected {USER!r} (a controller token)")
+    bearer = (user.get("user") or {}).get("token", "")
+    if not TOKEN_RE.match(bearer):
+        raise TokenError("join token is not valid: user token is not <6 chars>.<16 chars>")
+    server = cluster.get("server", "")
+    if not server.startswith("https://"):
+        raise TokenError("join token is not valid: cluster server is not an https:// URL")
+    try:
+        ca = base64.b64decode(cluster["certificate-authority-data"])
+    except (KeyError, binascii.Error):
+        raise TokenError("join token is not valid: no certificate-authority-data") from None
+    return JoinToken(server=server, ca_pem=ca, bearer=bearer)
+
+
+# -- storage ---------------------------------------------------------------------------------
+async def create(store: Store, role: str, expiry: dt.timedelta) -> tuple[str, TokenRecord]:
+    if role not in ROLES:
+        raise ValueError(f"--role: {role!r} is not one of {', '.join(ROLES)}")
+    while True:
+        tid, secret = new_bearer()
+        now = _now()
+        rec = TokenRecord(tid, role, hash_secret(secret), now.isoformat(),
+                          (now + expiry).isoformat() if expiry.total_seconds() > 0 else None)
+        if await store.create(PREFIX + tid, rec.to_json()):
+            return f"{tid}.{secret}", rec
+
+
+def _record(raw: bytes) -> TokenRecord:
+    d = json.loads(raw)
+    return TokenRecord(d["id"], d["role"], d["secretHash"], d["created"], d.get("expires"))
+
+
+async def list_tokens(store: Store) -> list[TokenRecord]:
+    kvs, _ = await store.get_prefix(PREFIX)
+    return sorted((_record(kv.value) for kv in kvs), key=lambda r: r.created)
+
+
+async def invalidate(store: Store, tid: str) -> bool:
+    return await store.delete(PREFIX + tid)
+
+
+async def verify(store: Store, bearer: str, role: str = "controller") -> TokenRecord | None:
+    """The stored record if bearer is a valid, unexpired token of role; else None."""
+    m = TOKEN_RE.match(bearer or "")
+    if not m:
+        return None
+    kv = await store.get(PREFIX + m.group(1))
+    if kv is None:
+        return None
+    rec = _record(kv.value)
+    if rec.role != role or rec.expired():
+        return None
+    if not hmac.compare_digest(rec.secret_hash, hash_secret(m.group(2))):
+        return None
+    return rec
