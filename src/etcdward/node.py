@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import identity, pki
 from .config import Config
+from .crashpoints import crashpoint, crashpoint_after
 from .decision import Action, Decision, Disk, decide
 from .identity import Identity
 from .paths import DataDir, atomic_write
@@ -134,6 +135,8 @@ class Controller:
             atomic_write(self.data.effective_config, self.cfg.to_yaml())
             self.sup = Supervisor(binary, etcd_args(self.cfg, self.data, plan), self.data)
             await self.sup.start()
+            if decision.action is Action.JOIN:  # etcd has created its data dir by then
+                await crashpoint_after("join-after-etcd-start", 1.0)
             sup_task = asyncio.create_task(self.sup.run(), name="etcd-supervisor")
             self.store = local_store(self.data, self.cfg.etcd.client_port)
             await self.store.connect()
@@ -197,6 +200,7 @@ class Controller:
                 await asyncio.sleep(0.2)
         else:
             raise ControllerError(f"etcd did not become ready in time: {last}")
+        crashpoint("join-after-promotion")
         status = await self.store.status()
         cluster_id, member_id = format(status.cluster_id, "x"), format(status.member_id, "x")
         pinned = identity.load(self.data)

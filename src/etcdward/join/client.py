@@ -20,6 +20,7 @@ import httpx
 
 from .. import identity, pki, tokens
 from ..identity import Identity
+from ..crashpoints import crashpoint
 from ..paths import atomic_write
 from ..supervisor import LaunchPlan
 
@@ -104,9 +105,11 @@ async def perform_join(ctl: "Controller", name: str) -> LaunchPlan:
         log.info("joining via %s as %s (%s)", token.server, name, cfg.peer_url)
         ca = await client.call("GET", "/v1beta1/ca")
         _write_pair(ca, data.ca_crt, data.ca_key, "cluster CA")
+        crashpoint("join-before-post")
         ans = await client.call("POST", "/v1beta1/etcd/members", {"node": name, "peerAddress": cfg.peer_url})
     finally:
         await client.close()
+    crashpoint("join-after-add")
     initial = ans.get("initialCluster")
     if not isinstance(initial, list) or not initial or not isinstance(ans.get("ca"), dict):
         raise JoinFailed(f"join API answered without initialCluster/ca: {str(ans)[:300]}")

@@ -1,0 +1,285 @@
+"""Test harness: real `etcdward controller` processes on unique loopback addresses.
+
+Each node gets its own 127.a.b.c address (peer 2380 and API 9443 on it), a free client port on
+127.0.0.1 and a data dir under the test's tmp dir. Every process is tracked and killed at
+teardown, including the etcd child (via its pid file), so no test leaves an orphan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from etcdward import tokens
+from etcdward.paths import DataDir
+from etcdward.store import Member, Store, local_store
+from etcdward.store import errors as E
+
+_addr_counter = itertools.count(int.from_bytes(os.urandom(2), "big") % 5000)
+ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
+
+
+def next_address() -> str:
+    n = next(_addr_counter)
+    # 127.77.x.y: away from 127.0.0.x used by `etcdward up` and a package etcd on 127.0.0.1
+    return f"127.77.{(os.getpid() + n // 200) % 250 + 1}.{n % 200 + 10}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@dataclass
+class Node:
+    name: str
+    root: Path
+    address: str = field(default_factory=next_address)
+    client_port: int = field(default_factory=free_port)
+    extra_config: dict[str, Any] = field(default_factory=dict)
+    use_name: bool = True  # set extraArgs.name (False: the name comes from the hostname)
+    proc: subprocess.Popen[bytes] | None = None
+    wrapper: list[str] = field(default_factory=list)  # e.g. ["unshare", "--uts", ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def data(self) -> DataDir:
+        return DataDir(self.root / self.name)
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / f"{self.name}.yaml"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / f"{self.name}.controller.log"
+
+    @property
+    def peer_url(self) -> str:
+        return f"https://{self.address}:2380"
+
+    def config(self) -> dict[str, Any]:
+        etcd: dict[str, Any] = {"peerAddress": self.address, "clientPort": self.client_port}
+        if self.use_name:
+            etcd["extraArgs"] = {"name": self.name}
+        cfg: dict[str, Any] = {"spec": {"api": {"address": self.address},
+                                        "storage": {"etcd": etcd}, "reconciler": {"leaseTTL": 4}}}
+        _merge(cfg, self.extra_config)
+        return cfg
+
+    def start(self, token: str | None = None, *args: str, token_file: Path | None = None) -> None:
+        assert not self.alive(), f"{self.name} is already running"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(yaml.safe_dump(self.config()))
+        argv = [*self.wrapper, sys.executable, "-m", "etcdward", "controller", *([token] if token else []),
+                "-c", str(self.config_file), "--data-dir", str(self.data.root), *args]
+        if token_file:
+            argv += ["--token-file", str(token_file)]
+        with self.log_file.open("ab") as log:
+            log.write(f"\n=== start {' '.join(argv[-6:])}\n".encode())
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, env={**os.environ, **self.env})
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def etcd_pid(self) -> int | None:
+        try:
+            pid = int((self.data.state / "etcd.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if _running(pid) else None
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        return self.proc.returncode
+
+    def kill9(self) -> None:
+        """kill -9 of the controller AND its etcd, as a machine crash would."""
+        etcd = self.etcd_pid()
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if etcd:
+            with _suppress():
+                os.kill(etcd, signal.SIGKILL)
+            _wait_gone(etcd)
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.proc
+        return self.proc.wait(timeout)
+
+    def store(self, timeout: float = 3.0) -> Store:
+        return local_store(self.data, self.client_port, timeout=timeout)
+
+    def members(self) -> list[Member]:
+        async def go() -> list[Member]:
+            async with self.store() as st:
+                return await st.members()
+
+        return run_async(go())
+
+    def status(self) -> Any:
+        async def go() -> Any:
+            async with self.store() as st:
+                return await st.status()
+
+        return run_async(go())
+
+    def is_ready(self) -> bool:
+        async def go() -> bool:
+            async with self.store(timeout=2) as st:
+                await st.ready()
+                return True
+
+        try:
+            return run_async(go())
+        except (E.StoreError, OSError):
+            return False
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        wait_for(self.is_ready, timeout, f"{self.name} ready", node=self)
+
+    def cli(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run([sys.executable, "-m", "etcdward", *args], capture_output=True, text=True, input=input,
+                           timeout=60)
+        if check and p.returncode != 0:
+            raise AssertionError(f"etcdward {' '.join(args)} failed ({p.returncode}): {p.stderr}")
+        return p
+
+    def token(self, expiry: str = "1h") -> str:
+        return self.cli("token", "create", "--role", "controller", "--expiry", expiry,
+                        "--data-dir", str(self.data.root)).stdout.strip()
+
+    def etcdctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        ca, _ = self.data.etcd_cert("ca")
+        crt, key = self.data.etcd_cert("client")
+        return subprocess.run(
+            [ETCDCTL, f"--endpoints=https://127.0.0.1:{self.client_port}", f"--cacert={ca}", f"--cert={crt}",
+             f"--key={key}", *args], capture_output=True, text=True, timeout=30, env={**os.environ, "ETCDCTL_API": "3"})
+
+    def log(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v)
+        else:
+            dst[k] = v
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return exc[0] is not None and issubclass(exc[0], ProcessLookupError)  # type: ignore[arg-type]
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while _running(pid) and time.monotonic() < end:
+        time.sleep(0.05)
+
+
+def wait_for(cond: Any, timeout: float, what: str, node: Node | None = None, interval: float = 0.2) -> Any:
+    end = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while time.monotonic() < end:
+        try:
+            v = cond()
+            if v:
+                return v
+        except (AssertionError, E.StoreError, OSError) as e:
+            last_exc = e
+        time.sleep(interval)
+    tail = "\n".join(node.log().splitlines()[-40:]) if node else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc})\n{tail}")
+
+
+class Cluster:
+    """A set of nodes under one tmp dir; `teardown()` kills everything it started."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.nodes: list[Node] = []
+
+    def node(self, name: str, **kw: Any) -> Node:
+        n = Node(name, self.root, **kw)
+        self.nodes.append(n)
+        return n
+
+    def bootstrap(self, name: str = "n1", **kw: Any) -> Node:
+        n = self.node(name, **kw)
+        n.start()
+        n.wait_ready(60)
+        wait_for(lambda: _api_up(n), 30, f"{name} join API")
+        return n
+
+    def voters(self, via: Node) -> set[str]:
+        return {m.name for m in via.members() if m.started and not m.is_learner}
+
+    def wait_voters(self, via: Node, names: set[str], timeout: float = 90.0) -> None:
+        wait_for(lambda: self.voters(via) == names and len(via.members()) == len(names), timeout,
+                 f"voters == {sorted(names)}", node=via)
+
+    def teardown(self) -> None:
+        for n in self.nodes:
+            n.kill9()
+        for n in self.nodes:
+            leftover = n.etcd_pid()
+            if leftover:
+                os.kill(leftover, signal.SIGKILL)
+                _wait_gone(leftover)
+
+
+def _api_up(n: Node) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((n.address, 9443)) == 0
+
+
+def decode_token(token: str) -> tokens.JoinToken:
+    return tokens.decode(token)
+
+
+def json_line(text: str) -> Any:
+    return json.loads(text.strip().splitlines()[-1])
