@@ -53,11 +53,13 @@ class MemberWasRemoved(Exception):
 
 def find_etcd(configured: str | None = None) -> str:
     """config -> $ETCDWARD_ETCD_BIN -> PATH."""
-    for candidate in (configured, os.environ.get("ETCDWARD_ETCD_BIN")):
+    for source, candidate in (("spec.storage.etcd.binary", configured),
+                              ("$ETCDWARD_ETCD_BIN", os.environ.get("ETCDWARD_ETCD_BIN"))):
         if candidate:
             if os.access(candidate, os.X_OK) and os.path.isfile(candidate):
                 return candidate
-            raise EtcdBinaryNotFound(f"etcd binary {candidate!r} does not exist or is not executable")
+            raise EtcdBinaryNotFound(f"etcd binary {candidate!r} (from {source}) does not exist or is not "
+                                     f"executable; fix {source} or install etcd-server")
     found = shutil.which("etcd")
     if not found:
         raise EtcdBinaryNotFound(
@@ -127,6 +129,17 @@ def log_tail(path: Path, lines: int = 20) -> str:
             return "\n".join(fh.read().decode(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def last_run_output(path: Path, head: int = 6, tail: int = 14) -> str:
+    """What etcd printed in its last run: the first lines (where flag and config errors are)
+    and the last ones (where a crash is), without our own start marker."""
+    lines = log_tail(path, 400).splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("--- etcdward: starting etcd")]
+    run = lines[starts[-1] + 1:] if starts else lines
+    if len(run) <= head + tail:
+        return "\n".join(run)
+    return "\n".join([*run[:head], f"... ({len(run) - head - tail} lines) ...", *run[-tail:]])
 
 
 @dataclass
@@ -204,7 +217,7 @@ class Supervisor:
                 raise SupervisorGaveUp(
                     f"etcd exited {MAX_FAST_CRASHES} times within {FAST_CRASH_SECONDS:.0f}s of starting "
                     f"(last exit code {rc}); last lines of {self.data.etcd_log}:\n"
-                    f"{log_tail(self.data.etcd_log, 20)}")
+                    f"{last_run_output(self.data.etcd_log)}")
             delay = BACKOFF[min(len(self._fast_crashes), len(BACKOFF) - 1)]
             self.restarts += 1
             log.warning("etcd exited with code %s after %.1fs; restart #%d in %.1fs", rc, lived, self.restarts, delay)

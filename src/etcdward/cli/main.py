@@ -12,6 +12,7 @@ import click
 from .. import config as cfgmod
 from ..node import Controller, ControllerError, Options
 from ..paths import DEFAULT_DATA_DIR, DataDir
+from ..pki import PKIError
 from ..supervisor import EtcdBinaryNotFound
 from .common import CLIError
 from .etcd_cmds import etcd_group
@@ -67,8 +68,7 @@ def controller(token: str | None, token_file: Path | None, config_file: Path | N
     ctl = Controller(Options(data=data, config=cfg, token=tok, join_timeout=join_timeout))
     try:
         rc = asyncio.run(ctl.run())
-    except (ControllerError, EtcdBinaryNotFound) as e:
-        logging.getLogger("etcdward").error("%s", e)
+    except (ControllerError, EtcdBinaryNotFound, PKIError) as e:
         raise CLIError(f"etcdward controller: {e}") from None
     sys.exit(rc)
 
