@@ -228,3 +228,19 @@ def test_start_ignores_token(cluster: Cluster) -> None:
     n1.wait_ready()
     assert "start decision: START" in n1.log()
     time.sleep(0.1)
+
+
+def test_sigterm_stops_a_joiner_that_is_still_waiting(cluster: Cluster) -> None:
+    from etcdward import pki, tokens
+
+    tok = tokens.encode(tokens.JoinToken("https://127.77.250.250:9443", pki.new_ca("x").cert_pem,
+                                         "abcdef.0123456789abcdef"))
+    n = cluster.node("n2")
+    n.start(tok)
+    wait_for(lambda: "retrying in" in n.log() or "joining via" in n.log(), 20, "join attempts", node=n)
+    assert n.proc
+    t0 = time.monotonic()
+    n.proc.send_signal(signal.SIGTERM)
+    assert n.proc.wait(15) == 0
+    assert time.monotonic() - t0 < 10
+    assert not n.data.etcd_db.exists()

@@ -131,7 +131,18 @@ class Controller:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         try:
-            plan = await self._plan(decision.action)
+            # A join can wait minutes for the join API: SIGTERM must still stop it at once.
+            plan_task = asyncio.create_task(self._plan(decision.action), name="plan")
+            stop_task = asyncio.create_task(self._stop.wait(), name="stop-while-planning")
+            await asyncio.wait({plan_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            if not plan_task.done():
+                plan_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await plan_task
+                log.info("stopped before etcd was started")
+                return 0
+            stop_task.cancel()
+            plan = plan_task.result()
             atomic_write(self.data.effective_config, self.cfg.to_yaml())
             self.sup = Supervisor(binary, etcd_args(self.cfg, self.data, plan), self.data)
             await self.sup.start()
@@ -157,6 +168,7 @@ class Controller:
                     raise t.exception()  # type: ignore[misc]
             return 0
         except MemberWasRemoved as e:
+            await self.shutdown()  # etcd must be stopped before its data dir is moved aside
             return self._removed(str(e))
         except SupervisorGaveUp as e:
             raise ControllerError(str(e)) from None
