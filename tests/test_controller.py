@@ -244,3 +244,16 @@ def test_sigterm_stops_a_joiner_that_is_still_waiting(cluster: Cluster) -> None:
     assert n.proc.wait(15) == 0
     assert time.monotonic() - t0 < 10
     assert not n.data.etcd_db.exists()
+
+
+def test_status_command(cluster: Cluster) -> None:
+    n1 = cluster.bootstrap("n1")
+    out = json.loads(n1.cli("status", "-o", "json", "--data-dir", str(n1.data.root)).stdout)
+    st = n1.status()
+    assert out["member"] == "n1" and out["role"] == "voter" and out["healthy"] is True
+    assert out["clusterID"] == format(st.cluster_id, "x") == out["pinnedClusterID"]
+    wait_for(lambda: json.loads(n1.cli("status", "-o", "json", "--data-dir", str(n1.data.root)).stdout)
+             ["reconcilerLeader"] == "n1", 15, "reconciler leader shown")
+    assert n1.stop() == 0
+    p = n1.cli("status", "--data-dir", str(n1.data.root), check=False)
+    assert p.returncode != 0 and p.stderr.startswith("can't get status: ")

@@ -97,7 +97,7 @@ def _register_optional() -> None:
     from . import playground_cmd
 
     cli.add_command(playground_cmd.up)
-    for mod_name in ("token_cmds", "record_cmds", "admin_cmds"):
+    for mod_name in ("token_cmds", "record_cmds", "admin_cmds", "status_cmd"):
         try:
             mod = __import__(f"etcdward.cli.{mod_name}", fromlist=["commands"])
         except ModuleNotFoundError:
