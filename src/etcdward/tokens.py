@@ -17,6 +17,7 @@ import json
 import re
 import secrets
 import string
+import zlib
 from dataclasses import dataclass
 
 import yaml
@@ -76,7 +77,9 @@ def new_bearer() -> tuple[str, str]:
             "".join(secrets.choice(_ALPHABET) for _ in range(16)))
 
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)", re.ASCII)  # ASCII: no "٣h"
+# Go's limit (int64 nanoseconds, ~292 years); larger values overflow datetime arithmetic.
+MAX_DURATION = dt.timedelta(seconds=(2**63 - 1) // 10**9)
 
 
 def parse_duration(text: str) -> dt.timedelta:
@@ -93,6 +96,9 @@ def parse_duration(text: str) -> dt.timedelta:
         pos = m.end()
     if pos != len(text) or not text:
         raise ValueError(f"{text!r} is not a duration (examples: 24h, 30m, 1h30m, 0 for never)")
+    if total > MAX_DURATION.total_seconds():
+        raise ValueError(f"{text!r} exceeds the maximum duration ({MAX_DURATION.days // 365} years); "
+                         "use 0 for never")
     return dt.timedelta(seconds=total)
 
 
@@ -113,10 +119,13 @@ def encode(token: JoinToken) -> str:
 
 
 def decode(text: str) -> JoinToken:
+    """Parse a token string; raises TokenError (and nothing else) for anything unusable."""
+    if not isinstance(text, str):
+        raise TokenError("join token is not valid: expected a string")
     try:
         raw = gzip.decompress(base64.b64decode(text.strip(), validate=True))
         kc = yaml.safe_load(raw)
-    except (binascii.Error, OSError, EOFError, yaml.YAMLError, ValueError):
+    except (binascii.Error, OSError, EOFError, zlib.error, yaml.YAMLError, ValueError, RecursionError):
         raise TokenError("join token is not valid: expected base64(gzip(kubeconfig))") from None
     try:
         ctx_name = kc.get("current-context") or kc["contexts"][0]["name"]
@@ -125,18 +134,23 @@ def decode(text: str) -> JoinToken:
         user = next(u for u in kc["users"] if u["name"] == ctx["user"])
     except (KeyError, TypeError, StopIteration, IndexError, AttributeError):
         raise TokenError("join token is not valid: kubeconfig lacks a cluster, context or user") from None
+    if not isinstance(cluster, dict) or not isinstance(user, dict):
+        raise TokenError("join token is not valid: kubeconfig lacks a cluster, context or user")
     if user["name"] != USER:
         raise TokenError(f"wrong token type: user {user['name']!r}, expected {USER!r} (a controller token)")
-    bearer = (user.get("user") or {}).get("token", "")
-    if not TOKEN_RE.match(bearer):
+    auth = user.get("user")
+    bearer = auth.get("token") if isinstance(auth, dict) else None
+    if not isinstance(bearer, str) or not TOKEN_RE.match(bearer):
         raise TokenError("join token is not valid: user token is not <6 chars>.<16 chars>")
-    server = cluster.get("server", "")
-    if not server.startswith("https://"):
+    server = cluster.get("server")
+    if not isinstance(server, str) or not server.startswith("https://") or len(server) <= len("https://"):
         raise TokenError("join token is not valid: cluster server is not an https:// URL")
     try:
-        ca = base64.b64decode(cluster["certificate-authority-data"])
-    except (KeyError, binascii.Error):
+        ca = base64.b64decode(cluster["certificate-authority-data"], validate=True)
+    except (KeyError, TypeError, ValueError):
         raise TokenError("join token is not valid: no certificate-authority-data") from None
+    if b"-----BEGIN CERTIFICATE-----" not in ca:
+        raise TokenError("join token is not valid: certificate-authority-data is not a PEM certificate")
     return JoinToken(server=server, ca_pem=ca, bearer=bearer)
 
 
