@@ -1,8 +1,15 @@
-"""Leader election on an etcd lease: one key, created only if absent, bound to our lease.
+"""Leases that say who leads and who is alive.
 
-Only voting members campaign (the reconciler starts after the local etcd passes a
-linearizable read). A leader that cannot renew its lease stops leading before etcd could
-have expired it (`KeptLease.valid`), and every write it makes is a CAS anyway.
+Election: one key, created only if absent, bound to our lease. Only voting members campaign
+(the reconciler starts after the local etcd passes a linearizable read), and a controller whose
+own record asks it to leave does not (`eligible`). A leader that cannot renew its lease stops
+leading before etcd could have expired it (`KeptLease.valid`), and every write it makes is a
+CAS anyway.
+
+Liveness: every controller keeps /etcdward/alive/<member id hex> bound to its own lease, and
+renews the lease only after its local etcd passed a linearizable read. Client ports listen on
+127.0.0.1 only, so no controller can probe another member's etcd; a live key is how the
+reconciler (and `etcd leave`) count "started, healthy voters" for the quorum guard.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 
 from ..lease import KeptLease
 from ..store import Store
@@ -19,6 +27,7 @@ from ..store import errors as E
 log = logging.getLogger(__name__)
 
 KEY = "/etcdward/election/reconciler"
+ALIVE = "/etcdward/alive/"
 
 
 class Election:
@@ -34,10 +43,13 @@ class Election:
 
     _won = False
 
-    async def campaign(self, poll: float = 0.5) -> None:
-        """Return once this node holds the election key."""
+    async def campaign(self, poll: float = 0.5, eligible: Callable[[], Awaitable[bool]] | None = None) -> None:
+        """Return once this node holds the election key (only tried while `eligible()`)."""
         while True:
             try:
+                if eligible is not None and not await eligible():
+                    await asyncio.sleep(poll)
+                    continue
                 if not self.lease.valid:
                     await self.lease.close(revoke=False)
                     await self.lease.grant()
@@ -75,3 +87,43 @@ class Election:
 async def current_leader(store: Store) -> dict[str, str] | None:
     kv = await store.get(KEY)
     return json.loads(kv.value) if kv else None
+
+
+class Liveness:
+    """Keeps ALIVE/<member id> while the local etcd answers linearizable reads."""
+
+    def __init__(self, store: Store, member_id: str, body: dict[str, str], ttl: int = 10) -> None:
+        self.store = store
+        self.key = ALIVE + member_id
+        self.body = json.dumps(body)
+        self.ttl = ttl
+        self.lease = 0
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    await self._beat()
+                except E.StoreError as e:
+                    log.debug("liveness %s: %s", self.key, e)
+                await asyncio.sleep(max(0.5, self.ttl / 4))
+        finally:
+            if self.lease:
+                with contextlib.suppress(E.StoreError):
+                    await self.store.revoke_lease(self.lease)
+
+    async def _beat(self) -> None:
+        await self.store.ready()  # no linearizable read, no renewal: the key expires with the lease
+        if self.lease and await self.store.refresh_lease(self.lease) > 0:
+            return
+        self.lease = await self.store.grant_lease(self.ttl)
+        await self.store.put(self.key, self.body, lease=self.lease)
+
+
+async def alive_members(store: Store) -> frozenset[int]:
+    kvs, _ = await store.get_prefix(ALIVE)
+    out = set()
+    for kv in kvs:
+        with contextlib.suppress(ValueError):
+            out.add(int(kv.key.removeprefix(ALIVE), 16))
+    return frozenset(out)

@@ -1,41 +1,53 @@
 """The leader-elected reconcile loop: wake -> snapshot -> decide -> apply one action -> log.
 
-It wakes on a timer (fast while a learner is pending, so a learner is promoted within a
-fraction of a second of etcd accepting it) and on `wakeup` (set by the watch task)."""
+It wakes on a watch of the EtcdMember records, and on a timer: fast (0.1 s) while a learner
+is pending or a leave is in progress, otherwise every second, so the member list is polled at
+least once a second (an `etcdctl member remove` behind our back shows within ~1 s)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import logging
 import time
 from typing import TYPE_CHECKING
 
+from .. import records
 from ..join.server import JOINS
 from ..store import Store
 from ..store import errors as E
 from . import rules
-from .election import Election
+from .election import Election, alive_members
 
 if TYPE_CHECKING:
     from ..node import Controller
 
 log = logging.getLogger(__name__)
 
-FAST = 0.1  # while a learner is pending
+FAST = 0.1  # while a learner is pending or a leave is in progress
 SLOW = 1.0  # the member list is polled at least this often
+RETRYABLE = (E.LearnerNotReady, E.UnhealthyCluster, E.NotEnoughStarted, E.LeaderChanged, E.TooManyLearners)
 
 
 class Reconciler:
-    def __init__(self, store: Store, learner_timeout: float = 300.0) -> None:
+    def __init__(self, store: Store, learner_timeout: float = 300.0, self_id: int = 0,
+                 handover_timeout: float = 5.0) -> None:
         self.store = store
         self.learner_timeout = learner_timeout
+        self.self_id = self_id
+        self.handover_timeout = handover_timeout
         self.first_seen: dict[int, float] = {}
+        self.handover_since: dict[str, float] = {}
         self.wakeup = asyncio.Event()
         self.last_message = ""
 
     async def snapshot(self) -> rules.Snapshot:
         members = await self.store.members()
+        status = await self.store.status()
+        listing = await records.list_records(self.store)
+        alive = await alive_members(self.store)
         kvs, _ = await self.store.get_prefix(JOINS)
         joins = {}
         for kv in kvs:
@@ -47,11 +59,17 @@ class Reconciler:
         now = time.time()
         live = {m.id for m in members if m.is_learner and not m.started}
         self.first_seen = {mid: self.first_seen.get(mid, now) for mid in live}
-        return rules.Snapshot(members=tuple(members), joins=joins, now=now, learner_timeout=self.learner_timeout,
-                              first_seen=dict(self.first_seen))
+        snap = rules.Snapshot(
+            members=tuple(members), joins=joins, now=now, learner_timeout=self.learner_timeout,
+            first_seen=dict(self.first_seen), records=listing.records, invalid_records=listing.invalid,
+            alive=alive, leader_id=status.leader_id, self_id=self.self_id or status.member_id,
+            handover_timeout=self.handover_timeout)
+        waiting = rules.leave_waiting_on_handover(snap)
+        self.handover_since = {n: self.handover_since.get(n, now) for n in waiting}
+        return dataclasses.replace(snap, handover_since=dict(self.handover_since))
 
-    async def apply(self, a: rules.Action) -> bool:
-        """True if applied; False if etcd said "not yet" (the next pass tries again)."""
+    async def apply(self, a: rules.Action) -> str | None:
+        """None if applied; else why not yet (the next pass decides again from a fresh snapshot)."""
         try:
             if a.kind == "promote":
                 await self.store.promote(a.member_id)
@@ -60,23 +78,39 @@ class Reconciler:
                 await self.store.delete(JOINS + format(a.member_id, "x"))
             elif a.kind == "forget-join":
                 await self.store.delete(JOINS + format(a.member_id, "x"))
+            elif a.kind == "delete-duplicate":
+                assert a.record is not None
+                if not await records.delete(self.store, a.record):
+                    return f"record {a.record.name} changed while deleting it"
+            elif a.kind in ("write-record", "resign"):
+                assert a.record is not None
+                r = a.record
+                ok = await (records.update(self.store, r) if r.resource_version else records.create(self.store, r))
+                if not ok and a.kind == "write-record":
+                    return f"record {r.name} changed concurrently"
+            elif a.kind == "remove-member":
+                assert a.record is not None
+                with contextlib.suppress(E.MemberNotFound):
+                    await self.store.remove_member(a.member_id)
+                await mark_removed(self.store, a.record.name, a.record.member_id)
             else:
                 raise ValueError(a.kind)
-        except (E.LearnerNotReady, E.UnhealthyCluster, E.NotEnoughStarted, E.LeaderChanged):
-            return False
+        except RETRYABLE as e:
+            return f"etcd refused it for now ({e})"
         except (E.MemberNotLearner, E.MemberNotFound):
-            return True  # somebody else already did it
-        return True
+            return None  # somebody else already did it
+        return None
 
-    async def run_pass(self) -> tuple[str, rules.Snapshot]:
+    async def run_pass(self) -> tuple[str, rules.Snapshot, rules.Action | None]:
         snap = await self.snapshot()
         actions = rules.decide(snap)
         if not actions:
-            return rules.idle_message(snap), snap
+            return rules.idle_message(snap), snap, None
         a = actions[0]
-        if await self.apply(a):
-            return a.message, snap
-        return f"waiting: {a.message.split(' ', 1)[1]} not accepted by etcd yet", snap
+        why = await self.apply(a)
+        if why is None:
+            return a.message, snap, a
+        return f"waiting: {a.message} (not done: {why})", snap, None
 
     def log_decision(self, message: str) -> None:
         # "no action"/"waiting" lines repeat every pass; log them only when they change.
@@ -85,31 +119,80 @@ class Reconciler:
             log.log(logging.DEBUG if message.startswith("waiting") else logging.INFO, "reconcile: %s", message)
         self.last_message = message
 
-    async def lead(self, election: Election) -> None:
-        while await election.still_leader():
+    async def _watch_records(self) -> None:
+        """Wake the loop on any change under the records prefix."""
+        while True:
             try:
-                message, snap = await self.run_pass()
+                _, rev = await self.store.get_prefix(records.PREFIX)
+                self.wakeup.set()
+                async for _batch in self.store.watch_prefix(records.PREFIX, rev + 1):
+                    self.wakeup.set()
             except E.StoreError as e:
-                message, snap = f"waiting: etcd unavailable ({e})", None
-            self.log_decision(message)
-            pending = snap is not None and any(m.is_learner for m in snap.members)
-            acted = not message.startswith(("no action", "waiting"))
-            delay = 0 if acted else (FAST if pending or snap is None else SLOW)
-            self.wakeup.clear()
-            try:
-                await asyncio.wait_for(self.wakeup.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
+                log.debug("records watch: %s; watching again", e)
+            await asyncio.sleep(0.5)
+
+    async def lead(self, election: Election) -> str:
+        """Reconcile while leading; returns "lost" or "resigned"."""
+        watcher = asyncio.create_task(self._watch_records(), name="records-watch")
+        try:
+            while await election.still_leader():
+                try:
+                    message, snap, done = await self.run_pass()
+                except E.StoreError as e:
+                    message, snap, done = f"waiting: etcd unavailable ({e})", None, None
+                self.log_decision(message)
+                if done is not None and done.kind == "resign":
+                    await election.resign()
+                    return "resigned"
+                pending = snap is not None and any(m.is_learner for m in snap.members)
+                acted = done is not None
+                delay = 0 if acted else (FAST if pending or message.startswith("waiting") else SLOW)
+                self.wakeup.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.wakeup.wait(), delay)
+            return "lost"
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(BaseException):
+                await watcher
+
+
+async def mark_removed(store: Store, name: str, member_hex: str) -> None:
+    """The record of a member removed on request ends Joined=False, Success."""
+
+    def change(r: records.EtcdMember) -> records.EtcdMember | None:
+        if r.member_id != member_hex:
+            return None
+        return r.with_status(reconcile_status="Success", message=records.MSG_REMOVED).with_joined(
+            "False", records.MSG_REMOVED)
+
+    with contextlib.suppress(records.NotFound, records.RecordError, RuntimeError):
+        await records.modify(store, name, change)
 
 
 async def run_reconciler(ctl: "Controller") -> None:
     assert ctl.store is not None and ctl.ident is not None
-    rec = Reconciler(ctl.store, learner_timeout=ctl.cfg.spec.reconciler.learner_start_timeout)
-    election = Election(ctl.store, ctl.ident.name, ctl.ident.member_id or "", ttl=ctl.cfg.spec.reconciler.lease_ttl)
+    store, name, my_id = ctl.store, ctl.ident.name, ctl.ident.member_id or ""
+    rec = Reconciler(store, learner_timeout=ctl.cfg.spec.reconciler.learner_start_timeout,
+                     self_id=int(my_id, 16) if my_id else 0)
+    election = Election(store, name, my_id, ttl=ctl.cfg.spec.reconciler.lease_ttl)
+
+    async def eligible() -> bool:
+        """A controller whose own record asks it to leave does not lead (it would have to
+        remove itself); the others campaign and remove it."""
+        try:
+            r = await records.get(store, name)
+        except (E.StoreError, records.RecordError):
+            return True
+        return not (r is not None and r.leave and r.member_id == my_id)
+
     try:
         while True:
-            await election.campaign()
-            await rec.lead(election)
-            log.warning("%s lost the reconciler leadership", ctl.ident.name)
+            await election.campaign(eligible=eligible)
+            why = await rec.lead(election)
+            if why == "resigned":
+                log.info("%s resigned the reconciler leadership (it is leaving the cluster)", name)
+            else:
+                log.warning("%s lost the reconciler leadership", name)
     finally:
         await election.resign()

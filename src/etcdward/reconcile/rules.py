@@ -1,6 +1,19 @@
 """Pure reconcile rules: (snapshot) -> actions, most urgent first. No I/O here.
 
 The loop applies the first action and logs its message as the pass's one decision line.
+The etcd member list is the truth; the EtcdMember records converge to it:
+
+  promote started learners; remove learners that never started (learnerStartTimeout)
+  1. duplicates: records sharing a member ID -> keep the one named like the etcd member
+     (else the oldest), delete the others
+  2. spec.leave on the canonical record of a live member -> guarded removal (quorum guard;
+     the reconciler leaving itself hands over; the etcd leader hands over first)
+  3. every started member has one record (create it, or re-bind a record left behind under
+     its name by a departed member)
+  4. a record whose member ID is not in etcd -> Joined=False ("No such member ID", or "Member
+     removed from cluster" when it asked to leave)
+  5. status of the canonical records follows etcd (Joined, peerAddress)
+  forget join bookkeeping of members that are voters or gone
 """
 
 from __future__ import annotations
@@ -8,7 +21,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..config import is_member_name
+from ..records import MSG_JOINED, MSG_NO_SUCH_MEMBER, MSG_REMOVED, PREFIX, EtcdMember, for_member, peer_host
 from ..store import Member
+
+MSG_TAKEOVER = "Waiting for another controller to take over"
 
 
 @dataclass(frozen=True)
@@ -25,6 +42,13 @@ class Snapshot:
     now: float
     learner_timeout: float = 300.0
     first_seen: Mapping[int, float] = field(default_factory=dict)  # fallback age for unknown learners
+    records: tuple[EtcdMember, ...] = ()
+    invalid_records: tuple[tuple[str, str], ...] = ()  # (key, why) of unparseable records
+    alive: frozenset[int] = frozenset()  # members whose controller's local etcd passes a linearizable read
+    leader_id: int = 0  # etcd's raft leader, as the local member sees it
+    self_id: int = 0  # the member this reconciler runs on
+    handover_since: Mapping[str, float] = field(default_factory=dict)  # record -> first pass it waited on a handover
+    handover_timeout: float = 5.0
 
     def name_of(self, m: Member) -> str:
         if m.name:
@@ -32,12 +56,18 @@ class Snapshot:
         j = self.joins.get(m.id)
         return j.node if j else "(unstarted)"
 
+    def member(self, member_id: int | None) -> Member | None:
+        return next((m for m in self.members if m.id == member_id), None)
+
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # promote | remove-stalled-learner | forget-join
+    # promote | remove-stalled-learner | forget-join | delete-duplicate | write-record |
+    # remove-member | resign
+    kind: str
     member_id: int
     message: str
+    record: EtcdMember | None = None  # write-record: the new state (resource_version 0 = create)
 
 
 def learner_age(s: Snapshot, m: Member) -> float:
@@ -57,6 +87,11 @@ def membership_actions(s: Snapshot) -> list[Action]:
             out.append(Action("remove-stalled-learner", m.id, (
                 f"removed learner {s.name_of(m)} (id {m.hex_id}, {m.peer_url}) that did not start within "
                 f"{s.learner_timeout:.0f}s")))
+    return out
+
+
+def join_actions(s: Snapshot) -> list[Action]:
+    out = []
     ids = {m.id for m in s.members}
     pending = {m.id for m in s.members if m.is_learner or not m.started}
     for mid in sorted(s.joins):
@@ -66,11 +101,220 @@ def membership_actions(s: Snapshot) -> list[Action]:
     return out
 
 
+# -- duplicates -----------------------------------------------------------------------------
+
+def canonical_records(s: Snapshot) -> dict[str, EtcdMember]:
+    """member ID (hex) -> the record that stands for it: the one whose name equals the etcd
+    member's name, else the oldest (lowest create revision)."""
+    groups: dict[str, list[EtcdMember]] = {}
+    for r in s.records:
+        if r.member_id:
+            groups.setdefault(r.member_id, []).append(r)
+    out = {}
+    for mid, recs in groups.items():
+        m = s.member(int(mid, 16))
+        named = [r for r in recs if m is not None and m.name and r.name == m.name]
+        out[mid] = named[0] if named else min(recs, key=lambda r: (r.create_revision, r.name))
+    return out
+
+
+def is_canonical(s: Snapshot, r: EtcdMember) -> bool:
+    return canonical_records(s).get(r.member_id) == r
+
+
+def duplicate_actions(s: Snapshot) -> list[Action]:
+    out = []
+    canon = canonical_records(s)
+    for r in sorted(s.records, key=lambda r: r.name):
+        keep = canon.get(r.member_id)
+        if keep is not None and keep.name != r.name:
+            out.append(Action("delete-duplicate", r.member_id_int or 0, (
+                f"deleted duplicate record {r.name} of member id {r.member_id} "
+                f"(record {keep.name} is the canonical one)"), r))
+    return out
+
+
+# -- leave ----------------------------------------------------------------------------------
+
+def quorum(n: int) -> int:
+    return n // 2 + 1
+
+
+def healthy_voters(members: tuple[Member, ...] | list[Member], alive: frozenset[int] | set[int],
+                   self_id: int = 0) -> list[Member]:
+    return [m for m in members if not m.is_learner and m.started and (m.id in alive or m.id == self_id)]
+
+
+def leave_blocker(members: tuple[Member, ...] | list[Member], alive: frozenset[int] | set[int], self_id: int,
+                  target: Member) -> str | None:
+    """Why removing target is unsafe now, or None. Learners never block."""
+    if target.is_learner:
+        return None
+    voters = [m for m in members if not m.is_learner]
+    if len(voters) <= 1:
+        return ("Refusing to remove the last voting member; bring another controller online first or clear "
+                "spec.leave")
+    rest = [m for m in healthy_voters(members, alive, self_id) if m.id != target.id]
+    size = len(voters) - 1
+    if len(rest) < quorum(size):
+        return (f"Refusing to remove: {len(rest)} of the {size} remaining voters are started and healthy, a quorum "
+                f"of {size} needs {quorum(size)}")
+    return None
+
+
+def handover_target(members: tuple[Member, ...] | list[Member], alive: frozenset[int] | set[int], self_id: int,
+                    leaving: int) -> Member | None:
+    """A healthy voter to move etcd leadership to, other than the leaving member."""
+    cands = [m for m in healthy_voters(members, alive, self_id) if m.id != leaving]
+    return min(cands, key=lambda m: (m.id != self_id, m.id)) if cands else None
+
+
+def _status_write(r: EtcdMember, reconcile_status: str, message: str, line: str) -> Action | None:
+    if (r.reconcile_status, r.message) == (reconcile_status, message):
+        return None
+    return Action("write-record", r.member_id_int or 0, line,
+                  r.with_status(reconcile_status=reconcile_status, message=message))
+
+
+def leave_waiting_on_handover(s: Snapshot) -> set[str]:
+    """Records whose leave waits for their member (the etcd leader) to hand leadership over."""
+    out = set()
+    for r in s.records:
+        m = s.member(r.member_id_int)
+        if (r.leave and m is not None and m.id == s.leader_id and m.id != s.self_id and not m.is_learner
+                and is_canonical(s, r) and leave_blocker(s.members, s.alive, s.self_id, m) is None):
+            out.add(r.name)
+    return out
+
+
+def leave_actions(s: Snapshot) -> tuple[list[Action], list[str]]:
+    """(actions, notes): notes are states that need no write (refusals already recorded, waits)."""
+    out: list[Action] = []
+    notes: list[str] = []
+    for r in sorted(s.records, key=lambda r: r.name):
+        m = s.member(r.member_id_int)
+        if not r.leave or m is None or not is_canonical(s, r):
+            continue  # gone members: rule 4; duplicates never act on leave (k0s #5369)
+        who = f"{r.name} (id {m.hex_id})"
+        if m.is_learner:
+            out.append(Action("remove-member", m.id, f"removed leaving learner {who} on request (spec.leave)", r))
+            continue
+        blocker = leave_blocker(s.members, s.alive, s.self_id, m)
+        if blocker:
+            a = _status_write(r, "Failed", blocker, f"refused leave of {who}: {blocker}")
+            out.extend([a] if a else [])
+            notes.append(f"leave of {r.name} refused")
+            continue
+        if m.id == s.self_id:
+            out.append(Action("resign", m.id, (
+                f"leave of {who}: this controller is the member leaving; resigned the reconciler role so that "
+                "another controller removes it"), r.with_status(reconcile_status="", message=MSG_TAKEOVER)))
+            continue
+        if m.id == s.leader_id:
+            since = s.handover_since.get(r.name, s.now)
+            if s.now - since < s.handover_timeout:
+                msg = f"Waiting for {r.name} to hand over etcd leadership"
+                a = _status_write(r, "", msg, f"leave of {who}: waiting for it to hand over etcd leadership")
+                out.extend([a] if a else [])
+                notes.append(f"waiting: leave of {r.name}: it is the etcd leader, waiting for the handover")
+                continue
+            out.append(Action("remove-member", m.id, (
+                f"removed member {who} on request (spec.leave) while it was still the etcd leader (no handover "
+                f"within {s.handover_timeout:.0f}s; etcd elects a new leader)"), r))
+            continue
+        voters = sum(1 for x in s.members if not x.is_learner) - 1
+        out.append(Action("remove-member", m.id, (
+            f"removed member {who} on request (spec.leave); {voters} voters left"), r))
+    return out, notes
+
+
+# -- records follow etcd --------------------------------------------------------------------
+
+def record_actions(s: Snapshot) -> tuple[list[Action], list[str]]:
+    out: list[Action] = []
+    notes: list[str] = []
+    by_name = {r.name: r for r in s.records}
+    by_id = {r.member_id for r in s.records if r.member_id}
+    invalid = {k.removeprefix(PREFIX) for k, _ in s.invalid_records}
+    live = {m.id for m in s.members}
+    # rule 3: every started member has a record
+    for m in sorted(s.members, key=lambda m: m.id):
+        if not m.started or m.hex_id in by_id:
+            continue
+        if not is_member_name(m.name):
+            notes.append(f"member {m.name!r} (id {m.hex_id}) has no valid record name")
+            continue
+        if m.name in invalid:
+            continue  # noted as an invalid record; never overwritten
+        old = by_name.get(m.name)
+        if old is None:
+            out.append(Action("write-record", m.id, f"created missing record {m.name} for member id {m.hex_id}",
+                              for_member(m, s.now)))
+        elif old.member_id_int in live:
+            notes.append(f"record {m.name} belongs to another live member ({old.member_id})")
+        else:
+            fresh = for_member(m, s.now)
+            new = old.with_status(member_id=m.hex_id, peer_address=fresh.peer_address, leave=False,
+                                  reconcile_status="", message="").with_joined(fresh.joined,
+                                                                               fresh.conditions[0].message, s.now)
+            out.append(Action("write-record", m.id, (
+                f"re-bound record {m.name} from departed member id {old.member_id or '(none)'} to member id "
+                f"{m.hex_id}"), new))
+    # rule 4: records of members that are not in etcd
+    for r in sorted(s.records, key=lambda r: r.name):
+        if r.member_id_int in live:
+            continue
+        if r.leave:
+            if r.joined == "False" and r.reconcile_status == "Success":
+                continue
+            new = r.with_status(reconcile_status="Success", message=MSG_REMOVED).with_joined(
+                "False", MSG_REMOVED, s.now)
+            line = f"marked record {r.name} Joined=False: member id {r.member_id or '(none)'} has left the cluster"
+        else:
+            if r.joined == "False":
+                continue
+            new = r.with_status(reconcile_status="Success", message=MSG_NO_SUCH_MEMBER).with_joined(
+                "False", MSG_NO_SUCH_MEMBER, s.now)
+            line = f"marked record {r.name} Joined=False: no member id {r.member_id or '(none)'} in etcd"
+        out.append(Action("write-record", r.member_id_int or 0, line, new))
+    # rule 5: canonical records follow their member's state
+    for mid, r in sorted(canonical_records(s).items()):
+        m = s.member(int(mid, 16))
+        if m is None or not m.started:
+            continue
+        want = "Unknown" if m.is_learner else "True"
+        peer = peer_host(m.peer_url) or r.peer_address
+        if r.joined == want and r.peer_address == peer:
+            continue
+        new = r.with_status(peer_address=peer).with_joined(
+            want, MSG_JOINED if want == "True" else "Learner, not promoted yet", s.now)
+        if want == "True" and r.joined == "False" and not r.leave:
+            new = new.with_status(reconcile_status="", message="")
+        out.append(Action("write-record", m.id, (
+            f"synced record {r.name} with member id {m.hex_id}: Joined={want}, peerAddress {peer}"), new))
+    return out, notes
+
+
 def decide(s: Snapshot) -> list[Action]:
-    return membership_actions(s)
+    return analyse(s)[0]
+
+
+def analyse(s: Snapshot) -> tuple[list[Action], list[str]]:
+    leave, leave_notes = leave_actions(s)
+    recs, rec_notes = record_actions(s)
+    actions = [*membership_actions(s), *duplicate_actions(s), *leave, *recs, *join_actions(s)]
+    notes = [*leave_notes, *rec_notes, *(f"invalid record {k}: {why}" for k, why in s.invalid_records)]
+    return actions, notes
 
 
 def idle_message(s: Snapshot) -> str:
+    """The decision line of a pass with nothing to do; starts with "waiting" while a leave is in
+    progress (the loop then polls fast)."""
     voters = sum(1 for m in s.members if not m.is_learner)
     learners = len(s.members) - voters
-    return f"no action: {voters} voters, {learners} learners"
+    _, notes = analyse(s)
+    waits = [n for n in notes if n.startswith("waiting: ")]
+    if waits:
+        return "; ".join([waits[0], *(n.removeprefix("waiting: ") for n in waits[1:])])
+    line = f"no action: {voters} voters, {learners} learners, {len(s.records)} records"
+    return "; ".join([line, *notes])
