@@ -1,0 +1,188 @@
+"""`etcdward etcd leave` (k0s semantics plus the quorum guard) and `etcdward reset`."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import shutil
+from pathlib import Path
+
+import click
+
+from ..config import host_port, is_dns_name
+from ..paths import DataDir
+from ..reconcile.election import alive_members
+from ..reconcile.rules import handover_target, leave_blocker
+from ..retry import retry
+from ..store import Member, Store
+from ..store import errors as E
+from .common import CLIError, data_dir_option, node_config, with_store
+from .etcd_cmds import etcd_group
+
+
+def check_peer_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if is_dns_name(value):
+        return value.lower()
+    raise CLIError(f'invalid argument "{value}" for "--peer-address" flag: neither an IP address nor a DNS name')
+
+
+async def leave_member(store: Store, peer_url: str, force: bool) -> Member:
+    """Remove the member whose first peer URL is exactly peer_url; quorum guard unless force."""
+    members = await store.members()
+    target = next((m for m in members if m.peer_url == peer_url), None)
+    if target is None:
+        raise CLIError(f"peer not found: {peer_url}")
+    status = await store.status()
+    alive = await alive_members(store)
+    who = f"{target.name or '(unstarted)'} (id {target.hex_id})"
+    if not force:
+        why = leave_blocker(members, alive, status.member_id, target)
+        if why:
+            raise CLIError(f"refusing to remove {who}: {why}; use --force to remove it anyway")
+    if target.id == status.leader_id and status.member_id == status.leader_id:
+        to = handover_target(members, alive, status.member_id, target.id)
+        if to is not None:
+            click.echo(f"{who} is the etcd leader: moving leadership to {to.name} (id {to.hex_id})", err=True)
+            try:
+                await store.move_leader(to.id)
+            except E.StoreError as e:
+                click.echo(f"warning: moving leadership failed ({e}); removing anyway", err=True)
+
+    async def remove() -> None:
+        try:
+            await store.remove_member(target.id)
+        except E.MemberNotFound:
+            pass
+
+    try:
+        await retry(remove, retry_on=(E.UnhealthyCluster, E.LeaderChanged, E.NotEnoughStarted), deadline=15.0,
+                    backoff=(0.5, 1.0), what="member remove")
+    except E.StoreError as e:
+        raise CLIError(f"Failed to delete node from cluster: {e}") from None
+    return target
+
+
+@etcd_group.command("leave", context_settings={"allow_extra_args": True, "allow_interspersed_args": False})
+@click.option("--peer-address", metavar="ip-or-dns-name",
+              help="etcd peer address to remove (default <this node's peer address>)")
+@click.option("--force", is_flag=True, help="skip the quorum guard")
+@data_dir_option
+@click.pass_context
+def leave(ctx: click.Context, peer_address: str | None, force: bool, data_dir: Path) -> None:
+    """Leave the etcd cluster, or remove a specific peer."""
+    if ctx.args:
+        raise CLIError(f'unknown command "{ctx.args[0]}" for "leave"')
+    data = DataDir.at(data_dir)
+    cfg = node_config(data)
+    if peer_address is None:
+        peer_address = cfg.etcd.peer_address
+        if not peer_address:
+            raise CLIError("this node doesn't have an etcd peer address, check the etcdward configuration "
+                           f"({data.effective_config}) or use --peer-address")
+    addr = check_peer_address(peer_address)
+    url = f"https://{host_port(addr, cfg.etcd.peer_port)}"
+
+    async def go(store: Store) -> Member:
+        return await leave_member(store, url, force)
+
+    try:
+        m = with_store(data, go, timeout=10.0)
+    except E.StoreError as e:
+        raise CLIError(f"can't remove {url}: etcd of {data.root} is not reachable or failed: {e}") from None
+    click.echo(f"Successfully deleted peerID={m.hex_id} ({m.name or '(unstarted)'}, {url})")
+
+
+# -- reset ----------------------------------------------------------------------------------
+
+def running_processes(data: DataDir) -> list[int]:
+    """PIDs of an etcdward controller or etcd working on this data dir."""
+    root = str(data.root)
+    marks = (f"--data-dir={data.etcd}".encode(),)
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) == os.getpid():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a in marks for a in argv):
+            out.append(int(p.name))
+        elif b"controller" in argv and any(b"etcdward" in a for a in argv):
+            for i, a in enumerate(argv):
+                if (a == b"--data-dir" and i + 1 < len(argv) and argv[i + 1].decode(errors="replace") == root) \
+                        or a == f"--data-dir={root}".encode():
+                    out.append(int(p.name))
+                    break
+    return sorted(out)
+
+
+def reset_paths(data: DataDir) -> list[Path]:
+    """What `reset` removes: etcd data (and dirs moved aside), state/ (identity, tombstone,
+    join progress, effective config) and pki/ (a rejoin fetches the cluster CAs from the join
+    API; a bootstrap makes new ones). logs/ is kept for the post-mortem."""
+    paths = [data.etcd, data.state, data.pki]
+    if data.root.is_dir():
+        paths += sorted(p for p in data.root.iterdir() if p.name.startswith(f"{data.etcd.name}.aside-"))
+    return [p for p in paths if p.exists()]
+
+
+async def _still_member(data: DataDir) -> str | None:
+    cfg = node_config(data)
+    from ..store import local_store
+
+    try:
+        async with local_store(data, cfg.etcd.client_port, timeout=2.0) as st:
+            status = await st.status(timeout=2.0)
+            members = await st.members(timeout=2.0)
+    except (E.StoreError, OSError):
+        return None
+    if any(m.id == status.member_id for m in members):
+        return f"its etcd answers and member id {status.member_id:x} is in the member list"
+    return None
+
+
+@click.command("reset")
+@data_dir_option
+@click.option("--force", is_flag=True, help="reset even though this node may still be a member of its etcd cluster")
+def reset(data_dir: Path, force: bool) -> None:
+    """Remove this node's local state (etcd data, state/, pki/) so that it can join again.
+
+    Refused while a controller runs on the data dir, and, unless --force, while the node may
+    still be an etcd member (remove it first: `etcdward patch etcdmember NAME --leave` or
+    `etcdward etcd leave`)."""
+    data = DataDir.at(data_dir)
+    pids = running_processes(data)
+    if pids:
+        raise CLIError(f"a controller or etcd is running on {data.root} (pid {', '.join(map(str, pids))}): "
+                       "stop it first")
+    paths = reset_paths(data)
+    if not paths:
+        click.echo(f"nothing to reset in {data.root}")
+        return
+    if not force and not data.tombstone.exists():
+        reason = asyncio.run(_still_member(data)) if data.etcd_cert("ca")[0].exists() else None
+        if reason is None and data.etcd_db.exists():
+            reason = ("it has etcd data and no tombstone (state/removed.json), so it was never seen being removed "
+                      "from its cluster")
+        if reason:
+            raise CLIError(
+                f"refusing to reset {data.root}: this node may still be a member of its etcd cluster ({reason}). "
+                "Remove it first (`etcdward patch etcdmember NAME --leave` or `etcdward etcd leave --peer-address "
+                "ADDR` on another controller), or use --force to discard its state anyway (the member then stays "
+                "in the cluster until removed)")
+    for p in paths:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+        click.echo(f"removed {p}")
+    click.echo(f"{data.root} is reset; join again with `etcdward controller <token> --data-dir {data.root}`")
+
+
+commands = [reset]
