@@ -264,3 +264,10 @@ def test_passes_converge_to_the_member_list(s: Snapshot) -> None:
     for r in s.records:
         live = r.member_id_int in {m.id for m in s.members}
         assert (r.joined != "False") == live, r
+
+
+def test_withdrawn_leave_clears_the_refusal() -> None:
+    r = record(M1, status="Failed", message="Refusing to remove the last voting member; ...")
+    a = first(snap([M1], [r]))
+    assert a.message.endswith("cleared the status of a withdrawn leave")
+    assert a.record is not None and (a.record.reconcile_status, a.record.message) == ("", "")

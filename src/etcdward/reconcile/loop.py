@@ -110,13 +110,14 @@ class Reconciler:
         why = await self.apply(a)
         if why is None:
             return a.message, snap, a
-        return f"waiting: {a.message} (not done: {why})", snap, None
+        # not the action's own line (tests and operators grep for those), but what it waits for
+        return f"waiting: {a.kind} {a.message.split(' ', 1)[1]}: not done yet, {why}", snap, None
 
     def log_decision(self, message: str) -> None:
         # "no action"/"waiting" lines repeat every pass; log them only when they change.
         quiet = message.startswith(("no action", "waiting"))
         if not quiet or message != self.last_message:
-            log.log(logging.DEBUG if message.startswith("waiting") else logging.INFO, "reconcile: %s", message)
+            log.info("reconcile: %s", message)
         self.last_message = message
 
     async def _watch_records(self) -> None:

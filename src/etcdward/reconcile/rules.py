@@ -284,14 +284,18 @@ def record_actions(s: Snapshot) -> tuple[list[Action], list[str]]:
             continue
         want = "Unknown" if m.is_learner else "True"
         peer = peer_host(m.peer_url) or r.peer_address
-        if r.joined == want and r.peer_address == peer:
+        # a leave that was withdrawn (or a record that was marked gone) no longer explains anything
+        stale = not r.leave and (r.reconcile_status == "Failed" or r.message.startswith("Waiting for")
+                                 or r.joined == "False")
+        if r.joined == want and r.peer_address == peer and not stale:
             continue
         new = r.with_status(peer_address=peer).with_joined(
             want, MSG_JOINED if want == "True" else "Learner, not promoted yet", s.now)
-        if want == "True" and r.joined == "False" and not r.leave:
+        if stale:
             new = new.with_status(reconcile_status="", message="")
         out.append(Action("write-record", m.id, (
-            f"synced record {r.name} with member id {m.hex_id}: Joined={want}, peerAddress {peer}"), new))
+            f"synced record {r.name} with member id {m.hex_id}: Joined={want}, peerAddress {peer}"
+            + (", cleared the status of a withdrawn leave" if stale and r.reconcile_status == "Failed" else "")), new))
     return out, notes
 
 
