@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,15 +63,27 @@ def queue_key(peer_url: str) -> str:
     return QUEUE + hashlib.sha256(peer_url.encode()).hexdigest()[:24]
 
 
-def find_conflict(members: list[Member], node: str, peer_url: str) -> str | None:
+def find_conflict(members: list[Member], node: str, peer_url: str,
+                  pending_names: Mapping[int, str] | None = None) -> str | None:
+    """Why this request conflicts with the member list, or None. `pending_names` maps the IDs
+    of learners that have not started yet (and so have no name in etcd) to the node name they
+    were requested for (from /etcdward/joins/)."""
+    pending_names = pending_names or {}
     for m in members:
         if peer_url in m.peer_urls and m.started and not m.is_learner:
             return (f"peer URL {peer_url} belongs to voting member {m.name} (id {m.hex_id}); remove it first "
                     f"(`etcdward etcd leave --peer-address <address>` or `etcdward patch etcdmember {m.name} --leave`) "
                     "and wipe that node's data with `etcdward reset` before it joins again")
-        if m.name == node and peer_url not in m.peer_urls:
+        if peer_url in m.peer_urls:
+            continue
+        if m.name == node:
             return (f"a member named {node} already exists with peer URL {m.peer_url} (id {m.hex_id}); remove it "
                     f"first (`etcdward patch etcdmember {node} --leave`) or give this node another name "
+                    "(spec.storage.etcd.extraArgs.name)")
+        if not m.started and pending_names.get(m.id) == node:
+            return (f"a learner for {node} was already added with peer URL {m.peer_url} (id {m.hex_id}) and has "
+                    "not started; it is removed automatically after spec.reconciler.learnerStartTimeout, or "
+                    f"remove it now (`etcdctl member remove {m.hex_id}`), or give this node another name "
                     "(spec.storage.etcd.extraArgs.name)")
     return None
 
@@ -100,7 +113,7 @@ class JoinService:
                 mine = pending_member(members, peer_url)
                 if mine:
                     return await self._answer(mine, members, node)
-                conflict = find_conflict(members, node, peer_url)
+                conflict = find_conflict(members, node, peer_url, await self._pending_names(members))
                 if conflict:
                     raise JoinConflict(conflict)
                 if not queued:
@@ -113,6 +126,11 @@ class JoinService:
                         log.debug("join %s: add refused for now (%s)", node, e)
                     except E.PeerURLExists:
                         pass  # an earlier attempt of ours landed: the next pass finds it
+                    except E.MemberNotFound as e:
+                        # etcd derives a new member's ID from its peer URLs and the current
+                        # second; re-adding a peer URL within the second it was removed gives
+                        # a removed ID, reported as "member not found". The next second works.
+                        log.debug("join %s: add refused for now (%s)", node, e)
                     except E.Unavailable as e:
                         log.info("join %s: add outcome unknown (%s); re-reading the member list", node, e)
                     else:
@@ -128,6 +146,23 @@ class JoinService:
             if queued:
                 await self._leave_queue(key)
             raise
+
+    async def _pending_names(self, members: list[Member]) -> dict[int, str]:
+        """Requested names of the unstarted members (etcd knows no name for them yet)."""
+        unstarted = {m.id for m in members if not m.started}
+        if not unstarted:
+            return {}
+        kvs, _ = await self.store.get_prefix(JOINS)
+        names = {}
+        for kv in kvs:
+            try:
+                mid = int(kv.key.removeprefix(JOINS), 16)
+                node = json.loads(kv.value)["node"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if mid in unstarted and isinstance(node, str):
+                names[mid] = node
+        return names
 
     async def _answer(self, member: Member, members: list[Member], node: str) -> JoinAnswer:
         status = await self.store.status()
