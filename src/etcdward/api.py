@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -30,7 +31,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from . import tokens
-from .config import is_dns_name, is_member_name
+from .config import host_port, is_dns_name, is_member_name
 from .join.server import JoinBusy, JoinConflict, JoinService
 from .paths import DataDir
 from .store import Store
@@ -56,7 +57,14 @@ class BadRequest(Exception):
     pass
 
 
+# "https://host:port" and nothing else: no whitespace or control characters (urlsplit would
+# silently drop tabs/newlines and leading spaces, and etcd would then refuse the URL with an
+# opaque error), no user info, path, query or fragment. IPv6 hosts in brackets.
+_PEER_URL_RE = re.compile(r"(?i:https)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})/?", re.ASCII)
+
+
 def validate_join(body: Any) -> tuple[str, str]:
+    """(node, canonical peer URL) of a join request, or BadRequest naming the field."""
     if not isinstance(body, dict):
         raise BadRequest("body: must be a JSON object with fields node and peerAddress")
     node, peer = body.get("node"), body.get("peerAddress")
@@ -66,23 +74,28 @@ def validate_join(body: Any) -> tuple[str, str]:
         raise BadRequest(f"node: {node!r} is not a valid RFC 1123 name (lowercase letters, digits, '-', '.')")
     if not isinstance(peer, str) or not peer:
         raise BadRequest("peerAddress: required, a URL like https://10.0.0.2:2380")
-    try:
-        u = urlsplit(peer)
-        port = u.port
-    except ValueError:
-        raise BadRequest(f"peerAddress: {peer!r} is not an https://host:port URL") from None
-    host = u.hostname or ""
-    if u.scheme != "https" or not host or port is None or u.path not in ("", "/") or u.query or u.fragment \
-            or u.username or u.password:
-        raise BadRequest(f"peerAddress: {peer!r} is not an https://host:port URL")
-    if not (_is_ip(host) or is_dns_name(host)):
+    m = _PEER_URL_RE.fullmatch(peer)
+    if not m:
+        raise BadRequest(f"peerAddress: {peer[:300]!r} is not an https://host:port URL")
+    host, port = m.group(1), int(m.group(2))
+    if not 0 < port < 65536:
+        raise BadRequest(f"peerAddress: port {port} is not in 1-65535")
+    if host.startswith("["):
+        try:
+            host = str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            raise BadRequest(f"peerAddress: {host!r} is not an IPv6 address") from None
+    elif _is_ip(host):
+        host = str(ipaddress.ip_address(host))
+    elif is_dns_name(host):
+        host = host.lower()
+    else:
         raise BadRequest(f"peerAddress: {host!r} is neither an IP address nor a DNS name")
-    return node, peer.rstrip("/")
+    # Canonical form, so that the same peer URL always compares equal (idempotency by peer URL).
+    return node, f"https://{host_port(host, port)}"
 
 
 def _is_ip(host: str) -> bool:
-    import ipaddress
-
     try:
         ipaddress.ip_address(host)
         return True
@@ -115,7 +128,7 @@ def build_app(deps: ApiDeps) -> Starlette:
         return None if rec else PlainTextResponse("go away", 401)
 
     async def read_json(request: Request) -> Any:
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        if declared_length(request) > MAX_BODY:
             raise _TooLarge()
         chunks, size = [], 0
         async for chunk in request.stream():
@@ -127,6 +140,8 @@ def build_app(deps: ApiDeps) -> Starlette:
             return json.loads(b"".join(chunks) or b"null")
         except (ValueError, UnicodeDecodeError) as e:
             raise BadRequest(f"body: malformed JSON ({e})") from None
+        except RecursionError:  # "[[[[..." nested deeper than the parser's stack
+            raise BadRequest("body: malformed JSON (nested too deeply)") from None
 
     async def get_ca(request: Request) -> Response:
         if (denied := await authorized(request)) is not None:
@@ -137,7 +152,7 @@ def build_app(deps: ApiDeps) -> Starlette:
     async def post_members(request: Request) -> Response:
         path = "/v1beta1/etcd/members"
         try:
-            if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            if declared_length(request) > MAX_BODY:
                 raise _TooLarge()
             if (denied := await authorized(request)) is not None:
                 return done(path, denied)
@@ -191,6 +206,16 @@ class _TooLarge(Exception):
     pass
 
 
+def declared_length(request: Request) -> int:
+    try:
+        return int(request.headers.get("content-length") or 0)
+    except ValueError:
+        raise BadRequest("Content-Length: not a number") from None
+
+
+_LABEL = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_NODE_PATTERN = f"^{_LABEL}(\\.{_LABEL})*$"
+_PEER_PATTERN = "^https://(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}/?$"
 _ERR = {"content": {"text/plain": {"schema": {"type": "string"}}}}
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -201,8 +226,10 @@ OPENAPI: dict[str, Any] = {
             "KeyPair": {"type": "object", "required": ["cert", "key"], "properties": {
                 "cert": {"type": "string", "format": "byte"}, "key": {"type": "string", "format": "byte"}}},
             "JoinRequest": {"type": "object", "required": ["node", "peerAddress"], "properties": {
-                "node": {"type": "string", "maxLength": 253, "pattern": "^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"},
-                "peerAddress": {"type": "string", "example": "https://10.0.0.2:2380"}}},
+                "node": {"type": "string", "minLength": 1, "maxLength": 253, "pattern": _NODE_PATTERN,
+                         "description": "etcd member name: a lowercase RFC 1123 subdomain"},
+                "peerAddress": {"type": "string", "pattern": _PEER_PATTERN, "example": "https://10.0.0.2:2380",
+                                "description": "the joiner's full etcd peer URL, https://host:port"}}},
             "JoinResponse": {"type": "object", "required": ["ca", "initialCluster"], "properties": {
                 "ca": {"$ref": "#/components/schemas/KeyPair"},
                 "initialCluster": {"type": "array", "items": {"type": "string"}},
