@@ -100,7 +100,14 @@ async def perform_join(ctl: "Controller", name: str) -> LaunchPlan:
     except tokens.TokenError as e:
         raise JoinFailed(str(e)) from None
     data, cfg = ctl.data, ctl.cfg
-    client = JoinClient(token, ctl.opts.join_timeout)
+    try:
+        client = JoinClient(token, ctl.opts.join_timeout)
+    except (ssl.SSLError, ValueError) as e:
+        raise JoinFailed(f"join token is not valid: its CA cannot be used ({e})") from None
+    # Pin the intent to join before the first request: from here on this node may get a
+    # learner (the answer can be lost in a crash), so a restart without the token must
+    # refuse instead of bootstrapping a second cluster. An earlier attempt's record is kept.
+    _pin_join(data, {"name": name, "server": token.server})
     try:
         log.info("joining via %s as %s (%s)", token.server, name, cfg.peer_url)
         ca = await client.call("GET", "/v1beta1/ca")
@@ -114,9 +121,8 @@ async def perform_join(ctl: "Controller", name: str) -> LaunchPlan:
     if not isinstance(initial, list) or not initial or not isinstance(ans.get("ca"), dict):
         raise JoinFailed(f"join API answered without initialCluster/ca: {str(ans)[:300]}")
     # Pin what we are joining before etcd starts: see the module docstring.
-    atomic_write(data.join_file, json.dumps({
-        "name": name, "server": token.server, "clusterID": ans.get("clusterID"),
-        "memberID": ans.get("memberID"), "initialCluster": initial}, indent=2) + "\n")
+    _pin_join(data, {"name": name, "server": token.server, "clusterID": ans.get("clusterID"),
+                     "memberID": ans.get("memberID"), "initialCluster": initial})
     ca_crt, ca_key = data.etcd_cert("ca")
     _write_pair(ans["ca"], ca_crt, ca_key, "etcd CA")
     pki.ensure_node_pki(data, peer_address=cfg.peer_address, api_address=cfg.api_address, sans=cfg.api.sans,
@@ -126,6 +132,18 @@ async def perform_join(ctl: "Controller", name: str) -> LaunchPlan:
     identity.save(data, ctl.ident)
     log.info("join accepted: learner %s (id %s) in cluster %s", name, ans.get("memberID"), ans.get("clusterID"))
     return LaunchPlan(name=name, initial_cluster=",".join(initial), state="existing")
+
+
+def _pin_join(data, fields: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    """Merge fields into state/join.json (values already there and not given stay)."""
+    try:
+        current = json.loads(data.join_file.read_text())
+        if not isinstance(current, dict):
+            current = {}
+    except (OSError, ValueError):
+        current = {}
+    current.update({k: v for k, v in fields.items() if v is not None})
+    atomic_write(data.join_file, json.dumps(current, indent=2) + "\n")
 
 
 def _write_pair(body: dict[str, Any], crt, key, what: str) -> None:  # type: ignore[no-untyped-def]
