@@ -124,6 +124,22 @@ def test_invalidated_and_expired_tokens_are_refused(n1: Node) -> None:
     assert p.returncode != 0 and "not valid" in p.stderr
 
 
+@pytest.mark.parametrize("value", ["not json", "[]", '{"id": "zzzzzz"}',
+                                   '{"id": "zzzzzz", "role": "controller", "secretHash": 1, "created": "x"}',
+                                   '{"id": "zzzzzz", "role": "controller", "secretHash": "00", '
+                                   '"created": "2026-01-01T00:00:00+00:00", "expires": "tomorrow"}'])
+def test_unreadable_token_record_is_refused_not_a_crash(n1: Node, value: str) -> None:
+    """A record written by hand or corrupted: the join API says 401, `token list` still works."""
+    assert n1.etcdctl("put", "/etcdward/tokens/zzzzzz", value).returncode == 0
+    try:
+        with api_client(n1, "zzzzzz.0000000000000000") as c:
+            r = c.get("/v1beta1/ca")
+        assert (r.status_code, r.text) == (401, "go away")
+        assert "zzzzzz" not in {t["id"] for t in token_list(n1)}
+    finally:
+        n1.etcdctl("del", "/etcdward/tokens/zzzzzz")
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--role", "controller", "--expiry", "soon"], "--expiry"),
     (["--role", "controller", "--expiry", "-1h"], "--expiry"),

@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 import string
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 import yaml
 
 from .store import Store
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/etcdward/tokens/"
 TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
@@ -140,7 +143,7 @@ def decode(text: str) -> JoinToken:
         raise TokenError(f"wrong token type: user {user['name']!r}, expected {USER!r} (a controller token)")
     auth = user.get("user")
     bearer = auth.get("token") if isinstance(auth, dict) else None
-    if not isinstance(bearer, str) or not TOKEN_RE.match(bearer):
+    if not isinstance(bearer, str) or not TOKEN_RE.fullmatch(bearer):
         raise TokenError("join token is not valid: user token is not <6 chars>.<16 chars>")
     server = cluster.get("server")
     if not isinstance(server, str) or not server.startswith("https://") or len(server) <= len("https://"):
@@ -168,13 +171,31 @@ async def create(store: Store, role: str, expiry: dt.timedelta) -> tuple[str, To
 
 
 def _record(raw: bytes) -> TokenRecord:
-    d = json.loads(raw)
-    return TokenRecord(d["id"], d["role"], d["secretHash"], d["created"], d.get("expires"))
+    """Parse a stored record; ValueError if it is not one (written by hand, or corrupt)."""
+    try:
+        d = json.loads(raw)
+        rec = TokenRecord(d["id"], d["role"], d["secretHash"], d["created"], d.get("expires"))
+        if not all(isinstance(v, str) for v in (rec.id, rec.role, rec.secret_hash, rec.created)):
+            raise TypeError("fields must be strings")
+        dt.datetime.fromisoformat(rec.created)
+        if rec.expires is not None:
+            if dt.datetime.fromisoformat(rec.expires).tzinfo is None:
+                raise ValueError("expires has no time zone")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"not a token record: {e}") from None
+    return rec
 
 
 async def list_tokens(store: Store) -> list[TokenRecord]:
+    """Valid token records, oldest first; unreadable records are skipped with a warning."""
     kvs, _ = await store.get_prefix(PREFIX)
-    return sorted((_record(kv.value) for kv in kvs), key=lambda r: r.created)
+    recs = []
+    for kv in kvs:
+        try:
+            recs.append(_record(kv.value))
+        except ValueError as e:
+            log.warning("ignoring %s: %s", kv.key, e)
+    return sorted(recs, key=lambda r: r.created)
 
 
 async def invalidate(store: Store, tid: str) -> bool:
@@ -183,13 +204,17 @@ async def invalidate(store: Store, tid: str) -> bool:
 
 async def verify(store: Store, bearer: str, role: str = "controller") -> TokenRecord | None:
     """The stored record if bearer is a valid, unexpired token of role; else None."""
-    m = TOKEN_RE.match(bearer or "")
+    m = TOKEN_RE.fullmatch(bearer or "")
     if not m:
         return None
     kv = await store.get(PREFIX + m.group(1))
     if kv is None:
         return None
-    rec = _record(kv.value)
+    try:
+        rec = _record(kv.value)
+    except ValueError as e:
+        log.warning("refusing token %s: %s", m.group(1), e)
+        return None
     if rec.role != role or rec.expired():
         return None
     if not hmac.compare_digest(rec.secret_hash, hash_secret(m.group(2))):

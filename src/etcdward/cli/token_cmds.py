@@ -74,7 +74,7 @@ def list_(data_dir: Path, output: str) -> None:
 def invalidate(token_id: str, data_dir: Path) -> None:
     """Invalidate the token with this ID (the 6 characters before the dot)."""
     tid = token_id.split(".", 1)[0]
-    if not tokens.TOKEN_RE.match(f"{tid}.aaaaaaaaaaaaaaaa"):
+    if not tokens.TOKEN_RE.fullmatch(f"{tid}.aaaaaaaaaaaaaaaa"):
         raise CLIError(f"token ID {token_id!r} is not valid: expected 6 lowercase letters or digits")
 
     async def go(store: Store) -> bool:
