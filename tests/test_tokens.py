@@ -160,6 +160,16 @@ def test_create_rejects_bad_arguments(n1: Node, args: list[str], needle: str) ->
     assert stored_ids(n1) == before
 
 
+def test_token_commands_explain_a_stopped_controller(cluster: Cluster) -> None:
+    n1 = cluster.bootstrap("n1")
+    tid = bearer_of(n1.token()).split(".")[0]
+    assert n1.stop() == 0
+    for args in (["create", "--role", "controller"], ["list"], ["invalidate", tid]):
+        p = n1.cli("token", *args, "--data-dir", str(n1.data.root), check=False)
+        assert p.returncode != 0 and "is the controller running" in p.stderr, (args, p.stderr)
+        assert "Traceback" not in p.stderr and p.stdout == ""
+
+
 # -- parsers (no etcd) ---------------------------------------------------------------------
 UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -45,7 +45,7 @@ def create(role: str, expiry: str, data_dir: Path) -> None:
     try:
         bearer = with_store(data, go)
     except E.StoreError as e:
-        raise CLIError(f"can't create token: {e}") from None
+        raise CLIError(f"can't create token: {_explain(e, data)}") from None
     click.echo(tokens.encode(tokens.JoinToken(cfg.effective().api_url, ca, bearer)))
 
 
@@ -57,7 +57,7 @@ def list_(data_dir: Path, output: str) -> None:
     try:
         recs = with_store(DataDir.at(data_dir), tokens.list_tokens)
     except E.StoreError as e:
-        raise CLIError(f"can't list tokens: {e}") from None
+        raise CLIError(f"can't list tokens: {_explain(e, DataDir.at(data_dir))}") from None
     now = dt.datetime.now(dt.timezone.utc)
     if output != "table":
         print_data([{"id": r.id, "role": r.role, "created": r.created, "expires": r.expires,
@@ -84,8 +84,15 @@ def invalidate(token_id: str, data_dir: Path) -> None:
         if not with_store(DataDir.at(data_dir), go):
             raise CLIError(f"no token with ID {tid}")
     except E.StoreError as e:
-        raise CLIError(f"can't invalidate token: {e}") from None
+        raise CLIError(f"can't invalidate token: {_explain(e, DataDir.at(data_dir))}") from None
     click.echo(f"token {tid} invalidated")
+
+
+def _explain(e: E.StoreError, data: DataDir) -> str:
+    if isinstance(e, E.Unavailable):
+        return (f"etcd of the controller in {data.root} is not reachable; is the controller running? "
+                f"(etcdward controller --data-dir {data.root}) [{e}]")
+    return str(e)
 
 
 commands = [token_group]
