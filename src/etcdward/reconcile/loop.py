@@ -1,8 +1,9 @@
 """The leader-elected reconcile loop: wake -> snapshot -> decide -> apply one action -> log.
 
-It wakes on a watch of the EtcdMember records, and on a timer: fast (0.1 s) while a learner
-is pending or a leave is in progress, otherwise every second, so the member list is polled at
-least once a second (an `etcdctl member remove` behind our back shows within ~1 s)."""
+It wakes on a watch of the EtcdMember records, on a change of the member list (polled every
+0.25 s: etcd has no watch for membership, so an `etcdctl member remove` behind our back shows
+within ~0.25 s), and on a timer: fast (0.1 s) while a learner is pending or a leave is in
+progress, otherwise every second (liveness keys, learner timeouts)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FAST = 0.1  # while a learner is pending or a leave is in progress
-SLOW = 1.0  # the member list is polled at least this often
+SLOW = 1.0  # a full pass at least this often
+MEMBER_POLL = 0.25  # the member list alone (one cheap RPC) this often; a change wakes a pass
 RETRYABLE = (E.LearnerNotReady, E.UnhealthyCluster, E.NotEnoughStarted, E.LeaderChanged, E.TooManyLearners)
 
 
@@ -132,9 +134,22 @@ class Reconciler:
                 log.debug("records watch: %s; watching again", e)
             await asyncio.sleep(0.5)
 
+    async def _watch_members(self) -> None:
+        last: tuple[tuple[int, str, bool, tuple[str, ...]], ...] | None = None
+        while True:
+            await asyncio.sleep(MEMBER_POLL)
+            try:
+                now = tuple(sorted((m.id, m.name, m.is_learner, m.peer_urls) for m in await self.store.members()))
+            except E.StoreError:
+                continue
+            if last is not None and now != last:
+                self.wakeup.set()
+            last = now
+
     async def lead(self, election: Election) -> str:
         """Reconcile while leading; returns "lost" or "resigned"."""
-        watcher = asyncio.create_task(self._watch_records(), name="records-watch")
+        watchers = [asyncio.create_task(self._watch_records(), name="records-watch"),
+                    asyncio.create_task(self._watch_members(), name="members-poll")]
         try:
             while await election.still_leader():
                 try:
@@ -153,9 +168,11 @@ class Reconciler:
                     await asyncio.wait_for(self.wakeup.wait(), delay)
             return "lost"
         finally:
-            watcher.cancel()
-            with contextlib.suppress(BaseException):
-                await watcher
+            for w in watchers:
+                w.cancel()
+            for w in watchers:
+                with contextlib.suppress(BaseException):
+                    await w
 
 
 async def mark_removed(store: Store, name: str, member_hex: str) -> None:
