@@ -271,3 +271,11 @@ def test_withdrawn_leave_clears_the_refusal() -> None:
     a = first(snap([M1], [r]))
     assert a.message.endswith("cleared the status of a withdrawn leave")
     assert a.record is not None and (a.record.reconcile_status, a.record.message) == ("", "")
+
+
+def test_everybody_leaving_removes_the_others_then_refuses_the_last() -> None:
+    s = snap([M1, M2], [record(M1, leave=True), record(M2, leave=True)], self_id=1, leader=1)
+    a = first(s)
+    assert (a.kind, a.member_id) == ("remove-member", 2)  # not a resign: nobody could take over
+    s = snap([M1], [record(M1, leave=True), record(M2, leave=True, joined="False", status="Success")])
+    assert first(s).record.reconcile_status == "Failed"  # type: ignore[union-attr]

@@ -197,12 +197,17 @@ async def run_reconciler(ctl: "Controller") -> None:
 
     async def eligible() -> bool:
         """A controller whose own record asks it to leave does not lead (it would have to
-        remove itself); the others campaign and remove it."""
+        remove itself) while another healthy voter that is not leaving can."""
         try:
             r = await records.get(store, name)
+            if not (r is not None and r.leave and r.member_id == my_id):
+                return True
+            listing = await records.list_records(store)
+            others = rules.successors(await store.members(), listing.records, await alive_members(store),
+                                      rec.self_id)
         except (E.StoreError, records.RecordError):
             return True
-        return not (r is not None and r.leave and r.member_id == my_id)
+        return not others
 
     try:
         while True:

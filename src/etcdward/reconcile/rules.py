@@ -169,6 +169,14 @@ def handover_target(members: tuple[Member, ...] | list[Member], alive: frozenset
     return min(cands, key=lambda m: (m.id != self_id, m.id)) if cands else None
 
 
+def successors(members: tuple[Member, ...] | list[Member], recs: tuple[EtcdMember, ...] | list[EtcdMember],
+               alive: frozenset[int] | set[int], self_id: int) -> list[Member]:
+    """Healthy voters other than self that do not ask to leave: who can take the reconciler
+    role over from a controller that is leaving."""
+    leaving = {r.member_id_int for r in recs if r.leave}
+    return [m for m in healthy_voters(members, alive) if m.id != self_id and m.id not in leaving]
+
+
 def _status_write(r: EtcdMember, reconcile_status: str, message: str, line: str) -> Action | None:
     if (r.reconcile_status, r.message) == (reconcile_status, message):
         return None
@@ -206,6 +214,11 @@ def leave_actions(s: Snapshot) -> tuple[list[Action], list[str]]:
             notes.append(f"leave of {r.name} refused")
             continue
         if m.id == s.self_id:
+            if not successors(s.members, s.records, s.alive, s.self_id):
+                # every other healthy voter is leaving too: remove them first; this one ends up
+                # the last voter and is refused, instead of nobody leading
+                notes.append(f"leave of {r.name} waits: every other healthy voter is leaving too")
+                continue
             out.append(Action("resign", m.id, (
                 f"leave of {who}: this controller is the member leaving; resigned the reconciler role so that "
                 "another controller removes it"), r.with_status(reconcile_status="", message=MSG_TAKEOVER)))
