@@ -138,3 +138,34 @@ def test_failover_completes_a_pending_leave_and_etcd_leave(cluster: Cluster) -> 
     p = a.cli("etcd", "leave", "--peer-address", a.address, *dd(a), check=False)
     assert p.returncode == 1 and "last voting member" in p.stderr
     assert {m.name for m in a.members()} == {a.name}
+
+    # reset refuses while the controller runs, and (unless --force) while it may be a member
+    p = a.cli("reset", *dd(a), check=False)
+    assert p.returncode == 1 and "stop it first" in p.stderr
+    assert a.stop() == 0
+    p = a.cli("reset", *dd(a), check=False)
+    assert p.returncode == 1 and "may still be a member" in p.stderr and a.data.etcd_db.exists()
+    a.cli("reset", "--force", *dd(a))
+    assert not a.data.etcd.exists() and not a.data.state.exists() and not a.data.pki.exists()
+    assert a.data.logs.exists()  # kept for the post-mortem
+
+
+def test_peer_address_and_patch_validation() -> None:
+    import pytest
+
+    from etcdward.cli.admin_cmds import check_peer_address
+    from etcdward.cli.common import CLIError
+    from etcdward.cli.record_cmds import parse_patch
+
+    assert check_peer_address("10.0.0.1") == "10.0.0.1"
+    assert check_peer_address("fd00::1") == "fd00::1"
+    assert check_peer_address("C1.Example.org") == "c1.example.org"
+    for bad in ("https://10.0.0.1:2380", "10.0.0.1:2380", "", "a b"):
+        with pytest.raises(CLIError, match=f'invalid argument "{bad}" for "--peer-address" flag: neither an IP '):
+            check_peer_address(bad)
+    assert parse_patch('{"spec":{"leave":true}}') is True
+    assert parse_patch('{"spec":{"leave":false}}') is False
+    for bad, field in (('{"status":{}}', '"status"'), ('{"spec":{"x":1}}', '"spec.x"'), ("[]", "top level"),
+                       ('{"spec":{"leave":"yes"}}', "spec.leave must be true or false"), ("{", "not valid JSON")):
+        with pytest.raises(CLIError, match=field):
+            parse_patch(bad)
