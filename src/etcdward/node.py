@@ -20,14 +20,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import identity, pki
+from . import identity
 from .config import Config
 from .crashpoints import crashpoint, crashpoint_after
 from .decision import Action, Decision, Disk, decide
 from .identity import Identity
 from .paths import DataDir, atomic_write
-from .store import Store, local_store
-from .store import errors as E
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .store import Store
 from .supervisor import LaunchPlan, MemberWasRemoved, Supervisor, SupervisorGaveUp, etcd_args, find_etcd
 
 log = logging.getLogger(__name__)
@@ -149,6 +151,12 @@ class Controller:
             if decision.action is Action.JOIN:  # etcd has created its data dir by then
                 await crashpoint_after("join-after-etcd-start", 1.0)
             sup_task = asyncio.create_task(self.sup.run(), name="etcd-supervisor")
+            # The store (gRPC) and the API are imported only now: a joiner sends its join request
+            # first, and etcd takes about a second to start anyway.
+            from . import services  # noqa: F401  (pre-import the API while etcd boots)
+            from .store import local_store
+
+            await wait_for_port("127.0.0.1", self.cfg.etcd.client_port, self.sup)
             self.store = local_store(self.data, self.cfg.etcd.client_port)
             await self.store.connect()
             ready = asyncio.create_task(self._wait_ready(decision.action), name="wait-ready")
@@ -188,6 +196,8 @@ class Controller:
             from .join.client import perform_join  # the join protocol owns the joining side
 
             return await perform_join(self, name)
+        from . import pki
+
         hostname = identity.hostname()
         pki.ensure_node_pki(self.data, peer_address=self.cfg.peer_address, api_address=self.cfg.api_address,
                             sans=self.cfg.api.sans, hostname=hostname, create_cas=True)
@@ -200,6 +210,8 @@ class Controller:
 
     async def _wait_ready(self, action: Action) -> None:
         """Until a linearizable read passes (a learner passes only once promoted)."""
+        from .store import errors as E
+
         assert self.store and self.sup
         deadline = time.monotonic() + (self.opts.join_timeout if action is Action.JOIN else READY_TIMEOUT)
         last: Exception | None = None
@@ -253,6 +265,20 @@ class Controller:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+
+async def wait_for_port(host: str, port: int, sup: Supervisor, timeout: float = 30.0) -> None:
+    """Until etcd accepts TCP connections: a gRPC call made earlier would be refused and then
+    wait out gRPC's reconnect backoff (~1 s) before trying again."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and sup.alive():
+        try:
+            _, w = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+        except (OSError, asyncio.TimeoutError):
+            await asyncio.sleep(0.02)
+            continue
+        w.close()
+        return
 
 
 def remove_tree_contents_aside(data: DataDir) -> Path | None:

@@ -21,9 +21,12 @@ import string
 import zlib
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import yaml
 
-from .store import Store
+if TYPE_CHECKING:  # the store pulls in gRPC; a joiner decodes its token long before it needs it
+    from .store import Store
 
 log = logging.getLogger(__name__)
 

@@ -7,16 +7,16 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import yaml
-from rich.console import Console
-from rich.table import Table
 
 from .. import config as cfgmod
 from ..paths import DEFAULT_DATA_DIR, DataDir
-from ..store import Store, local_store
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 T = TypeVar("T")
 
@@ -47,6 +47,8 @@ def node_config(data: DataDir) -> cfgmod.Config:
 
 
 def open_store(data: DataDir, timeout: float = 5.0) -> Store:
+    from ..store import local_store  # gRPC: imported only by commands that talk to etcd
+
     cfg = node_config(data)
     ca, _ = data.etcd_cert("ca")
     if not ca.exists():
@@ -69,6 +71,9 @@ def with_store(data: DataDir, fn: Callable[[Store], Awaitable[T]], timeout: floa
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """kubectl-style plain table (no box), stable for scripts that use awk."""
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for c in columns:
         table.add_column(c, no_wrap=True)

@@ -10,17 +10,44 @@ from pathlib import Path
 import click
 
 from .. import config as cfgmod
-from ..node import Controller, ControllerError, Options
 from ..paths import DEFAULT_DATA_DIR, DataDir
-from ..pki import PKIError
-from ..supervisor import EtcdBinaryNotFound
 from .common import CLIError
-from .etcd_cmds import etcd_group
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Subcommands live in their own modules and are imported only when used: a joining controller
+# is CPU-bound at start-up (several start at once on small machines), and the gRPC, records and
+# table-printing imports of the other commands would delay its first join request.
+LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
+    "etcd": ("etcd_cmds:etcd_group", "admin_cmds"),  # admin_cmds adds `etcd leave` to the group
+    "token": ("token_cmds:token_group",),
+    "get": ("record_cmds:get_group",),
+    "delete": ("record_cmds:delete_group",),
+    "patch": ("record_cmds:patch_group",),
+    "reset": ("admin_cmds:reset",),
+    "status": ("status_cmd:status",),
+    "up": ("playground_cmd:up",),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in LAZY_COMMANDS:
+            return super().get_command(ctx, name)
+        import importlib
+
+        target, *extra = LAZY_COMMANDS[name]
+        for mod in extra:
+            importlib.import_module(f"etcdward.cli.{mod}")
+        mod_name, attr = target.split(":")
+        return getattr(importlib.import_module(f"etcdward.cli.{mod_name}"), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="etcdward")
 def cli() -> None:
     """etcdward: etcd control-plane membership manager."""
@@ -47,6 +74,10 @@ def read_token(token: str | None, token_file: Path | None) -> str | None:
 def controller(token: str | None, token_file: Path | None, config_file: Path | None, data_dir: Path,
                join_timeout: float, verbose: bool) -> None:
     """Run a control-plane node (etcd + join API + reconciler) in the foreground."""
+    from ..node import Controller, ControllerError, Options
+    from ..pki import PKIError
+    from ..supervisor import EtcdBinaryNotFound
+
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     for noisy in ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "etcd3aio", "grpc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -87,26 +118,6 @@ def config_validate(config_file: Path) -> None:
     except cfgmod.ConfigError as e:
         raise CLIError(str(e)) from None
     click.echo(cfg.to_yaml(), nl=False)
-
-
-cli.add_command(etcd_group)
-
-
-def _register_optional() -> None:
-    # Each command group lives in its own module; importing them here keeps main.py small.
-    from . import playground_cmd
-
-    cli.add_command(playground_cmd.up)
-    for mod_name in ("token_cmds", "record_cmds", "admin_cmds", "status_cmd"):
-        try:
-            mod = __import__(f"etcdward.cli.{mod_name}", fromlist=["commands"])
-        except ModuleNotFoundError:
-            continue
-        for cmd in mod.commands:
-            cli.add_command(cmd)
-
-
-_register_optional()
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .. import identity, pki, tokens
+from .. import identity, tokens
 from ..identity import Identity
 from ..crashpoints import crashpoint
 from ..paths import atomic_write
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ATTEMPT_TIMEOUT = 40.0  # the server may hold a queued request ~30 s
-BACKOFF = (0.5, 1.0, 2.0, 3.0, 5.0)
+BACKOFF = (0.2, 0.5, 1.0, 2.0, 3.0, 5.0)
 
 
 class JoinFailed(Exception):
@@ -123,6 +123,8 @@ async def perform_join(ctl: "Controller", name: str) -> LaunchPlan:
     # Pin what we are joining before etcd starts: see the module docstring.
     _pin_join(data, {"name": name, "server": token.server, "clusterID": ans.get("clusterID"),
                      "memberID": ans.get("memberID"), "initialCluster": initial})
+    from .. import pki  # cryptography is needed only from here on
+
     ca_crt, ca_key = data.etcd_cert("ca")
     _write_pair(ans["ca"], ca_crt, ca_key, "etcd CA")
     pki.ensure_node_pki(data, peer_address=cfg.peer_address, api_address=cfg.api_address, sans=cfg.api.sans,
@@ -151,6 +153,7 @@ def _write_pair(body: dict[str, Any], crt, key, what: str) -> None:  # type: ign
         cert_pem, key_pem = base64.b64decode(body["cert"]), base64.b64decode(body["key"])
     except (KeyError, TypeError, ValueError):
         raise JoinFailed(f"join API answered without a usable {what}") from None
+    from .. import pki
     if crt.exists() and key.exists() and crt.read_bytes() == cert_pem and key.read_bytes() == key_pem:
         return
     if crt.exists():

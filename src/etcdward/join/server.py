@@ -101,6 +101,7 @@ class JoinService:
         self.store = store
         self._lease_id = lease_id  # callable returning the serving controller's current lease
         self.hold = hold
+        self._cluster_id = 0
 
     async def join(self, node: str, peer_url: str) -> JoinAnswer:
         deadline = time.monotonic() + self.hold
@@ -135,10 +136,13 @@ class JoinService:
                         log.info("join %s: add outcome unknown (%s); re-reading the member list", node, e)
                     else:
                         log.info("added learner %s (id %x, %s)", node, member.id, peer_url)
-                        await self.store.put(JOINS + format(member.id, "x"), json.dumps(
-                            {"node": node, "peerURL": peer_url, "added": time.time()}))
-                        await self._leave_queue(key)
-                        return await self._answer(member, members, node)
+                        # The joiner is waiting for this answer: do the bookkeeping in parallel.
+                        record = json.dumps({"node": node, "peerURL": peer_url, "added": time.time()})
+                        answer, *_ = await asyncio.gather(
+                            self._answer(member, members, node),
+                            self.store.put(JOINS + format(member.id, "x"), record),
+                            self._leave_queue(key))
+                        return answer
                 if time.monotonic() + POLL > deadline:
                     raise JoinBusy(f"join of {node} is queued ({self._position(key, entries)} in line); retry", 2)
                 await asyncio.sleep(POLL)
@@ -165,8 +169,9 @@ class JoinService:
         return names
 
     async def _answer(self, member: Member, members: list[Member], node: str) -> JoinAnswer:
-        status = await self.store.status()
-        return JoinAnswer(member=member, members=members, cluster_id=status.cluster_id, name=node)
+        if not self._cluster_id:  # a running cluster's ID never changes: ask once
+            self._cluster_id = (await self.store.status()).cluster_id
+        return JoinAnswer(member=member, members=members, cluster_id=self._cluster_id, name=node)
 
     async def _queue(self) -> list[KV]:
         kvs, _ = await self.store.get_prefix(QUEUE)

@@ -150,6 +150,12 @@ class Store:
             [self.endpoint], ca_cert=ca, cert_key=key, cert_chain=cert, tls_server_name=server_name,
             rpc_max_attempts=2,
         )
+        # etcd restarts under its supervisor in about a second; gRPC's default reconnect backoff
+        # (1 s, growing to 120 s) would keep us away far longer than that.
+        manager = getattr(self._client, "_manager", None)
+        if manager is not None and hasattr(manager, "grpc_options"):
+            manager.grpc_options = [*manager.grpc_options, ("grpc.initial_reconnect_backoff_ms", 100),
+                                    ("grpc.min_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 2000)]
         self._connected = False
 
     @classmethod
