@@ -101,7 +101,7 @@ def test_unreachable_join_api_is_retried_until_join_timeout(ccluster: Cluster, n
     took = time.monotonic() - start
     assert rc != 0, out
     assert "gave up" in out and "127.78.255.254" in out, out
-    assert 3 <= took < 20, took
+    assert 4 <= took < 15, took  # the full --join-timeout, then one last attempt
     assert out.count("retrying in") >= 2, out  # it did retry, with backoff
 
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 ATTEMPT_TIMEOUT = 40.0  # the server may hold a queued request ~30 s
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 3.0, 5.0)
+MAX_RETRY_AFTER = 120.0
 
 
 class JoinFailed(Exception):
@@ -71,7 +72,14 @@ class JoinClient:
                 reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             else:
                 if resp.status_code == 200:
-                    return resp.json()
+                    try:
+                        answer = resp.json()
+                    except ValueError:
+                        answer = None
+                    if not isinstance(answer, dict):
+                        raise JoinFailed(f"{self.token.server} answered {method} {path} with something that is "
+                                         f"not a JSON object: {resp.text.strip()[:200]!r}; is it an etcdward join API?")
+                    return answer
                 text = resp.text.strip()[:500]
                 if resp.status_code == 401:
                     raise JoinFailed(f"the join API refused the token (401 {text}): it is invalid, expired or "
@@ -84,11 +92,17 @@ class JoinClient:
                         retry_after = float(resp.headers["retry-after"])
                     except ValueError:
                         pass
+                    if retry_after is not None and not 0 <= retry_after <= MAX_RETRY_AFTER:
+                        retry_after = None  # negative, NaN or absurd: use our own backoff
             delay = retry_after if retry_after is not None else BACKOFF[min(attempt, len(BACKOFF) - 1)]
-            delay *= random.uniform(0.8, 1.2)
+            delay = max(0.05, delay * random.uniform(0.8, 1.2))
             attempt += 1
-            if time.monotonic() + delay > self.deadline:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
                 raise JoinFailed(f"gave up joining via {self.token.server} after {attempt} attempts: {reason}")
+            # The last wait ends at the deadline, with one more attempt: --join-timeout is honoured
+            # in full instead of giving up as soon as the next backoff would cross it.
+            delay = min(delay, remaining)
             level = logging.DEBUG if reason.startswith("503") else logging.INFO
             log.log(level, "%s %s: %s; retrying in %.1fs", method, path, reason, delay)
             await asyncio.sleep(delay)
