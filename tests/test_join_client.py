@@ -8,10 +8,13 @@ from __future__ import annotations
 import base64
 import time
 
+import httpx
 import pytest
 
-from cluster import Cluster, Node
-from join_helpers import bearer_of, etcd_members, make_token, server_of, shared_cluster
+from cluster import Cluster, Node, wait_for
+from join_helpers import (
+    api_client, bearer_of, etcd_members, make_token, phantom_peer_url, remove_member, server_of, shared_cluster,
+)
 
 MESSAGE_TAIL = 4000
 
@@ -105,17 +108,50 @@ def test_unreachable_join_api_is_retried_until_join_timeout(ccluster: Cluster, n
     assert out.count("retrying in") >= 2, out  # it did retry, with backoff
 
 
-def test_joined_node_restarts_after_its_token_file_is_deleted(ccluster: Cluster, n1: Node, token: str) -> None:
+@pytest.fixture(scope="module")
+def n2(ccluster: Cluster, n1: Node, token: str) -> Node:
+    """A second voter, joined with --token-file."""
     token_file = ccluster.root / "n2.token"
     token_file.write_text(token)
     n2 = ccluster.node("n2")
     n2.start(token_file=token_file)
     ccluster.wait_voters(n1, {"n1", "n2"}, 60)
     n2.wait_ready(30)
+    return n2
+
+
+def test_joined_node_restarts_after_its_token_file_is_deleted(ccluster: Cluster, n1: Node, n2: Node) -> None:
     assert n2.stop() == 0
+    token_file = ccluster.root / "n2.token"
     token_file.unlink()
     n2.start(token_file=token_file)  # the unit file still says --token-file
     n2.wait_ready(30)
     assert n2.alive()
     assert sorted(m["name"] for m in etcd_members(n1)) == ["n1", "n2"]
     assert len({n1.status().cluster_id, n2.status().cluster_id}) == 1
+
+
+def test_every_voter_serves_the_same_join(n1: Node, n2: Node, token: str) -> None:
+    """The token is checked and the join answered by whichever voter gets the request: the
+    same peer URL asked on n1 and on n2 gets one learner."""
+    def api_up() -> bool:
+        try:
+            with api_client(n2) as c:
+                return c.get("/livez").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(api_up, 30, "n2 join API", node=n2)
+    before = etcd_members(n1)
+    peer = phantom_peer_url()
+    answers = []
+    for node in (n2, n1, n2):
+        with api_client(node, bearer_of(token)) as c:
+            r = c.post("/v1beta1/etcd/members", json={"node": "roaming", "peerAddress": peer})
+        assert r.status_code == 200, (node.name, r.text)
+        answers.append(r.json()["memberID"])
+    assert len(set(answers)) == 1
+    try:
+        assert len(etcd_members(n1)) == len(before) + 1
+    finally:
+        remove_member(n1, answers[0])
