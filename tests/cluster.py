@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from httpx import HTTPError as _HTTPError
+
 from etcdward import tokens
 from etcdward.paths import DataDir
 from etcdward.store import Member, Store, local_store
@@ -94,7 +96,8 @@ class Node:
         if token_file:
             argv += ["--token-file", str(token_file)]
         with self.log_file.open("ab") as log:
-            log.write(f"\n=== start {' '.join(argv[-6:])}\n".encode())
+            shown = ["<token>" if a == token else a for a in argv[-6:]]  # keep secrets out of logs
+            log.write(f"\n=== start {' '.join(shown)}\n".encode())
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                          start_new_session=True, env={**os.environ, **self.env})
 
@@ -228,7 +231,7 @@ def wait_for(cond: Any, timeout: float, what: str, node: Node | None = None, int
             v = cond()
             if v:
                 return v
-        except (AssertionError, E.StoreError, OSError) as e:
+        except (AssertionError, E.StoreError, OSError, _HTTPError) as e:
             last_exc = e
         time.sleep(interval)
     tail = "\n".join(node.log().splitlines()[-40:]) if node else ""

@@ -257,3 +257,13 @@ def test_status_command(cluster: Cluster) -> None:
     assert n1.stop() == 0
     p = n1.cli("status", "--data-dir", str(n1.data.root), check=False)
     assert p.returncode != 0 and p.stderr.startswith("can't get status: ")
+
+
+def test_bad_token_is_refused_before_the_data_dir_is_touched(cluster: Cluster) -> None:
+    n = cluster.node("n2")
+    wal = n.data.etcd / "member" / "wal"
+    wal.mkdir(parents=True)
+    n.start("not-a-token")
+    assert n.wait_exit(30) != 0
+    assert "join failed: join token is not valid" in n.log()
+    assert wal.exists() and not any(p.name.startswith("etcd.aside-") for p in n.data.root.iterdir())

@@ -111,12 +111,21 @@ class Controller:
 
     # -- preflight ---------------------------------------------------------------------
     def prepare(self) -> tuple[Decision, str]:
-        check_data_dir_writable(self.data)
         binary = find_etcd(self.cfg.etcd.binary or None)
+        check_data_dir_writable(self.data)
         disk = inspect_disk(self.data)
         d = decide(disk, token_given=bool(self.opts.token))
         if d.action is Action.REFUSE:
             raise ControllerError(d.reason)
+        if d.action is Action.JOIN:
+            # Check the token before anything on disk is touched (a partial etcd dir is moved
+            # aside for a join); it is read only when a join is needed, as in k0s.
+            from . import tokens
+
+            try:
+                tokens.decode(self.opts.token or "")
+            except tokens.TokenError as e:
+                raise ControllerError(f"join failed: {e}") from None
         check_port_free("127.0.0.1", self.cfg.etcd.client_port, "etcd client port")
         check_port_free(self.cfg.peer_address, self.cfg.etcd.peer_port, "etcd peer address")
         check_port_free(self.cfg.api_address, self.cfg.api.port, "join API address")
