@@ -279,3 +279,47 @@ def test_everybody_leaving_removes_the_others_then_refuses_the_last() -> None:
     assert (a.kind, a.member_id) == ("remove-member", 2)  # not a resign: nobody could take over
     s = snap([M1], [record(M1, leave=True), record(M2, leave=True, joined="False", status="Success")])
     assert first(s).record.reconcile_status == "Failed"  # type: ignore[union-attr]
+
+
+def test_started_learner_that_never_catches_up_is_removed() -> None:
+    m2 = member(2, learner=True)
+    young = dataclasses.replace(snap([M1, m2], [record(M1)], learner_timeout=60),
+                                joins={2: rules.JoinInfo("n2", m2.peer_url, NOW - 100)})
+    assert first(young).kind == "promote"
+    old = dataclasses.replace(young, joins={2: rules.JoinInfo("n2", m2.peer_url, NOW - 121)})
+    a = first(old)
+    assert a.kind == "remove-stalled-learner"
+    assert a.message == "removed learner n2 (id 2, https://10.0.0.2:2380) that was not promotable within 120s"
+
+
+def test_a_refused_promotion_does_not_hold_back_the_next_action() -> None:
+    """The loop applies the first action etcd accepts (apply() stands in for etcd's answers)."""
+    import asyncio
+
+    from etcdward.reconcile.loop import Reconciler
+
+    m2 = member(2, learner=True)
+    dup = record(M1, name="n1.example.org", rev=20)
+    s = snap([M1, m2], [record(M1), dup])
+    rec = Reconciler(store=None)  # type: ignore[arg-type]
+    applied: list[str] = []
+
+    async def snapshot() -> Snapshot:
+        return s
+
+    async def apply(a: rules.Action) -> str | None:
+        if a.kind == "promote":
+            return "etcd refused it for now (learner not in sync)"
+        applied.append(a.kind)
+        return None
+
+    rec.snapshot = snapshot  # type: ignore[method-assign]
+    rec.apply = apply  # type: ignore[method-assign]
+    message, _, done = asyncio.run(rec.run_pass())
+    assert applied == ["delete-duplicate"]
+    assert done is not None and message.startswith("deleted duplicate record n1.example.org")
+
+    rec.leading = lambda: False  # a leader that lost its lease acts on nothing
+    applied.clear()
+    message, _, done = asyncio.run(rec.run_pass())
+    assert applied == [] and done is None and "leadership not confirmed" in message

@@ -139,6 +139,8 @@ def last_run_output(path: Path, head: int = 6, tail: int = 14) -> str:
     run = lines[starts[-1] + 1:] if starts else lines
     if len(run) <= head + tail:
         return "\n".join(run)
+    if head == 0:
+        return "\n".join(run[-tail:])
     return "\n".join([*run[:head], f"... ({len(run) - head - tail} lines) ...", *run[-tail:]])
 
 
@@ -204,8 +206,10 @@ class Supervisor:
             if self._stopping:
                 return
             lived = time.monotonic() - self._started_at
-            tail = log_tail(self.data.etcd_log, 40)
-            if any(m in tail for m in REMOVED_MARKERS):
+            # Only this run's output counts: the log file outlives resets and rejoins, and an old
+            # "removed" line must not tombstone a member that is alive.
+            this_run = last_run_output(self.data.etcd_log, head=0, tail=40)
+            if any(m in this_run for m in REMOVED_MARKERS):
                 raise MemberWasRemoved("etcd says this member has been permanently removed from the cluster")
             if self.on_exit:
                 self.on_exit(rc)

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .. import records
@@ -44,6 +45,8 @@ class Reconciler:
         self.handover_since: dict[str, float] = {}
         self.wakeup = asyncio.Event()
         self.last_message = ""
+        self.leading: Callable[[], bool] | None = None  # set while leading: is the lease still ours?
+        self.max_pass_age = 5.0
 
     async def snapshot(self) -> rules.Snapshot:
         members = await self.store.members()
@@ -104,16 +107,31 @@ class Reconciler:
         return None
 
     async def run_pass(self) -> tuple[str, rules.Snapshot, rules.Action | None]:
+        started = time.monotonic()
         snap = await self.snapshot()
         actions = rules.decide(snap)
         if not actions:
             return rules.idle_message(snap), snap, None
-        a = actions[0]
-        why = await self.apply(a)
-        if why is None:
-            return a.message, snap, a
-        # not the action's own line (tests and operators grep for those), but what it waits for
-        return f"waiting: {a.kind} {a.message.split(' ', 1)[1]}: not done yet, {why}", snap, None
+        first_refusal = ""
+        # The first action etcd accepts is this pass's decision: one that etcd refuses for now
+        # (a learner still catching up) must not hold back a leave or a duplicate behind it.
+        for a in actions:
+            if not self.may_act(started):
+                return "waiting: leadership not confirmed; dropped this pass", snap, None
+            why = await self.apply(a)
+            if why is None:
+                return a.message, snap, a
+            if not first_refusal:
+                # not the action's own line (tests and operators grep for those), but what it waits for
+                first_refusal = f"waiting: {a.kind} {a.message.split(' ', 1)[1]}: not done yet, {why}"
+        return first_refusal, snap, None
+
+    def may_act(self, pass_started: float) -> bool:
+        """Membership changes are not CAS writes: act only while leadership is confirmed and the
+        snapshot is younger than the lease margin (a paused leader must not act on old data)."""
+        if self.leading is None:
+            return True
+        return self.leading() and time.monotonic() - pass_started < self.max_pass_age
 
     def log_decision(self, message: str) -> None:
         # "no action"/"waiting" lines repeat every pass; log them only when they change.
@@ -150,6 +168,8 @@ class Reconciler:
         """Reconcile while leading; returns "lost" or "resigned"."""
         watchers = [asyncio.create_task(self._watch_records(), name="records-watch"),
                     asyncio.create_task(self._watch_members(), name="members-poll")]
+        self.leading = lambda: election.leading
+        self.max_pass_age = max(1.0, election.lease.ttl * 0.5)
         try:
             while await election.still_leader():
                 try:

@@ -70,6 +70,11 @@ class Action:
     record: EtcdMember | None = None  # write-record: the new state (resource_version 0 = create)
 
 
+# A learner that started gets this many learnerStartTimeouts to catch up (a large database
+# takes a while to stream) before it counts as stalled.
+STARTED_LEARNER_FACTOR = 2
+
+
 def learner_age(s: Snapshot, m: Member) -> float:
     j = s.joins.get(m.id)
     since = j.added if j else s.first_seen.get(m.id, s.now)
@@ -81,7 +86,13 @@ def membership_actions(s: Snapshot) -> list[Action]:
     for m in sorted(s.members, key=lambda m: m.id):
         if not m.is_learner:
             continue
-        if m.started:
+        if m.started and learner_age(s, m) > STARTED_LEARNER_FACTOR * s.learner_timeout:
+            # It started once but etcd never found it in sync: most likely it died after
+            # starting. It holds etcd's only learner slot, so it would block every later join.
+            out.append(Action("remove-stalled-learner", m.id, (
+                f"removed learner {m.name} (id {m.hex_id}, {m.peer_url}) that was not promotable within "
+                f"{STARTED_LEARNER_FACTOR * s.learner_timeout:.0f}s")))
+        elif m.started:
             out.append(Action("promote", m.id, f"promoted learner {m.name} (id {m.hex_id})"))
         elif learner_age(s, m) > s.learner_timeout:
             out.append(Action("remove-stalled-learner", m.id, (
