@@ -267,3 +267,17 @@ def test_bad_token_is_refused_before_the_data_dir_is_touched(cluster: Cluster) -
     assert n.wait_exit(30) != 0
     assert "join failed: join token is not valid" in n.log()
     assert wal.exists() and not any(p.name.startswith("etcd.aside-") for p in n.data.root.iterdir())
+
+
+def test_node_pinned_to_another_cluster_refuses_before_asking_for_a_learner(cluster: Cluster) -> None:
+    import shutil
+
+    a1 = cluster.bootstrap("a1")
+    b1 = cluster.bootstrap("b1")  # a second, unrelated cluster
+    token_b = b1.token()
+    assert a1.stop() == 0
+    shutil.rmtree(a1.data.etcd)  # a1 lost its data but still pins cluster A
+    a1.start(token_b)
+    assert a1.wait_exit(60) != 0
+    assert "is pinned to cluster" in a1.log()
+    assert [m.name for m in b1.members()] == ["b1"]  # no phantom learner left in cluster B

@@ -21,6 +21,9 @@ CASES = [
      Action.REFUSE, False),
     ("pinned cluster, db gone, token -> join", Disk(has_db=False, pinned_cluster_id="abc"), True, Action.JOIN, False),
     ("pinned cluster, db present -> start", Disk(has_db=True, pinned_cluster_id="abc"), False, Action.START, False),
+    ("unfinished join, no token -> refuse", Disk(has_db=False, join_started="https://a:9443"), False,
+     Action.REFUSE, False),
+    ("unfinished join, token -> join", Disk(has_db=False, join_started="https://a:9443"), True, Action.JOIN, False),
     ("tombstone -> refuse even with db", Disk(has_db=True, tombstone=True), False, Action.REFUSE, False),
     ("tombstone -> refuse even with token", Disk(has_db=False, tombstone=True), True, Action.REFUSE, False),
 ]

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from cluster import Cluster, Node, wait_for
 from join_helpers import (
-    api_client, bearer_of, etcd_members, kubeconfig, phantom_peer_url, remove_member, remove_members_except,
+    api_client, bearer_of, etcd_members, phantom_peer_url, remove_member, remove_members_except,
     shared_cluster,
 )
 

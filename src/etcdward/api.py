@@ -147,6 +147,12 @@ def build_app(deps: ApiDeps) -> Starlette:
         if (denied := await authorized(request)) is not None:
             return done("/v1beta1/ca", denied)
         body = {"cert": b64(deps.data.ca_crt.read_bytes()), "key": b64(deps.data.ca_key.read_bytes())}
+        # An extra field (k0s clients ignore it): a joiner pinned to another cluster can refuse
+        # before it asks for a learner it would never use.
+        try:
+            body["clusterID"] = format(await deps.join.cluster_id(), "x")
+        except E.StoreError:
+            pass
         return done("/v1beta1/ca", JSONResponse(body))
 
     async def post_members(request: Request) -> Response:
@@ -224,7 +230,8 @@ OPENAPI: dict[str, Any] = {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
             "KeyPair": {"type": "object", "required": ["cert", "key"], "properties": {
-                "cert": {"type": "string", "format": "byte"}, "key": {"type": "string", "format": "byte"}}},
+                "cert": {"type": "string", "format": "byte"}, "key": {"type": "string", "format": "byte"},
+                "clusterID": {"type": "string", "description": "GET /v1beta1/ca only (an etcdward extra)"}}},
             "JoinRequest": {"type": "object", "required": ["node", "peerAddress"], "properties": {
                 "node": {"type": "string", "minLength": 1, "maxLength": 253, "pattern": _NODE_PATTERN,
                          "description": "etcd member name: a lowercase RFC 1123 subdomain"},

@@ -27,6 +27,9 @@ RESERVED_ETCD_ARGS = frozenset(
         "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-state",
         "initial-cluster-token", "cert-file", "key-file", "trusted-ca-file", "peer-cert-file",
         "peer-key-file", "peer-trusted-ca-file", "client-cert-auth", "peer-client-cert-auth",
+        # The quorum guard relies on etcd's own checks: one learner at a time, and strict
+        # reconfiguration (the liveness keys it uses can be up to one lease TTL stale).
+        "strict-reconfig-check", "max-learners", "experimental-max-learners",
     }
 )
 

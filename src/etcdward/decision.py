@@ -9,7 +9,8 @@ and a node that crashed mid-join bootstrapped a second cluster). Two local facts
 the answer *safer*, never turn a join into a bootstrap:
 - a tombstone (this node was removed from its cluster) -> REFUSE until `etcdward reset`;
 - a pinned cluster ID with no db and no token (the node was a member, its etcd data is gone)
-  -> REFUSE: bootstrapping would silently create a second cluster.
+  -> REFUSE: bootstrapping would silently create a second cluster;
+- an unfinished join (state/join.json) with no db and no token -> REFUSE, for the same reason.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Disk:
     has_partial_etcd: bool = False  # etcd/ has content but no db (e.g. member/wal only)
     pinned_cluster_id: str | None = None
     tombstone: bool = False
+    join_started: str | None = None  # join API this node started joining through (state/join.json)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,11 @@ def decide(disk: Disk, token_given: bool) -> Decision:
         return Decision(Action.START, reason="etcd data exists (member/snap/db)")
     if token_given:
         return Decision(Action.JOIN, move_partial_aside=disk.has_partial_etcd, reason="no etcd data, token given")
+    if disk.join_started:
+        return Decision(Action.REFUSE, reason=(
+            f"this node started joining a cluster via {disk.join_started} (state/join.json) and may already "
+            "have a learner there; bootstrapping would create a second cluster. Start it again with the join "
+            "token, or run `etcdward reset` to start over"))
     if disk.pinned_cluster_id:
         return Decision(Action.REFUSE, reason=(
             f"this node was a member of cluster {disk.pinned_cluster_id} but its etcd data "

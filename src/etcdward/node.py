@@ -56,18 +56,18 @@ def inspect_disk(data: DataDir) -> Disk:
     with contextlib.suppress(RuntimeError):
         ident = identity.load(data)
         pinned = ident.cluster_id if ident else None
-    join_pending = data.join_file.exists() and not has_db
-    return Disk(has_db=has_db, has_partial_etcd=partial, pinned_cluster_id=pinned or (
-        _join_cluster_id(data) if join_pending else None), tombstone=data.tombstone.exists())
+    return Disk(has_db=has_db, has_partial_etcd=partial, pinned_cluster_id=pinned,
+                tombstone=data.tombstone.exists(), join_started=None if has_db else _join_started(data))
 
 
-def _join_cluster_id(data: DataDir) -> str | None:
-    """A join that was started but not finished pins the cluster it was joining: a restart
-    without the token must not bootstrap a second cluster instead."""
+def _join_started(data: DataDir) -> str | None:
+    """The join API an unfinished join went through, if state/join.json says there was one."""
+    if not data.join_file.exists():
+        return None
     try:
-        return json.loads(data.join_file.read_text()).get("clusterID") or "(join in progress)"
+        return str(json.loads(data.join_file.read_text()).get("server") or "an unknown join API")
     except (OSError, ValueError):
-        return "(join in progress)"
+        return "an unknown join API"
 
 
 def move_aside(path: Path) -> Path:

@@ -80,8 +80,7 @@ async def run_self(ctl: "Controller") -> None:
 
 
 async def check_self(store: Store, name: str, my_id: int) -> None:
-    from .reconcile.election import alive_members
-    from .reconcile.rules import handover_target, leave_blocker
+    from .membership import alive_members, handover_target, leave_blocker
 
     members = await store.members()
     me = next((m for m in members if m.id == my_id), None)

@@ -12,8 +12,7 @@ import click
 
 from ..config import host_port, is_dns_name
 from ..paths import DataDir
-from ..reconcile.election import alive_members
-from ..reconcile.rules import handover_target, leave_blocker
+from ..membership import alive_members, handover_target, leave_blocker
 from ..retry import retry
 from ..store import Member, Store
 from ..store import errors as E

@@ -41,9 +41,12 @@ def output_option(choices: Sequence[str], default: str) -> Callable[[Callable[..
 def node_config(data: DataDir) -> cfgmod.Config:
     """The effective config the controller wrote to state/ (ports, addresses)."""
     p = data.effective_config
-    if p.exists():
+    if not p.exists():
+        return cfgmod.Config()
+    try:
         return cfgmod.load(p)
-    return cfgmod.Config()
+    except cfgmod.ConfigError as e:
+        raise CLIError(f"{e} (the controller writes this file; start it again or fix the file)") from None
 
 
 def open_store(data: DataDir, timeout: float = 5.0) -> Store:
@@ -53,7 +56,10 @@ def open_store(data: DataDir, timeout: float = 5.0) -> Store:
     ca, _ = data.etcd_cert("ca")
     if not ca.exists():
         raise CLIError(f"no etcd certificates under {data.etcd_pki}: is {data.root} an etcdward data dir? (--data-dir)")
-    return local_store(data, cfg.etcd.client_port, timeout=timeout)
+    try:
+        return local_store(data, cfg.etcd.client_port, timeout=timeout)
+    except OSError as e:
+        raise CLIError(f"cannot read the client certificate for the local etcd: {e.filename}: {e.strerror}") from None
 
 
 def run(coro: Awaitable[T]) -> T:

@@ -43,16 +43,13 @@ def member_list(data_dir: Path, output: str) -> None:
     if output == "json":
         sys.stdout.write(k0s_member_list(members) + "\n")
         return
-    cols = ["ID", "NAME", "PEER URLS", "LEARNER", "STARTED"]
-    if output == "wide":
-        cols.insert(3, "CLIENT URLS")
+    # table and wide both show what the issue lists; wide adds the decimal ID etcdctl's JSON uses
+    cols = ["ID", "NAME", "PEER URLS", "CLIENT URLS", "LEARNER", "STARTED"] + (["ID (DECIMAL)"] if output == "wide" else [])
     rows = []
     for m in sorted(members, key=lambda m: (m.name or "~", m.id)):
-        row = [m.hex_id, m.name or "(unstarted)", ",".join(m.peer_urls), str(m.is_learner).lower(),
-               str(m.started).lower()]
-        if output == "wide":
-            row.insert(3, ",".join(m.client_urls))
-        rows.append(row)
+        row = [m.hex_id, m.name or "(unstarted)", ",".join(m.peer_urls), ",".join(m.client_urls),
+               str(m.is_learner).lower(), str(m.started).lower()]
+        rows.append(row + ([str(m.id)] if output == "wide" else []))
     print_table(cols, rows)
 
 

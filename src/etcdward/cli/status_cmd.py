@@ -10,7 +10,7 @@ import click
 
 from .. import identity
 from ..paths import DataDir
-from ..reconcile.election import current_leader
+from ..membership import current_leader
 from ..store import Store
 from ..store import errors as E
 from .common import CLIError, data_dir_option, node_config, print_data, with_store

@@ -125,6 +125,12 @@ async def perform_join(ctl: "Controller", name: str) -> LaunchPlan:
     try:
         log.info("joining via %s as %s (%s)", token.server, name, cfg.peer_url)
         ca = await client.call("GET", "/v1beta1/ca")
+        pinned = identity.load(data)
+        theirs = ca.get("clusterID") if isinstance(ca, dict) else None
+        if pinned and pinned.cluster_id and theirs and theirs != pinned.cluster_id:
+            raise JoinFailed(
+                f"this node is pinned to cluster {pinned.cluster_id} ({data.identity_file}) but the token joins "
+                f"cluster {theirs}; run `etcdward reset` first if it should move to the other cluster")
         _write_pair(ca, data.ca_crt, data.ca_key, "cluster CA")
         crashpoint("join-before-post")
         ans = await client.call("POST", "/v1beta1/etcd/members", {"node": name, "peerAddress": cfg.peer_url})

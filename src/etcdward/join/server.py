@@ -168,10 +168,13 @@ class JoinService:
                 names[mid] = node
         return names
 
-    async def _answer(self, member: Member, members: list[Member], node: str) -> JoinAnswer:
+    async def cluster_id(self) -> int:
         if not self._cluster_id:  # a running cluster's ID never changes: ask once
             self._cluster_id = (await self.store.status()).cluster_id
-        return JoinAnswer(member=member, members=members, cluster_id=self._cluster_id, name=node)
+        return self._cluster_id
+
+    async def _answer(self, member: Member, members: list[Member], node: str) -> JoinAnswer:
+        return JoinAnswer(member=member, members=members, cluster_id=await self.cluster_id(), name=node)
 
     async def _queue(self) -> list[KV]:
         kvs, _ = await self.store.get_prefix(QUEUE)

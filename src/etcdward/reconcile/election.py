@@ -26,8 +26,7 @@ from ..store import errors as E
 
 log = logging.getLogger(__name__)
 
-KEY = "/etcdward/election/reconciler"
-ALIVE = "/etcdward/alive/"
+from ..membership import ALIVE, KEY, alive_members, current_leader  # noqa: F401 (re-exported)
 
 
 class Election:
@@ -84,11 +83,6 @@ class Election:
         await self.lease.close(revoke=True)
 
 
-async def current_leader(store: Store) -> dict[str, str] | None:
-    kv = await store.get(KEY)
-    return json.loads(kv.value) if kv else None
-
-
 class Liveness:
     """Keeps ALIVE/<member id> while the local etcd answers linearizable reads."""
 
@@ -118,12 +112,3 @@ class Liveness:
             return
         self.lease = await self.store.grant_lease(self.ttl)
         await self.store.put(self.key, self.body, lease=self.lease)
-
-
-async def alive_members(store: Store) -> frozenset[int]:
-    kvs, _ = await store.get_prefix(ALIVE)
-    out = set()
-    for kv in kvs:
-        with contextlib.suppress(ValueError):
-            out.add(int(kv.key.removeprefix(ALIVE), 16))
-    return frozenset(out)

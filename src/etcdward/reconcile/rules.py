@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ..config import is_member_name
 from ..records import MSG_JOINED, MSG_NO_SUCH_MEMBER, MSG_REMOVED, PREFIX, EtcdMember, for_member, peer_host
+from ..membership import handover_target, healthy_voters, leave_blocker, quorum  # noqa: F401 (re-exported)
 from ..store import Member
 
 MSG_TAKEOVER = "Waiting for another controller to take over"
@@ -146,39 +147,6 @@ def duplicate_actions(s: Snapshot) -> list[Action]:
 
 
 # -- leave ----------------------------------------------------------------------------------
-
-def quorum(n: int) -> int:
-    return n // 2 + 1
-
-
-def healthy_voters(members: tuple[Member, ...] | list[Member], alive: frozenset[int] | set[int],
-                   self_id: int = 0) -> list[Member]:
-    return [m for m in members if not m.is_learner and m.started and (m.id in alive or m.id == self_id)]
-
-
-def leave_blocker(members: tuple[Member, ...] | list[Member], alive: frozenset[int] | set[int], self_id: int,
-                  target: Member) -> str | None:
-    """Why removing target is unsafe now, or None. Learners never block."""
-    if target.is_learner:
-        return None
-    voters = [m for m in members if not m.is_learner]
-    if len(voters) <= 1:
-        return ("Refusing to remove the last voting member; bring another controller online first or clear "
-                "spec.leave")
-    rest = [m for m in healthy_voters(members, alive, self_id) if m.id != target.id]
-    size = len(voters) - 1
-    if len(rest) < quorum(size):
-        return (f"Refusing to remove: {len(rest)} of the {size} remaining voters are started and healthy, a quorum "
-                f"of {size} needs {quorum(size)}")
-    return None
-
-
-def handover_target(members: tuple[Member, ...] | list[Member], alive: frozenset[int] | set[int], self_id: int,
-                    leaving: int) -> Member | None:
-    """A healthy voter to move etcd leadership to, other than the leaving member."""
-    cands = [m for m in healthy_voters(members, alive, self_id) if m.id != leaving]
-    return min(cands, key=lambda m: (m.id != self_id, m.id)) if cands else None
-
 
 def successors(members: tuple[Member, ...] | list[Member], recs: tuple[EtcdMember, ...] | list[EtcdMember],
                alive: frozenset[int] | set[int], self_id: int) -> list[Member]:

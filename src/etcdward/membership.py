@@ -1,0 +1,68 @@
+"""What the reconciler, the controller and the CLI all need to know about membership safety:
+the quorum guard (pure), and the keys that say which controllers are alive and which one leads
+the reconciler. It sits below `reconcile/` and `cli/` so neither imports the other's internals.
+
+Liveness: every controller keeps /etcdward/alive/<member id hex> bound to its own lease and
+renews it only after its local etcd passed a linearizable read. Client ports listen on
+127.0.0.1 only, so no controller can probe another member's etcd; a live key is how the
+reconciler and `etcd leave` count "started, healthy voters".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .store import Member, Store
+
+KEY = "/etcdward/election/reconciler"
+ALIVE = "/etcdward/alive/"
+
+
+def quorum(n: int) -> int:
+    return n // 2 + 1
+
+
+def healthy_voters(members: tuple[Member, ...] | list[Member], alive: frozenset[int] | set[int],
+                   self_id: int = 0) -> list[Member]:
+    return [m for m in members if not m.is_learner and m.started and (m.id in alive or m.id == self_id)]
+
+
+def leave_blocker(members: tuple[Member, ...] | list[Member], alive: frozenset[int] | set[int], self_id: int,
+                  target: Member) -> str | None:
+    """Why removing target is unsafe now, or None. Learners never block."""
+    if target.is_learner:
+        return None
+    voters = [m for m in members if not m.is_learner]
+    if len(voters) <= 1:
+        return ("Refusing to remove the last voting member; bring another controller online first or clear "
+                "spec.leave")
+    rest = [m for m in healthy_voters(members, alive, self_id) if m.id != target.id]
+    size = len(voters) - 1
+    if len(rest) < quorum(size):
+        return (f"Refusing to remove: {len(rest)} of the {size} remaining voters are started and healthy, a quorum "
+                f"of {size} needs {quorum(size)}")
+    return None
+
+
+def handover_target(members: tuple[Member, ...] | list[Member], alive: frozenset[int] | set[int], self_id: int,
+                    leaving: int) -> Member | None:
+    """A healthy voter to move etcd leadership to, other than the leaving member."""
+    cands = [m for m in healthy_voters(members, alive, self_id) if m.id != leaving]
+    return min(cands, key=lambda m: (m.id != self_id, m.id)) if cands else None
+
+
+async def current_leader(store: Store) -> dict[str, str] | None:
+    kv = await store.get(KEY)
+    return json.loads(kv.value) if kv else None
+
+
+async def alive_members(store: Store) -> frozenset[int]:
+    kvs, _ = await store.get_prefix(ALIVE)
+    out = set()
+    for kv in kvs:
+        with contextlib.suppress(ValueError):
+            out.add(int(kv.key.removeprefix(ALIVE), 16))
+    return frozenset(out)
