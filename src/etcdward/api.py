@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from . import tokens
 from .config import host_port, is_dns_name, is_member_name
-from .join.server import JoinBusy, JoinConflict, JoinService
+from .join.server import JoinAbandoned, JoinBusy, JoinConflict, JoinService
 from .paths import DataDir
 from .store import Store
 from .store import errors as E
@@ -168,8 +168,13 @@ def build_app(deps: ApiDeps) -> Starlette:
         except BadRequest as e:
             return done(path, PlainTextResponse(str(e), 400))
         with join_seconds.time():
+            async def still_wanted() -> bool:
+                return not await request.is_disconnected()
+
             try:
-                ans = await deps.join.join(node, peer_url)
+                ans = await deps.join.join(node, peer_url, still_wanted)
+            except JoinAbandoned as e:
+                return done(path, PlainTextResponse(str(e), 503, headers={"Retry-After": "1"}))
             except JoinConflict as e:
                 return done(path, PlainTextResponse(str(e), 409))
             except JoinBusy as e:
@@ -282,14 +287,7 @@ class _Server(uvicorn.Server):
 
 
 async def serve_api(ctl: "Controller") -> None:
-    from .lease import KeptLease
-
     assert ctl.store is not None
-    lease = KeptLease(ctl.store, ttl=10)
-    await lease.grant()
-
-    def current_lease() -> int:
-        return lease.id if lease.valid else 0
 
     async def ready() -> str | None:
         try:
@@ -298,7 +296,7 @@ async def serve_api(ctl: "Controller") -> None:
         except E.StoreError as e:
             return f"etcd not ready: {e}"
 
-    deps = ApiDeps(store=ctl.store, data=ctl.data, join=JoinService(ctl.store, current_lease), ready=ready)
+    deps = ApiDeps(store=ctl.store, data=ctl.data, join=JoinService(ctl.store), ready=ready)
     data = ctl.data
     config = uvicorn.Config(
         build_app(deps), host=ctl.cfg.api_address, port=ctl.cfg.api.port, log_level="warning", lifespan="off",
@@ -312,7 +310,6 @@ async def serve_api(ctl: "Controller") -> None:
         await server.serve()
     finally:
         server.should_exit = True
-        await lease.close()
     if not server.started:
         raise RuntimeError(f"join API could not listen on {ctl.cfg.api_address}:{ctl.cfg.api.port}")
     await asyncio.sleep(0)

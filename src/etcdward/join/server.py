@@ -4,12 +4,14 @@ A request is answered, in this order:
 1. the same peer URL is already an unstarted member or a learner -> that member, at once
    (a joiner that crashed and retries must never wait behind its own learner);
 2. a started voter has that peer URL, or another member has that name -> JoinConflict (409);
-3. otherwise it takes a place in `/etcdward/join-queue/` (one key per peer URL, bound to the
-   serving controller's lease, ordered by create revision, so the order holds whichever
-   controller serves the request) and waits until it is first and no learner is pending;
-   then it adds the learner, retrying etcd's "unhealthy cluster"/"too many learners".
-A request that waits longer than `hold` seconds gets JoinBusy (503 + Retry-After) and keeps
-its place for `PLACE_TTL` seconds so that its retry does not go to the back of the queue.
+3. otherwise it takes a place in `/etcdward/join-queue/` (one key per peer URL, ordered by
+   create revision, so the order holds whichever controller serves the request) and waits
+   until it is first and no learner is pending; then it adds the learner, retrying etcd's
+   "unhealthy cluster"/"too many learners" - unless its client has gone away meanwhile.
+Each place is bound to a lease of its own (`PLACE_TTL`), refreshed while a request for it is
+waiting, on whichever controller: a request that waits longer than `hold` seconds gets
+JoinBusy (503 + Retry-After) and its retry finds the place still there, while a joiner that
+stopped asking loses it within PLACE_TTL. No wall clocks are compared across hosts.
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ..store import KV, Member, Store
 from ..store import errors as E
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 QUEUE = "/etcdward/join-queue/"
 JOINS = "/etcdward/joins/"  # /etcdward/joins/<member id hex>: who asked for a learner, and when
-PLACE_TTL = 20.0
+PLACE_TTL = 20  # seconds a place in line outlives the last request that asked for it
 POLL = 0.1
 
 
@@ -96,31 +97,40 @@ def pending_member(members: list[Member], peer_url: str) -> Member | None:
     return None
 
 
+class JoinAbandoned(Exception):
+    """The client that asked went away before its turn; nothing was added."""
+
+
 class JoinService:
-    def __init__(self, store: Store, lease_id: Any, hold: float = 28.0) -> None:
+    def __init__(self, store: Store, hold: float = 28.0) -> None:
         self.store = store
-        self._lease_id = lease_id  # callable returning the serving controller's current lease
         self.hold = hold
         self._cluster_id = 0
 
-    async def join(self, node: str, peer_url: str) -> JoinAnswer:
+    async def join(self, node: str, peer_url: str,
+                   still_wanted: Callable[[], Awaitable[bool]] | None = None) -> JoinAnswer:
         deadline = time.monotonic() + self.hold
         key = queue_key(peer_url)
-        queued = False
+        place = 0  # the lease that holds our place in line
+        refreshed = 0.0
         try:
             while True:
                 entries = await self._queue()  # queue first, then members: see _my_turn
                 members = await self.store.members()
                 mine = pending_member(members, peer_url)
                 if mine:
+                    await self._leave_queue(key, place)
                     return await self._answer(mine, members, node)
                 conflict = find_conflict(members, node, peer_url, await self._pending_names(members))
                 if conflict:
                     raise JoinConflict(conflict)
-                if not queued:
-                    entries = await self._enqueue(key, node, peer_url, entries)
-                    queued = True
+                if not place or time.monotonic() - refreshed > PLACE_TTL / 4:
+                    place, entries = await self._hold_place(key, node, peer_url, entries, place)
+                    refreshed = time.monotonic()
                 if self._my_turn(key, entries, members):
+                    if still_wanted is not None and not await still_wanted():
+                        # A learner nobody will start would block every join behind it.
+                        raise JoinAbandoned(f"the client asking for {node} went away before its turn")
                     try:
                         member, members = await self.store.add_learner(peer_url)
                     except (E.TooManyLearners, E.UnhealthyCluster, E.NotEnoughStarted, E.LeaderChanged) as e:
@@ -141,14 +151,13 @@ class JoinService:
                         answer, *_ = await asyncio.gather(
                             self._answer(member, members, node),
                             self.store.put(JOINS + format(member.id, "x"), record),
-                            self._leave_queue(key))
+                            self._leave_queue(key, place))
                         return answer
                 if time.monotonic() + POLL > deadline:
                     raise JoinBusy(f"join of {node} is queued ({self._position(key, entries)} in line); retry", 2)
                 await asyncio.sleep(POLL)
-        except (JoinConflict, E.StoreError):
-            if queued:
-                await self._leave_queue(key)
+        except (JoinConflict, JoinAbandoned, E.StoreError):
+            await self._leave_queue(key, place)
             raise
 
     async def _pending_names(self, members: list[Member]) -> dict[int, str]:
@@ -178,35 +187,32 @@ class JoinService:
 
     async def _queue(self) -> list[KV]:
         kvs, _ = await self.store.get_prefix(QUEUE)
-        now = time.time()
-        live = []
-        for kv in sorted(kvs, key=lambda kv: kv.create_revision):
-            try:
-                expires = json.loads(kv.value).get("expires", 0)
-            except ValueError:
-                expires = 0
-            if expires < now:
-                # A joiner that stopped retrying must not hold the head of the line forever.
-                await self.store.delete_if(kv.key, kv.mod_revision)
-                continue
-            live.append(kv)
-        return live
+        return sorted(kvs, key=lambda kv: kv.create_revision)
 
-    async def _enqueue(self, key: str, node: str, peer_url: str, entries: list[KV]) -> list[KV]:
-        body = json.dumps({"node": node, "peerURL": peer_url, "expires": time.time() + self.hold + PLACE_TTL})
-        lease = self._lease_id()
+    async def _hold_place(self, key: str, node: str, peer_url: str, entries: list[KV],
+                          place: int) -> tuple[int, list[KV]]:
+        """Keep (or take) this peer URL's place in line; returns its lease and the new queue."""
         existing = next((kv for kv in entries if kv.key == key), None)
-        if existing is None:
-            await self.store.create(key, body, lease=lease)
-        else:  # keep the original create revision = keep the place in line
-            await self.store.update(key, body, existing.mod_revision, lease=lease)
-        return await self._queue()
+        for lease in (place, existing.lease if existing else 0):
+            if lease and await self.store.refresh_lease(lease) > 0:
+                if existing is not None and existing.lease == lease:
+                    return lease, entries  # still in line, in the same place
+        lease = await self.store.grant_lease(PLACE_TTL)
+        body = json.dumps({"node": node, "peerURL": peer_url})
+        if not await self.store.create(key, body, lease=lease):
+            # Another request for the same peer URL holds the place: share it.
+            await self.store.revoke_lease(lease)
+            kv = await self.store.get(key)
+            lease = kv.lease if kv else 0
+        return lease, await self._queue()
 
-    async def _leave_queue(self, key: str) -> None:
+    async def _leave_queue(self, key: str, place: int) -> None:
         try:
+            if place:
+                await self.store.revoke_lease(place)  # deletes the key with it
             await self.store.delete(key)
         except E.StoreError as e:
-            log.debug("could not leave join queue: %s (its place expires by itself)", e)
+            log.debug("could not leave join queue: %s (the place expires with its lease)", e)
 
     @staticmethod
     def _my_turn(key: str, entries: list[KV], members: list[Member]) -> bool:
