@@ -323,3 +323,15 @@ def test_a_refused_promotion_does_not_hold_back_the_next_action() -> None:
     applied.clear()
     message, _, done = asyncio.run(rec.run_pass())
     assert applied == [] and done is None and "leadership not confirmed" in message
+
+
+def test_no_promotion_in_a_degraded_cluster() -> None:
+    learner = member(4, learner=True)
+    ok = snap([M1, M2, M3, learner], [record(M1), record(M2), record(M3)], alive={1, 2})
+    assert first(ok).kind == "promote"  # 2 healthy voters + the learner = quorum of 4
+    bad = snap([M1, M2, M3, learner], [record(M1), record(M2), record(M3)], alive={1})
+    assert all(a.kind != "promote" for a in rules.decide(bad))
+    assert rules.idle_message(bad).startswith(
+        "waiting: not promoting learner n4 (id 4): only 1 of 3 voters are healthy, and 4 voters need 3")
+    single = snap([M1, member(2, learner=True)], [record(M1)], alive=set())  # the reconciler counts itself
+    assert first(single).kind == "promote"

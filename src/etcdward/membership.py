@@ -47,6 +47,20 @@ def leave_blocker(members: tuple[Member, ...] | list[Member], alive: frozenset[i
     return None
 
 
+def promotion_blocker(members: tuple[Member, ...] | list[Member], alive: frozenset[int] | set[int], self_id: int,
+                      learner: Member) -> str | None:
+    """Why promoting learner is unsafe now, or None: after the promotion, the healthy voters and
+    the learner itself must still make a quorum of the larger cluster. (The learner counts on
+    the evidence that it started and etcd found it in sync; that cannot prove it is still alive,
+    which only matters when it is needed for that quorum, e.g. when a single voter grows to two.)"""
+    voters = [m for m in members if not m.is_learner]
+    healthy = len(healthy_voters(members, alive, self_id)) + 1
+    if healthy < quorum(len(voters) + 1):
+        return (f"not promoting learner {learner.name} (id {learner.hex_id}): only {healthy - 1} of {len(voters)} "
+                f"voters are healthy, and {len(voters) + 1} voters need {quorum(len(voters) + 1)}")
+    return None
+
+
 def handover_target(members: tuple[Member, ...] | list[Member], alive: frozenset[int] | set[int], self_id: int,
                     leaving: int) -> Member | None:
     """A healthy voter to move etcd leadership to, other than the leaving member."""

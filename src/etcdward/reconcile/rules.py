@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 from ..config import is_member_name
 from ..records import MSG_JOINED, MSG_NO_SUCH_MEMBER, MSG_REMOVED, PREFIX, EtcdMember, for_member, peer_host
-from ..membership import handover_target, healthy_voters, leave_blocker, quorum  # noqa: F401 (re-exported)
+from ..membership import (  # noqa: F401 (re-exported)
+    handover_target, healthy_voters, leave_blocker, promotion_blocker, quorum)
 from ..store import Member
 
 MSG_TAKEOVER = "Waiting for another controller to take over"
@@ -93,7 +94,7 @@ def membership_actions(s: Snapshot) -> list[Action]:
             out.append(Action("remove-stalled-learner", m.id, (
                 f"removed learner {m.name} (id {m.hex_id}, {m.peer_url}) that was not promotable within "
                 f"{STARTED_LEARNER_FACTOR * s.learner_timeout:.0f}s")))
-        elif m.started:
+        elif m.started and promotion_blocker(s.members, s.alive, s.self_id, m) is None:
             out.append(Action("promote", m.id, f"promoted learner {m.name} (id {m.hex_id})"))
         elif learner_age(s, m) > s.learner_timeout:
             out.append(Action("remove-stalled-learner", m.id, (
@@ -299,7 +300,10 @@ def analyse(s: Snapshot) -> tuple[list[Action], list[str]]:
     leave, leave_notes = leave_actions(s)
     recs, rec_notes = record_actions(s)
     actions = [*membership_actions(s), *duplicate_actions(s), *leave, *recs, *join_actions(s)]
-    notes = [*leave_notes, *rec_notes, *(f"invalid record {k}: {why}" for k, why in s.invalid_records)]
+    promo_notes = [f"waiting: {b}" for m in s.members if m.is_learner and m.started
+                   and (b := promotion_blocker(s.members, s.alive, s.self_id, m))]
+    notes = [*promo_notes, *leave_notes, *rec_notes,
+             *(f"invalid record {k}: {why}" for k, why in s.invalid_records)]
     return actions, notes
 
 
