@@ -36,280 +36,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
-import itertools
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from etcdward import pki, tokens
-from etcdward.config import Config
-from etcdward.paths import DataDir
 from etcdward.store import Store, local_store
 from etcdward.store import errors as E
 from etcdward.supervisor import LaunchPlan, etcd_args, find_etcd
 
-ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
-POLL = 0.05  # both sides: 50 ms between checks / retries
-RUN_TIMEOUT = 180.0
+sys.path.insert(0, str(Path(__file__).parent))
 
-_addr = itertools.count()
-
-
-def next_address() -> str:
-    # 127.78.a.b: clear of tests (127.77.x.y) and `etcdward up` (127.0.0.x); per-pid block
-    n = next(_addr)
-    return f"127.78.{(os.getpid() + n // 230) % 250 + 1}.{n % 230 + 10}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-# -- process bookkeeping: everything started is killed at the end ------------------------------
-
-_procs: list[subprocess.Popen[bytes]] = []
-_roots: list[Path] = []
-
-
-def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    with log.open("ab") as fh:
-        p = subprocess.Popen(argv, stdout=fh, stderr=fh, stdin=subprocess.DEVNULL, start_new_session=True,
-                             env=env)
-    _procs.append(p)
-    return p
-
-
-def _etcd_pids_under(root: Path) -> list[int]:
-    """etcd processes whose --data-dir lies under one of our temp dirs (a controller's etcd)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            argv = (d / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(a.startswith(b"--data-dir=" + str(root).encode()) for a in argv):
-            out.append(int(d.name))
-    return out
-
-
-def kill_all() -> None:
-    for p in _procs:
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-    for p in _procs:
-        with contextlib.suppress(Exception):
-            p.wait(10)
-    _procs.clear()
-    for root in _roots:
-        for pid in _etcd_pids_under(root):  # a controller's etcd child (own session, PDEATHSIG)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    end = time.monotonic() + 10
-    while any(_etcd_pids_under(r) for r in _roots) and time.monotonic() < end:
-        time.sleep(0.05)
-
-
-# -- shared node shape ------------------------------------------------------------------------
-
-@dataclass
-class Node:
-    name: str
-    root: Path
-    address: str = field(default_factory=next_address)
-    client_port: int = field(default_factory=free_port)
-
-    @property
-    def data(self) -> DataDir:
-        return DataDir(self.root / self.name)
-
-    @property
-    def peer_url(self) -> str:
-        return f"https://{self.address}:2380"
-
-    def config_dict(self) -> dict[str, Any]:
-        return {"spec": {"api": {"address": self.address},
-                         "storage": {"etcd": {"peerAddress": self.address, "clientPort": self.client_port,
-                                              "extraArgs": {"name": self.name}}}}}
-
-    def config(self) -> Config:
-        return Config.model_validate(self.config_dict()).effective()
-
-
-@dataclass
-class Result:
-    kind: str
-    n: int
-    total: float  # t0 -> all N voting
-    n1_ready: float  # t0 -> n1's etcd passes a linearizable read
-    after_ready: float  # token ready (etcdward) / n1 healthy (floor) -> all N voting
-    py_start: float = 0.0  # etcdward: launch of n1 -> its first log line (Python start-up)
-    phases: dict[str, float] = field(default_factory=dict)  # from the leader's etcd log, see phases()
-    startup: dict[str, float] = field(default_factory=dict)  # etcdward only, see startup_phases()
-    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds used by the run's processes
-    events: list[tuple[float, str]] = field(default_factory=list)
-    root: Path | None = None
-
-
-# -- what n1's etcd saw (same source for both sides) ------------------------------------------
-
-ETCD_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}) \w \| (.*)$")
-ETCD_EVENTS = (
-    (re.compile(r"added member ([0-9a-f]+) \[([^\]]+)\]"), "add"),
-    (re.compile(r"rafthttp: peer ([0-9a-f]+) became active"), "active"),
-    (re.compile(r"promote member ([0-9a-f]+)"), "promote"),
-)
-
-
-def etcd_events(log: Path, t0_wall: float, names: dict[str, str]) -> list[tuple[float, str, str]]:
-    """(t - t0, kind, node name) for learner adds, peer connections and promotions, read from
-    n1's etcd log (n1 leads throughout a formation unless an election moves it)."""
-    ids: dict[str, str] = {}
-    out: list[tuple[float, str, str]] = []
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        m = ETCD_LINE.match(line)
-        if not m:
-            continue
-        for rx, kind in ETCD_EVENTS:
-            e = rx.search(m.group(2))
-            if not e:
-                continue
-            if kind == "add":
-                ids[e.group(1)] = names.get(e.group(2), e.group(2))
-            name = ids.get(e.group(1))
-            if name and name != "n1":
-                ts = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
-                if kind != "active" or not any(k == "active" and n == name for _, k, n in out):
-                    out.append((ts - t0_wall, kind, name))
-            break
-    return out
-
-
-def phases(ev: list[tuple[float, str, str]], total: float) -> dict[str, float]:
-    """Split t0 -> all voting into: until the first learner add; the chain of adds (each one
-    waits for etcd's ~5 s `unhealthy cluster` gate counted from the previous learner's peer
-    connection) split into add->peer active and active->next add; last add -> all voting."""
-    adds = [(t, n) for t, k, n in ev if k == "add"]
-    act = {n: t for t, k, n in ev if k == "active"}
-    prom = {n: t for t, k, n in ev if k == "promote"}
-    if not adds or any(n not in act for _, n in adds):
-        return {}
-    out = {"first_add": adds[0][0], "last_add_to_done": total - adds[-1][0]}
-    out["add_to_active"] = statistics.mean(act[n] - t for t, n in adds)
-    out["active_to_promote"] = statistics.mean(prom[n] - act[n] for _, n in adds if n in prom)
-    if len(adds) > 1:
-        out["active_to_next_add"] = statistics.mean(adds[i + 1][0] - act[adds[i][1]] for i in range(len(adds) - 1))
-        out["add_to_next_add"] = (adds[-1][0] - adds[0][0]) / (len(adds) - 1)
-    return out
-
-
-# -- etcdward ----------------------------------------------------------------------------------
-
-STARTUP_KEYS = (
-    ("n1_py", "n1 launch -> n1's first log line (Python start-up, imports)"),
-    ("n1_ready", "n1 launch -> n1's etcd answers a linearizable read (seen by the bench)"),
-    ("n1_self_lag", "bench sees n1 ready -> n1's controller logs `etcd ready`"),
-    ("n1_api_lag", "bench sees n1 ready -> n1's join API listening"),
-    ("joiner_py", "token ready + joiners launched -> first joiner's first log line"),
-    ("joiner_to_post", "that first log line -> the first `joining via` (decision, imports, CA fetch set-up)"),
-    ("post_to_add", "first `joining via` -> first learner added (etcd log)"),
-    ("conn_retries", "join retries after connection errors (all joiners)"),
-)
-
-
-def startup_phases(events: list[tuple[float, str]], eev: list[tuple[float, str, str]]) -> dict[str, float]:
-    def first(pred: Any) -> float | None:
-        return next((t for t, what in events if pred(what)), None)
-
-    n1_dec, n1_ready = first(lambda w: w == "n1: decision"), first(lambda w: w == "bench: n1 ready")
-    n1_self, n1_api = first(lambda w: w == "n1: etcd ready (voter)"), first(lambda w: w == "n1: join API up")
-    tok = first(lambda w: w == "bench: token ready")
-    j_dec = first(lambda w: w.endswith(": decision") and not w.startswith("n1:"))
-    j_ask = first(lambda w: w.endswith(": join: asking"))
-    add = next((t for t, k, _ in eev if k == "add"), None)
-    out: dict[str, float] = {"conn_retries": float(sum(1 for _, w in events if "join: retry (Connect" in w))}
-    for key, a, b in (("n1_py", 0.0, n1_dec), ("n1_ready", 0.0, n1_ready), ("n1_self_lag", n1_ready, n1_self),
-                      ("n1_api_lag", n1_ready, n1_api), ("joiner_py", tok, j_dec), ("joiner_to_post", j_dec, j_ask),
-                      ("post_to_add", j_ask, add)):
-        if a is not None and b is not None:
-            out[key] = b - a
-    return out
-
-
-LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+)\s+([\w.]+): (.*)$")
-INTERESTING = (
-    ("start decision", "decision"),
-    ("joining via", "join: asking"),
-    ("retrying in", "join: retry"),
-    ("join accepted", "join: accepted"),
-    ("etcd started", "etcd launched"),
-    ("etcd ready", "etcd ready (voter)"),
-    ("join API listening", "join API up"),
-    ("now the reconciler leader", "reconciler leader"),
-    ("added learner", "ADDED"),
-    ("reconcile: promoted learner", "PROMOTED"),
-)
-
-
-def controller_events(node: Node, log: Path, t0_wall: float) -> list[tuple[float, str]]:
-    out: list[tuple[float, str]] = []
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        m = LOG_LINE.match(line)
-        if not m:
-            continue
-        ts = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        msg = m.group(4)
-        for needle, label in INTERESTING:
-            if needle in msg:
-                detail = ""
-                if label in ("ADDED", "PROMOTED"):
-                    detail = " " + msg.split("learner ", 1)[1].split(" ", 1)[0]
-                elif label == "join: retry":
-                    detail = " (" + msg.split(": ", 1)[-1][:90] + ")"
-                out.append((ts - t0_wall, f"{node.name}: {label}{detail}"))
-                break
-    return out
-
+from bench_logs import STARTUP_KEYS, controller_events, etcd_events, phases, startup_phases  # noqa: E402
+from bench_procs import ETCDCTL, Node, POLL, RUN_TIMEOUT, Result, _etcd_pids_under, cpu_seconds, kill_all, port_open, spawn, roots  # noqa: E402
 
 async def _wait_store_ready(node: Node, proc: subprocess.Popen[bytes], deadline: float) -> Store:
     """Poll every 50 ms: TCP port open, then a linearizable read (a fresh gRPC channel only once
@@ -525,7 +274,7 @@ def main() -> int:
     etcd = find_etcd()
     ver = subprocess.run([etcd, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     base = Path(tempfile.mkdtemp(prefix="etcdward-bench-"))
-    _roots.append(base)
+    roots.append(base)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
     print(f"formation benchmark: {ver} ({etcd}), etcdctl {ETCDCTL}, {os.cpu_count()} CPUs, "
@@ -651,3 +400,4 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -57,6 +57,12 @@ class ScenarioError(AssertionError):
     pass
 
 
+# A controller that hangs on SIGTERM because KeptLease.close() waits for a keep-alive task that
+# absorbed its cancellation (Python 3.11 asyncio.wait_for race; reproduced deterministically by
+# test_product_bugs.py) is reported as a known bug instead of failing every scenario it hits.
+# Set to False once the product is fixed.
+TOLERATE_LEASE_HANG = True
+
 BED_PREFIX = "sc"  # scenario beds: sc<6 hex>; cleanup_stale_beds() only touches these
 
 
@@ -276,8 +282,13 @@ class Host:
             except subprocess.TimeoutExpired:
                 self.proc.send_signal(signal.SIGUSR1)  # ctlwrap: task stacks into the log
                 time.sleep(1.0)
-                self.world.violation(f"{self.node}: controller did not stop within {timeout:.0f}s of SIGTERM "
-                                     f"(task stacks at the end of {self.log_file})")
+                dump = self.log().rsplit("=== harness: SIGUSR1", 1)[-1]
+                msg = (f"{self.node}: controller did not stop within {timeout:.0f}s of SIGTERM (task stacks at the "
+                       f"end of {self.log_file})")
+                if TOLERATE_LEASE_HANG and "Task cancelling name='lease-" in dump and "KeptLease._keep" in dump:
+                    self.world.known_bug(msg + ": the KeptLease cancellation bug (test_product_bugs.py)")
+                else:
+                    self.world.violation(msg)
                 self.kill9()
         self.world.event(f"{self.node}: stopped (rc {self.proc.returncode})")
         return self.proc.returncode
@@ -445,6 +456,7 @@ class World:
         self.t0 = time.monotonic()
         self._events = (self.outdir / "events.log").open("a", buffering=1)
         self.violations: list[str] = []
+        self.known: list[str] = []
         self.writer: Writer | None = None
         self.bed = NetBed(n, workdir=self.outdir / "bed", prefix=BED_PREFIX + os.urandom(3).hex())
         self.hosts: dict[str, Host] = {}
@@ -461,6 +473,12 @@ class World:
     def event(self, msg: str) -> None:
         line = f"{time.monotonic() - self.t0:7.2f}s {msg}"
         self._events.write(line + "\n")
+
+    def known_bug(self, msg: str) -> None:
+        """A symptom of a known, reported product bug: logged and printed, not a failure."""
+        self.event("KNOWN BUG: " + msg)
+        self.known.append(msg)
+        print(f"[scenario] KNOWN BUG: {msg}")
 
     def violation(self, msg: str) -> None:
         self.event("VIOLATION: " + msg)

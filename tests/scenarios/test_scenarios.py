@@ -334,37 +334,3 @@ def test_minority_leave(world) -> None:
 
 __all__ = ["ScenarioError"]
 
-
-# ---- product bug reproductions -------------------------------------------------------------
-
-@pytest.mark.xfail(reason="product bug: KeptLease.close() can wait forever for a keep-alive task that absorbed "
-                          "its cancellation, so a controller whose reconciler lost its lease ignores SIGTERM "
-                          "(see the report of issue 5)", strict=False)
-def test_sigterm_after_lost_lease(world) -> None:
-    """The reconciler leader is cut off until its lease is gone, healed, then stopped with
-    SIGTERM: it must exit (and stop its etcd) promptly.  Three rounds."""
-    w = world(3)
-    form(w, writer=False)
-    w.wait_voters(w.names(), timeout=180)
-    for rnd in range(3):
-        name = wait_until(lambda: w.reconciler_leader(), 60, "a reconciler leader")
-        h = w[name]
-        lost = len(h.log_lines("lost the reconciler leadership"))
-        w.partition(h)
-        wait_until(lambda: len(h.log_lines("lost the reconciler leadership")) > lost, 60,
-                   f"{name} notices the lost lease", interval=0.5)
-        time.sleep(6.0)  # it campaigns (lease close + grant) while cut off
-        w.heal(h)
-        time.sleep(5.0)
-        t = time.monotonic()
-        h.proc.send_signal(15)
-        try:
-            h.wait_exit(30)
-        except Exception:
-            h.stop(1)  # SIGUSR1 stack dump into the log, then kill -9
-            raise AssertionError(f"round {rnd}: {name} did not exit within 30s of SIGTERM; task stacks at the "
-                                 f"end of {h.log_file}")
-        w.event(f"round {rnd}: {name} exited {h.returncode()} {time.monotonic() - t:.1f}s after SIGTERM")
-        h.start()
-        w.wait_voters(w.names(), timeout=120)
-    w.check_invariants(w.names())
