@@ -13,6 +13,7 @@ import logging
 import time
 
 from .store import Store
+from .tasks import cancel_and_wait
 from .store import errors as E
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,7 @@ class KeptLease:
 
     async def close(self, revoke: bool = True) -> None:
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
         if revoke and self.id:
             with contextlib.suppress(E.StoreError):

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .store import Store
+from .tasks import cancel_and_wait
 from .supervisor import LaunchPlan, MemberWasRemoved, Supervisor, SupervisorGaveUp, etcd_args, find_etcd
 
 log = logging.getLogger(__name__)
@@ -147,9 +148,7 @@ class Controller:
             stop_task = asyncio.create_task(self._stop.wait(), name="stop-while-planning")
             await asyncio.wait({plan_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             if not plan_task.done():
-                plan_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await plan_task
+                await cancel_and_wait([plan_task])
                 log.info("stopped before etcd was started")
                 return 0
             stop_task.cancel()
@@ -261,11 +260,7 @@ class Controller:
         return 0
 
     async def shutdown(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(BaseException):
-                await t
+        await cancel_and_wait(self._tasks)
         if self.store:
             with contextlib.suppress(Exception):
                 await self.store.close()

@@ -20,6 +20,7 @@ from .. import records
 from ..join.server import JOINS
 from ..store import Store
 from ..store import errors as E
+from ..tasks import cancel_and_wait
 from . import rules
 from .election import Election, alive_members
 
@@ -188,11 +189,7 @@ class Reconciler:
                     await asyncio.wait_for(self.wakeup.wait(), delay)
             return "lost"
         finally:
-            for w in watchers:
-                w.cancel()
-            for w in watchers:
-                with contextlib.suppress(BaseException):
-                    await w
+            await cancel_and_wait(watchers)
 
 
 async def mark_removed(store: Store, name: str, member_hex: str) -> None:

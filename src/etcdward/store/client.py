@@ -181,7 +181,10 @@ class Store:
 
     async def _call(self, op: str, coro_fn: Any, *args: Any, timeout: float | None = None, **kw: Any) -> Any:
         try:
-            return await asyncio.wait_for(coro_fn(*args, **kw), timeout or self.timeout)
+            # asyncio.timeout, not wait_for: it runs in the caller's task, so a cancellation is
+            # never swallowed (see tasks.py)
+            async with asyncio.timeout(timeout or self.timeout):
+                return await coro_fn(*args, **kw)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - mapped below, never leaks
