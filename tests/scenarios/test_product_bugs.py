@@ -1,7 +1,13 @@
 """Minimal reproductions of product bugs found by the scenario suite (no root, no etcd).
 
-Each test is marked xfail with the bug; it starts passing (XPASS) once the product is fixed,
-and then the marker (and the harness's tolerance for the symptom) should go.
+A bug still open is marked xfail with its description; once fixed, the marker goes and the
+test stays as a regression test.
+
+- KeptLease.close() hang (fixed in 0fc45f0): close() cancels the keep-alive task and awaits
+  it; when the cancel landed in the loop iteration in which a keep-alive answer completed,
+  asyncio.wait_for (Python 3.11, then used by Store._call) returned the answer instead of
+  raising CancelledError, _keep() looped on and close() waited forever: the reconciler hung in
+  campaign()/resign() and the controller ignored SIGTERM.
 """
 from __future__ import annotations
 
@@ -13,8 +19,9 @@ from etcdward.lease import KeptLease
 
 
 class _Store:
-    """The three lease calls KeptLease makes; refresh_lease goes through asyncio.wait_for
-    exactly as Store._call does, and answers when the test says so."""
+    """The three lease calls KeptLease makes; refresh_lease goes through asyncio.wait_for as
+    Store._call did before the fix (so the cancellation can still be swallowed here: close()
+    has to cope by cancelling again), and answers when the test says so."""
 
     def __init__(self) -> None:
         self.answer: asyncio.Future[int] | None = None
@@ -36,11 +43,6 @@ class _Store:
         return None
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "product bug: KeptLease.close() cancels the keep-alive task and awaits it; when the cancel lands in the "
-    "loop iteration in which a keep-alive answer completes, asyncio.wait_for (Python 3.11, used by "
-    "Store._call) returns the answer instead of raising CancelledError, _keep() loops on, and close() waits "
-    "forever: the reconciler hangs in campaign()/resign() and the controller ignores SIGTERM"))
 async def test_lease_close_when_keepalive_answer_arrives() -> None:
     store = _Store()
     lease = KeptLease(store, 2)  # type: ignore[arg-type]  # keep-alive every 0.5 s

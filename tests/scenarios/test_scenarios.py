@@ -203,11 +203,7 @@ def test_hostname_flips(world) -> None:
             short = h.node
             current[short] = h.fqdn() if current[short] == short else short
             h.set_hostname(current[short])
-            if (rnd + int(h.node[1:])) % 2:
-                h.stop()
-            else:
-                h.kill9("both")
-            h.start()
+            h.restart(how="term" if (rnd + int(h.node[1:])) % 2 else "kill")
             wait_until(h.serves, 120, f"{h.node} serving after restart", detail=lambda h=h: tail(h.log_file))
             assert (h.identity() or {}).get("name") == short, h.identity()
         # flip one node while it runs, no restart
