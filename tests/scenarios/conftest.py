@@ -64,7 +64,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if ok:
         harness.cleanup_stale_beds()
         # a CI timeout sends SIGTERM: close every bed (kill its processes, delete its namespaces)
-        harness.netbed.install_sigterm_cleanup()
+        harness.install_sigterm_cleanup()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -81,6 +81,27 @@ def netbed_ok() -> tuple[bool, str]:
     return True, ""
 
 
+_WORLDS: set["World"] = set()  # open worlds of this process
+
+
+def install_sigterm_cleanup() -> None:
+    """On SIGTERM (e.g. a CI timeout): close every open world (kill its processes, delete its
+    bed, keep its logs with etcd's wal/snap pruned), then let netbed's handler finish."""
+    netbed.install_sigterm_cleanup()
+    after = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        for w in list(_WORLDS):
+            try:
+                w.close(keep=True)
+            except Exception as e:  # noqa: BLE001 - keep cleaning up the others
+                print(f"scenario cleanup of {w.name} failed: {e}", file=sys.stderr)
+        if callable(after):
+            after(signum, frame)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def cleanup_stale_beds() -> list[str]:
     """Tear down scenario beds whose creating process is dead (an interrupted earlier run)."""
     return netbed.cleanup_stale(BED_PREFIX)
@@ -467,6 +488,8 @@ class World:
         self.writer: Writer | None = None
         self.bed = NetBed(n, workdir=self.outdir / "bed", prefix=BED_PREFIX + os.urandom(3).hex())
         self.hosts: dict[str, Host] = {}
+        self._closed = False
+        _WORLDS.add(self)
         try:
             for node in self.bed.nodes:
                 self.hosts[node] = Host(self, node)
@@ -770,6 +793,10 @@ class World:
     def close(self, keep: bool = False) -> None:
         """Stop the writer, kill everything, delete the bed.  keep=False: delete the run's
         folder; keep=True: keep logs and state for CI artifacts (etcd wal/snap pruned)."""
+        if self._closed:
+            return
+        self._closed = True
+        _WORLDS.discard(self)
         keep = keep or bool(os.environ.get("ETCDWARD_SCENARIO_KEEP"))
         try:
             if self.writer is not None:
