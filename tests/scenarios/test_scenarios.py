@@ -330,3 +330,42 @@ def test_minority_leave(world) -> None:
 
 __all__ = ["ScenarioError"]
 
+
+
+@needs_leave_cli
+def test_leave_deferred_by_minority(world) -> None:
+    """One member is cut off (a minority of one) when another member is asked to leave: the
+    quorum guard refuses while the cut-off member cannot count as healthy; after the heal the
+    leave is applied, exactly once, and the member rejoins for good."""
+    w = world(3)
+    form(w)
+    w.wait_voters(w.names(), timeout=180)
+    leader = w[wait_until(lambda: w.reconciler_leader(), 30, "a reconciler leader")]
+    cut, leaving = [h for h in w.hosts.values() if h is not leader]
+    w.partition(cut)  # and ask at once: the cut-off member's last liveness report is still fresh
+    p = leader.cli("patch", "etcdmember", leaving.node, "--leave")
+    assert p.returncode == 0, p.stderr
+    w.event(f"{leader.node}: patch etcdmember {leaving.node} --leave while {cut.node} is cut off: {p.stdout.strip()}")
+    # while cut off: removing `leaving` would leave 1 healthy voter of 2: refused, recorded
+    rec = wait_until(lambda: (r := _record(leader, leaving.node)) and r["status"].get("reconcileStatus") == "Failed"
+                     and r, 60, f"leave of {leaving.node} refused while {cut.node} is cut off",
+                     detail=lambda: str(_record(leader, leaving.node)))
+    w.event(f"refused: {rec['status'].get('message')}")
+    time.sleep(LEASE_TTL)
+    members = sorted(m["name"] for m in leader.members()[1])
+    assert members == sorted(w.names()), f"{leaving.node} was removed while {cut.node} was cut off: {members}"
+    assert leaving.alive()
+    w.heal(cut)
+    # healed: the deferred leave goes through, once
+    wait_until(lambda: leaving.returncode() is not None, 90, f"{leaving.node} removed after the heal",
+               detail=lambda: str(_record(leader, leaving.node)))
+    assert leaving.returncode() == 0 and leaving.tombstone().exists(), tail(leaving.log_file)
+    rest = [leader, cut]
+    w.wait_voters({h.node for h in rest}, timeout=120, via=rest)
+    assert count_lines(w, f"removed member {leaving.node} (id") == 1
+    _rejoin(w, leaving, leader)
+    w.wait_voters(w.names(), timeout=180)
+    time.sleep(2 * LEASE_TTL)
+    w.wait_voters(w.names(), timeout=30)
+    assert count_lines(w, f"removed member {leaving.node} (id") == 1, "leave applied twice"
+    w.check_invariants(w.names())
