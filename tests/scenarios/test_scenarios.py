@@ -12,8 +12,19 @@ from dataclasses import dataclass
 
 import pytest
 
-from .harness import (LEASE_TTL, Host, ScenarioError, World, get_records, joined, leave_cli_available, netbed_ok,
-                      records_cli_available, tail, wait_until)
+from .harness import (
+    LEASE_TTL,
+    Host,
+    ScenarioError,
+    World,
+    get_records,
+    joined,
+    leave_cli_available,
+    netbed_ok,
+    records_cli_available,
+    tail,
+    wait_until,
+)
 
 _OK, _WHY = netbed_ok()
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.skipif(not _OK, reason=_WHY or "-")]

@@ -1,0 +1,252 @@
+"""One node of the bed and the controller that runs on it."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .common import (
+    CTLWRAP,
+    ETCDCTL,
+    LEASE_TTL,
+    TOLERATE_LEASE_HANG,
+    ScenarioError,
+    _merge,
+    _ok,
+    cmdline,
+    is_etcd,
+    running,
+    wait_until,
+)
+
+if TYPE_CHECKING:
+    from .harness import World
+
+
+class Host:
+    """One node of the bed and the controller that runs on it."""
+
+    def __init__(self, world: "World", node: str) -> None:
+        self.world = world
+        self.bed = world.bed
+        self.node = node
+        self.ip = self.bed.ip(node)
+        self.dir = world.outdir / node
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.data_root = self.dir / "data"
+        self.config_file = self.dir / "config.yaml"
+        self.log_file = self.dir / "controller.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.extra_config: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"Host({self.node}, {self.ip}, {'up' if self.alive() else 'down'})"
+
+    # -- paths ----------------------------------------------------------------------------
+    @property
+    def etcd_dir(self) -> Path:
+        return self.data_root / "etcd"
+
+    @property
+    def etcd_log(self) -> Path:
+        return self.data_root / "logs" / "etcd.log"
+
+    def pki(self, kind: str) -> tuple[Path, Path]:
+        d = self.data_root / "pki" / "etcd"
+        return d / f"{kind}.crt", d / f"{kind}.key"
+
+    def has_db(self) -> bool:
+        return (self.etcd_dir / "member" / "snap" / "db").is_file()
+
+    def tombstone(self) -> Path:
+        return self.data_root / "state" / "removed.json"
+
+    def identity(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.data_root / "state" / "identity.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"spec": {"storage": {"etcd": {"peerAddress": self.ip}},
+                                        "reconciler": {"leaseTTL": LEASE_TTL}}}
+        _merge(cfg, self.extra_config)
+        return cfg
+
+    def start(self, token: str | None = None, env: dict[str, str] | None = None) -> None:
+        if self.alive():
+            raise ScenarioError(f"{self.node}: controller already running (pid {self.proc.pid})")  # type: ignore[union-attr]
+        import yaml
+
+        self.config_file.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        argv = [sys.executable, str(CTLWRAP), "controller", *([token] if token else []),
+                "-c", str(self.config_file), "--data-dir", str(self.data_root)]
+        self.starts += 1
+        with self.log_file.open("ab") as log:
+            log.write(f"\n=== harness: start #{self.starts} {'with' if token else 'without'} token "
+                      f"at {time.strftime('%H:%M:%S')}\n".encode())
+            log.flush()
+            self.proc = self.bed.popen(self.node, argv, stdout=log, stderr=subprocess.STDOUT,
+                                       env={**os.environ, **(env or {})}, start_new_session=True,
+                                       cwd=str(self.dir))
+        self.world.event(f"{self.node}: start #{self.starts} (pid {self.proc.pid}, "
+                         f"{'token' if token else 'no token'})")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def etcd_pid(self) -> int | None:
+        """PID of the etcd running on this host's data dir (from state/etcd.pid), if running."""
+        try:
+            pid = int((self.data_root / "state" / "etcd.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        if running(pid) and f"--data-dir={self.etcd_dir}" in cmdline(pid):
+            return pid
+        return None
+
+    def etcd_pids_in_node(self) -> list[int]:
+        """Every live etcd process in this node's network namespace."""
+        return [p for p in self.bed.pids(self.node) if running(p) and is_etcd(p)]
+
+    def kill9(self, mode: str = "both") -> None:
+        """SIGKILL, as a crash would.  mode "both": controller and etcd (machine crash);
+        "controller": the controller only -- its etcd must die by itself (PDEATHSIG)."""
+        etcd = self.etcd_pid()
+        if self.proc is not None and self.proc.poll() is None:
+            self.bed.kill9(self.proc.pid)  # kills and reaps (it is our child)
+        if mode == "both" and etcd:
+            self._kill_pid(etcd)
+        if etcd:
+            try:
+                wait_until(lambda: not running(etcd), 10, f"{self.node}: etcd {etcd} gone", interval=0.05)
+            except ScenarioError:
+                self.world.violation(f"{self.node}: etcd pid {etcd} still running 10s after its controller was "
+                                     f"killed with -9 (mode {mode}): orphan")
+                self._kill_pid(etcd)
+        self.world.event(f"{self.node}: kill -9 ({mode}; etcd pid {etcd})")
+
+    def _kill_pid(self, pid: int) -> None:
+        """SIGKILL this host's etcd.  Not bed.kill9(): a process that is exiting (e.g. by
+        PDEATHSIG a moment ago) has already dropped its namespaces, so netbed no longer sees it
+        inside the bed and refuses it.  The guard here is the cmdline: our own data dir."""
+        if f"--data-dir={self.etcd_dir}" not in cmdline(pid):
+            return  # gone, or the PID was reused by something that is not ours
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 40.0) -> int | None:
+        """SIGTERM and wait; a controller that does not stop in time is a violation, then killed."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGUSR1)  # ctlwrap: task stacks into the log
+                time.sleep(1.0)
+                dump = self.log().rsplit("=== harness: SIGUSR1", 1)[-1]
+                msg = (f"{self.node}: controller did not stop within {timeout:.0f}s of SIGTERM (task stacks at the "
+                       f"end of {self.log_file})")
+                if TOLERATE_LEASE_HANG and "Task cancelling name='lease-" in dump and "KeptLease._keep" in dump:
+                    self.world.known_bug(msg + ": the KeptLease cancellation bug (test_product_bugs.py)")
+                else:
+                    self.world.violation(msg)
+                self.kill9()
+        self.world.event(f"{self.node}: stopped (rc {self.proc.returncode})")
+        return self.proc.returncode
+
+    def restart(self, token: str | None = None, how: str = "term") -> None:
+        """Stop (how="term": SIGTERM; "kill": kill -9 of controller and etcd) and start again."""
+        if how == "kill":
+            self.kill9("both")
+        else:
+            self.stop()
+        self.start(token)
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    # -- running things inside the node ---------------------------------------------------
+    def run(self, argv: list[str], timeout: float = 60.0, input: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        try:
+            return self.bed.run(self.node, argv, capture_output=True, text=True, timeout=timeout, input=input,
+                                env={**os.environ, **(env or {})}, cwd=str(self.dir),
+                                stdin=None if input is not None else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            return subprocess.CompletedProcess(argv, 124, stdout="", stderr=f"timed out after {e.timeout}s")
+
+    def cli(self, *args: str, timeout: float = 60.0, data_dir: bool = True) -> subprocess.CompletedProcess[str]:
+        """`etcdward ARGS [--data-dir <this host's>]` inside the node."""
+        extra = ["--data-dir", str(self.data_root)] if data_dir else []
+        return self.run([sys.executable, "-m", "etcdward", *args, *extra], timeout=timeout)
+
+    def etcdctl(self, *args: str, timeout: float = 5.0) -> subprocess.CompletedProcess[str]:
+        ca, _ = self.pki("ca")
+        crt, key = self.pki("client")
+        return self.run([ETCDCTL, "--endpoints=https://127.0.0.1:2379", f"--cacert={ca}", f"--cert={crt}",
+                         f"--key={key}", "--dial-timeout=2s", f"--command-timeout={timeout:g}s", *args],
+                        timeout=timeout + 10, env={"ETCDCTL_API": "3"})
+
+    def etcdctl_json(self, *args: str, timeout: float = 5.0) -> Any:
+        p = self.etcdctl(*args, "-w", "json", timeout=timeout)
+        if p.returncode != 0:
+            raise ScenarioError(f"{self.node}: etcdctl {' '.join(args)} failed: {p.stderr.strip()[-300:]}")
+        return json.loads(p.stdout)
+
+    def status(self) -> dict[str, Any]:
+        """etcd's own view: cluster_id, member_id, leader, is_learner, version, raft term."""
+        st = self.etcdctl_json("endpoint", "status")[0]["Status"]
+        return {"cluster_id": format(st["header"]["cluster_id"], "x"),
+                "member_id": format(st["header"]["member_id"], "x"),
+                "leader": format(st.get("leader", 0), "x"), "is_learner": bool(st.get("isLearner")),
+                "version": st.get("version"), "raft_term": st.get("raftTerm")}
+
+    def members(self) -> tuple[str, list[dict[str, Any]]]:
+        """(cluster id, members) from `etcdctl member list` on this node."""
+        d = self.etcdctl_json("member", "list")
+        out = [{"id": format(m["ID"], "x"), "name": m.get("name", ""), "peerURLs": sorted(m.get("peerURLs", [])),
+                "isLearner": bool(m.get("isLearner"))} for m in d.get("members", [])]
+        return format(d["header"]["cluster_id"], "x"), sorted(out, key=lambda m: m["id"])
+
+    def serves(self) -> bool:
+        """A linearizable read passes here: etcd is up, a voter, and sees a quorum."""
+        return self.etcdctl("get", "--consistency=l", "/scenario/probe", timeout=4).returncode == 0
+
+    def token(self, expiry: str = "2h") -> str:
+        p = wait_until(lambda: _ok(self.cli("token", "create", "--role", "controller", "--expiry", expiry)), 60,
+                       f"{self.node}: token create")
+        tok = p.stdout.strip().splitlines()[-1]
+        self.world.event(f"{self.node}: created a join token")
+        return tok
+
+    def set_hostname(self, name: str) -> None:
+        self.bed.set_hostname(self.node, name)
+        self.world.event(f"{self.node}: hostname -> {name}")
+
+    def fqdn(self) -> str:
+        return f"{self.node}.{self.bed.domain}"
+
+    def log(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_lines(self, needle: str) -> list[str]:
+        return [line for line in self.log().splitlines() if needle in line]
