@@ -1,8 +1,10 @@
 """Scenario suite plumbing: seeds, --soak, the world fixture, kept logs, the summary table.
 
     pytest tests/scenarios                          default seeds (what CI runs)
-    pytest tests/scenarios --soak [--soak-seeds N]  N random seeds for the kill scenario (default 20)
+    pytest tests/scenarios --soak [--soak-seeds N]  N random seeds for each randomised scenario
+                                                    (kills, storm, leader partition; default 20)
     ETCDWARD_SCENARIO_SEED=1234 pytest tests/scenarios -k kills    replay one seed
+    ETCDWARD_SCENARIO_STRICT=1                      known (reported) bugs fail instead of being noted
     ETCDWARD_SCENARIO_SOAK=N                        same as --soak --soak-seeds N (works from `pytest tests`)
     ETCDWARD_SCENARIO_KEEP=1                        keep every run's folder, not only failed ones
 
@@ -23,6 +25,7 @@ from . import harness
 from .harness import OUTPUT_ROOT, World, safe_name
 
 DEFAULT_SEEDS = (1, 2)  # CI: fixed, so a red build replays exactly with the same seed
+DEFAULT_RSEED = 3  # the other randomised scenarios (storm, leader partition): one seed in CI
 SOAK_SEEDS = 20
 SEED_ENV = "ETCDWARD_SCENARIO_SEED"
 SOAK_ENV = "ETCDWARD_SCENARIO_SOAK"
@@ -41,7 +44,7 @@ def _opt(config: pytest.Config, name: str, default: Any) -> Any:
         return default
 
 
-def seeds(config: pytest.Config) -> list[int]:
+def seeds(config: pytest.Config, default: tuple[int, ...] = DEFAULT_SEEDS) -> list[int]:
     if os.environ.get(SEED_ENV):
         return [int(os.environ[SEED_ENV], 0)]
     soak = int(os.environ.get(SOAK_ENV) or 0)
@@ -50,12 +53,16 @@ def seeds(config: pytest.Config) -> list[int]:
     if soak:
         rnd = random.SystemRandom()
         return [rnd.randrange(1, 2**31) for _ in range(soak)]
-    return list(DEFAULT_SEEDS)
+    return list(default)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # "seed": the kill scenario (DEFAULT_SEEDS in CI); "rseed": other randomised scenarios, one
+    # fixed seed in CI; both take ETCDWARD_SCENARIO_SEED, and --soak gives both many seeds.
     if "seed" in metafunc.fixturenames:
         metafunc.parametrize("seed", seeds(metafunc.config), ids=lambda s: f"seed={s}")
+    if "rseed" in metafunc.fixturenames:
+        metafunc.parametrize("rseed", seeds(metafunc.config, default=(DEFAULT_RSEED,)), ids=lambda s: f"seed={s}")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -118,7 +118,11 @@ class World:
         self._events.write(line + "\n")
 
     def known_bug(self, msg: str) -> None:
-        """A symptom of a known, reported product bug: logged and printed, not a failure."""
+        """A symptom of a known, reported bug: logged and printed, not a failure (unless
+        ETCDWARD_SCENARIO_STRICT is set)."""
+        if os.environ.get("ETCDWARD_SCENARIO_STRICT"):
+            self.violation("known bug (strict mode): " + msg)
+            raise ScenarioError("known bug (ETCDWARD_SCENARIO_STRICT): " + msg)
         self.event("KNOWN BUG: " + msg)
         self.known.append(msg)
         print(f"[scenario] KNOWN BUG: {msg}")

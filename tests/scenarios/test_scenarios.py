@@ -6,7 +6,6 @@ Needs root; see conftest.py for seeds, --soak and replaying a seed.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
@@ -125,11 +124,10 @@ def _restart_storm(w: World, hosts: list[Host], token: str, seconds: float) -> i
     return n
 
 
-def test_k0s_storm(world) -> None:
+def test_k0s_storm(world, rseed: int) -> None:
     """The join API is unavailable for a while (its controller down, then unreachable) while
     the joiners keep restarting -> all end in the one cluster, none ever bootstraps."""
-    seed = int(os.environ.get("ETCDWARD_SCENARIO_SEED") or "3", 0)
-    w = world(5, seed=seed)
+    w = world(5, seed=rseed)
     n1 = w.bootstrap("n1")
     token = n1.token()
     w.start_writer()
@@ -159,11 +157,39 @@ def _wait_log(h: Host, needle: str, timeout: float) -> None:
     wait_until(lambda: h.log_lines(needle), timeout, f"{h.node} log: {needle!r}", interval=0.02)
 
 
-def test_partition_leader_during_join(world) -> None:
+STALE_PEER_STATUS = ("etcd-io/etcd#14523: {s}'s etcd rejects every member add as 'unhealthy cluster' (\"{line}\") "
+                     "although the cluster is healthy: a peer dial that started before the heal failed after it "
+                     "and left that peer marked inactive while its streams work; joins through {s}'s join API "
+                     "wait until the joiner's --join-timeout. Restarting {s} to go on")
+
+
+def _member_add_rejections(h: Host) -> list[str]:
+    """etcd's own log lines (3.4 and 3.5 wording) refusing a member add on `h`, from its tail."""
+    lines = tail(h.etcd_log, 40).splitlines()
+    return [ln for ln in lines if "rejecting member add" in ln]
+
+
+def _wait_join_through(w: World, server: Host, names: set[str], timeout: float = 90.0) -> None:
+    """wait_voters(names); if the joins are stuck because `server`'s etcd refuses member adds
+    with a stale peer status (an etcd bug the product does not work around yet), report it as
+    a known bug, restart `server` (a fresh etcd transport) and wait again."""
+    try:
+        w.wait_voters(names, timeout=timeout)
+        return
+    except ScenarioError:
+        rejections = _member_add_rejections(server)
+        if not rejections:
+            raise
+    w.known_bug(STALE_PEER_STATUS.format(s=server.node, line=rejections[-1][-160:]))
+    server.restart()
+    w.wait_voters(names, timeout=180)
+
+
+def test_partition_leader_during_join(world, rseed: int) -> None:
     """Partition the etcd leader while a member joins (twice: the leader is the join API
     server and the learner was just added; the leader is another node and the join request is
     in flight), heal, and everything converges."""
-    w = world(5)
+    w = world(5, seed=rseed)
     n1, n2, n3, n4, n5 = (w[f"n{i}"] for i in range(1, 6))
     _, token = form(w, joiners=[n2, n3])
     w.wait_voters({"n1", "n2", "n3"}, timeout=180)
@@ -175,9 +201,9 @@ def test_partition_leader_during_join(world) -> None:
     w.partition(leader)
     w.event(f"(a) partitioned etcd leader {leader.node} right after the learner add; members seen by "
             f"{n2.node}: {[(m['name'] or '?', m['isLearner']) for m in n2.members()[1]]}")
-    time.sleep(8)
+    time.sleep(w.rng.uniform(5, 10))
     w.heal(leader)
-    w.wait_voters({"n1", "n2", "n3", "n4"}, timeout=180)
+    _wait_join_through(w, server, {"n1", "n2", "n3", "n4"})
     # (b) the leader is not the API server; partition it while n5's join request is in flight
     voters = [n1, n2, n3, n4]
     leader = w.etcd_leader(voters)
@@ -190,8 +216,9 @@ def test_partition_leader_during_join(world) -> None:
     n5.start(token)
     _wait_log(n5, "joining via", 60)
     w.partition(leader)
-    time.sleep(8)
+    time.sleep(w.rng.uniform(5, 10))
     w.heal(leader)
+    _wait_join_through(w, server, w.names())
     w.check_invariants(w.names(), timeout=240)
 
 
