@@ -366,8 +366,6 @@ def test_minority_leave(world) -> None:
     w.check_invariants(w.names())
 
 
-__all__ = ["ScenarioError"]
-
 
 
 @needs_leave_cli
