@@ -18,7 +18,6 @@ from .harness import (
     World,
     get_records,
     joined,
-    leave_cli_available,
     netbed_ok,
     records_cli_available,
     tail,
@@ -28,8 +27,6 @@ from .harness import (
 _OK, _WHY = netbed_ok()
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.skipif(not _OK, reason=_WHY or "-")]
 
-_LEAVE_CLI = _OK and leave_cli_available()
-needs_leave_cli = pytest.mark.xfail(not _LEAVE_CLI, reason="records CLI not available yet", strict=False)
 
 
 def form(w: World, joiners: list[Host] | None = None, writer: bool = True) -> tuple[Host, str]:
@@ -278,7 +275,6 @@ def _record(via: Host, name: str) -> dict | None:
     return next((r for r in get_records(via) if r["metadata"]["name"] == name), None)
 
 
-@needs_leave_cli
 def test_leave_and_rejoin(world) -> None:
     """Leave through the records (`patch etcdmember NAME --leave`) and rejoin after `reset`,
     first for an ordinary member, then for the reconciler leader itself."""
@@ -312,7 +308,6 @@ def test_leave_and_rejoin(world) -> None:
 
 # ---- 7 ----------------------------------------------------------------------------------
 
-@needs_leave_cli
 def test_minority_leave(world) -> None:
     """The reconciler leader is cut off into a minority and asks to leave from there (via its
     record and via `etcd leave`): refused or deferred, never applied twice."""
@@ -368,7 +363,6 @@ def test_minority_leave(world) -> None:
 
 
 
-@needs_leave_cli
 def test_leave_deferred_by_minority(world) -> None:
     """One member is cut off (a minority of one) when another member is asked to leave: the
     quorum guard refuses while the cut-off member cannot count as healthy; after the heal the
