@@ -51,6 +51,7 @@ from pathlib import Path
 import yaml
 
 from etcdward import pki, tokens
+from etcdward.durations import parse_duration
 from etcdward.store import Store, local_store
 from etcdward.store import errors as E
 from etcdward.supervisor import LaunchPlan, etcd_args, find_etcd
@@ -109,7 +110,7 @@ async def run_etcdward(n: int, base: Path) -> Result:
     t_ready = time.monotonic()
     try:
         cfg = first.config()
-        bearer, _ = await tokens.create(st, "controller", tokens.parse_duration("1h"))
+        bearer, _ = await tokens.create(st, "controller", parse_duration("1h"))
         tok = tokens.encode(tokens.JoinToken(cfg.api_url, first.data.ca_crt.read_bytes(), bearer))
         tf = root / "token"
         tf.write_text(tok + "\n")

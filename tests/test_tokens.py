@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from cluster import Cluster, Node
 from etcdward import tokens
+from etcdward.durations import parse_duration
 from join_helpers import TOKEN_BEARER_RE, api_client, bearer_of, kubeconfig, shared_cluster
 
 
@@ -146,6 +147,11 @@ def test_unreadable_token_record_is_refused_not_a_crash(n1: Node, value: str) ->
     (["--role", "controller", "--expiry", "1x"], "--expiry"),
     (["--role", "controller", "--expiry", ""], "--expiry"),
     (["--role", "controller", "--expiry", "99999999999999999999h"], "--expiry"),
+    # anything that rounds to zero would have meant "never" (issue 8): only the literal 0 does
+    (["--role", "controller", "--expiry", "0.0001ms"], "--expiry"),
+    (["--role", "controller", "--expiry", "0m"], "--expiry"),
+    (["--role", "controller", "--expiry", "0s"], "--expiry"),
+    (["--role", "controller", "--expiry", "999ms"], "--expiry"),
     (["--role", "worker"], "--role"),
     (["--role", ""], "--role"),
     ([], "--role"),
@@ -178,7 +184,7 @@ UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 def test_parse_duration_sums_go_style_parts(parts: list[tuple[int, str]]) -> None:
     text = "".join(f"{n}{u}" for n, u in parts)
     expected = sum(n * UNITS[u] for n, u in parts)
-    assert tokens.parse_duration(text).total_seconds() == pytest.approx(expected)
+    assert parse_duration(text, minimum=0).total_seconds() == pytest.approx(expected)
 
 
 @given(st.text(max_size=30))
@@ -189,12 +195,12 @@ def test_parse_duration_sums_go_style_parts(parts: list[tuple[int, str]]) -> Non
 def test_parse_duration_accepts_only_durations(text: str) -> None:
     well_formed = re.fullmatch(r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d))+|0", text.strip(), re.ASCII)
     try:
-        d = tokens.parse_duration(text)
+        d = parse_duration(text, zero_means="never")
     except ValueError as e:
-        assert not well_formed or "maximum" in str(e), text
+        assert not well_formed or "maximum" in str(e) or "minimum" in str(e), text
         return
     assert well_formed, f"{text!r} was accepted as {d}"
-    assert d >= dt.timedelta(0)
+    assert d >= dt.timedelta(seconds=1) or (text.strip() == "0" and d == dt.timedelta(0))
     dt.datetime.now(dt.timezone.utc) + d  # usable as an expiry, never an OverflowError
 
 

@@ -2,7 +2,11 @@
 
     etcd/member/snap/db exists         -> START (a token, if any, is ignored)
     no db, token given                 -> JOIN
+    no db, token given but empty       -> REFUSE (`controller "$TOKEN"` with TOKEN unset)
     no db, no token                    -> BOOTSTRAP a new single-member cluster
+
+Only the absence of both a token argument and a token file means "no token": an empty or
+blank one is a mistake, and taking it for "no token" would bootstrap a second cluster.
 
 Certificates and CA files have no bearing on it (k0s #5149: CA files were taken as "joined",
 and a node that crashed mid-join bootstrapped a second cluster). Two local facts can only make
@@ -17,6 +21,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+
+
+class Token(enum.Enum):
+    NONE = "none"  # neither a token argument nor --token-file
+    GIVEN = "given"
+    BLANK = "blank"  # given, but empty or only white space
 
 
 class Action(enum.Enum):
@@ -42,14 +52,18 @@ class Decision:
     reason: str = ""
 
 
-def decide(disk: Disk, token_given: bool) -> Decision:
+def decide(disk: Disk, token: Token) -> Decision:
     if disk.tombstone:
         return Decision(Action.REFUSE, reason=(
             "this node was removed from its etcd cluster (see state/removed.json); "
             "run `etcdward reset` before it can join again"))
     if disk.has_db:
         return Decision(Action.START, reason="etcd data exists (member/snap/db)")
-    if token_given:
+    if token is Token.BLANK:
+        return Decision(Action.REFUSE, reason=(
+            "the join token given is empty (an unset variable in `etcdward controller \"$TOKEN\"`, or an empty "
+            "--token-file?); give the token to join a cluster, or give none at all to bootstrap a new one"))
+    if token is Token.GIVEN:
         return Decision(Action.JOIN, move_partial_aside=disk.has_partial_etcd, reason="no etcd data, token given")
     if disk.join_started:
         return Decision(Action.REFUSE, reason=(

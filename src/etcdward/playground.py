@@ -20,6 +20,7 @@ import yaml
 
 from . import tokens
 from .config import Config
+from .durations import parse_duration
 from .paths import DataDir
 from .store import Member, local_store
 from .store import errors as E
@@ -153,7 +154,7 @@ class Playground:
     async def create_token(self, node: PlayNode) -> str:
         cfg = Config.model_validate(yaml.safe_load(node.config_file.read_text())).effective()
         async with local_store(node.data, node.client_port) as st:
-            bearer, _ = await tokens.create(st, "controller", tokens.parse_duration("1h"))
+            bearer, _ = await tokens.create(st, "controller", parse_duration("1h"))
         return tokens.encode(tokens.JoinToken(cfg.api_url, node.data.ca_crt.read_bytes(), bearer))
 
     async def verify(self) -> None:

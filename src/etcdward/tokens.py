@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from .errors import Permanent
+
 if TYPE_CHECKING:  # the store pulls in gRPC; a joiner decodes its token long before it needs it
     from .store import Store
 
@@ -37,7 +39,7 @@ ROLES = ("controller",)
 _ALPHABET = string.ascii_lowercase + string.digits
 
 
-class TokenError(Exception):
+class TokenError(Permanent):
     """A token string that cannot be used; the message says why."""
 
 
@@ -81,31 +83,6 @@ def hash_secret(secret: str) -> str:
 def new_bearer() -> tuple[str, str]:
     return ("".join(secrets.choice(_ALPHABET) for _ in range(6)),
             "".join(secrets.choice(_ALPHABET) for _ in range(16)))
-
-
-_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)", re.ASCII)  # ASCII: no "٣h"
-# Go's limit (int64 nanoseconds, ~292 years); larger values overflow datetime arithmetic.
-MAX_DURATION = dt.timedelta(seconds=(2**63 - 1) // 10**9)
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """Go-style durations ("24h", "1h30m", "90s", "0"); 0 means never."""
-    text = text.strip()
-    if text in ("0", "0s"):
-        return dt.timedelta(0)
-    pos, total = 0, 0.0
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-    for m in _DURATION_RE.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * units[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"{text!r} is not a duration (examples: 24h, 30m, 1h30m, 0 for never)")
-    if total > MAX_DURATION.total_seconds():
-        raise ValueError(f"{text!r} exceeds the maximum duration ({MAX_DURATION.days // 365} years); "
-                         "use 0 for never")
-    return dt.timedelta(seconds=total)
 
 
 def encode(token: JoinToken) -> str:
