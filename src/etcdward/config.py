@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import Permanent
 
 DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 DNS_NAME_RE = re.compile(rf"^{DNS_LABEL}(\.{DNS_LABEL})*$", re.IGNORECASE)
@@ -32,9 +34,19 @@ RESERVED_ETCD_ARGS = frozenset(
         "strict-reconfig-check", "max-learners", "experimental-max-learners",
     }
 )
+# Flags that are not part of the layout but would break a guarantee; the reason is the error.
+UNSAFE_ETCD_ARGS: dict[str, str] = {
+    "force-new-cluster": "it makes a new one-member cluster out of this member's data, a second cluster by "
+                         "another door; recover from quorum loss with etcdward's recovery instead",
+    "unsafe-no-fsync": "etcd would acknowledge writes that a crash can lose",
+    "discovery": "membership is decided by etcdward's join protocol, not by etcd discovery",
+    "discovery-srv": "membership is decided by etcdward's join protocol, not by etcd discovery",
+    "discovery-srv-name": "membership is decided by etcdward's join protocol, not by etcd discovery",
+    "wal-dir": "the WAL must stay inside the data dir etcdward owns (etcd/member/wal)",
+}
 
 
-class ConfigError(Exception):
+class ConfigError(Permanent):
     """A config file that cannot be used; the message names the key."""
 
 
@@ -50,7 +62,9 @@ def _ip(value: str, key: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # strict: a YAML boolean is not a number and a number is not a string (`port: true` is
+    # not port 1). Floats accept integers; nothing else is coerced.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 class ApiSpec(_Strict):
@@ -63,6 +77,11 @@ class ApiSpec(_Strict):
     @classmethod
     def _address(cls, v: str | None) -> str | None:
         return None if v in (None, "") else _ip(v, "address")
+
+    @field_validator("sans", mode="before")
+    @classmethod
+    def _sans_list(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v  # YAML has lists, the frozen model tuples
 
     @field_validator("external_address")
     @classmethod
@@ -79,6 +98,13 @@ class ApiSpec(_Strict):
             if not is_dns_name(host):
                 raise ValueError(f"{v!r} is neither an IP address nor a DNS name") from None
         return v
+
+    @model_validator(mode="after")
+    def _reachable(self) -> "ApiSpec":
+        if self.address and ipaddress.ip_address(self.address).is_unspecified and not self.external_address:
+            raise ValueError(f"address {self.address} listens everywhere but would go into join tokens as the join "
+                             "API's address; set externalAddress to the address joiners should use")
+        return self
 
     @field_validator("sans")
     @classmethod
@@ -104,7 +130,13 @@ class EtcdSpec(_Strict):
     @classmethod
     def _peer(cls, v: str | None) -> str | None:
         # etcd listen URLs must be IP literals.
-        return None if v in (None, "") else _ip(v, "peerAddress")
+        if v in (None, ""):
+            return None
+        ip = _ip(v, "peerAddress")
+        if ipaddress.ip_address(ip).is_unspecified or ipaddress.ip_address(ip).is_multicast:
+            raise ValueError(f"{v!r} is not an address peers can reach: it is advertised to them as this member's "
+                             "peer URL; give this host's own IP address")
+        return ip
 
     @field_validator("extra_args", mode="before")
     @classmethod
@@ -120,10 +152,14 @@ class EtcdSpec(_Strict):
                 raise ValueError(f"{k!r} is not an etcd flag name")
             if name in RESERVED_ETCD_ARGS:
                 raise ValueError(f"{name!r} is managed by etcdward and cannot be overridden")
+            if name in UNSAFE_ETCD_ARGS:
+                raise ValueError(f"{name!r} is refused: {UNSAFE_ETCD_ARGS[name]}")
             if isinstance(val, bool):
                 val = "true" if val else "false"
             if not isinstance(val, (str, int, float)):
                 raise ValueError(f"value of {k!r} must be a scalar")
+            if any(ord(c) < 32 or ord(c) == 127 for c in str(val)):
+                raise ValueError(f"value of {k!r} contains a newline or another control character")
             out[name] = str(val)
         if "name" in out and not is_member_name(out["name"]):
             raise ValueError(f"name {out['name']!r} is not a valid RFC 1123 name")
@@ -141,7 +177,7 @@ class StorageSpec(_Strict):
 class ReconcilerSpec(_Strict):
     # A learner that has not started this many seconds after it was added is removed, so a
     # joiner that died for good cannot block later joins (etcd allows one learner at a time).
-    learner_start_timeout: float = Field(300.0, alias="learnerStartTimeout", gt=0, le=86400)
+    learner_start_timeout: float = Field(300.0, alias="learnerStartTimeout", ge=1, le=86400, allow_inf_nan=False)
     # TTL of the reconciler leader lease: another controller takes over within about this long.
     lease_ttl: int = Field(10, alias="leaseTTL", ge=2, le=300)
 
@@ -193,12 +229,17 @@ class Config(_Strict):
         return f"https://{host_port(self.api_address, self.api.port)}"
 
     def effective(self) -> Config:
-        """Fill host-dependent defaults so that the result is fully explicit."""
-        if self.etcd.peer_address:
-            return self
-        etcd = self.etcd.model_copy(update={"peer_address": first_public_ipv4()})
-        storage = self.spec.storage.model_copy(update={"etcd": etcd})
-        return self.model_copy(update={"spec": self.spec.model_copy(update={"storage": storage})})
+        """Fill host-dependent defaults so that the result is fully explicit; ConfigError when
+        two listeners would share an address and port (known only once the defaults are in)."""
+        eff = self
+        if not self.etcd.peer_address:
+            etcd = self.etcd.model_copy(update={"peer_address": first_public_ipv4()})
+            storage = self.spec.storage.model_copy(update={"etcd": etcd})
+            eff = self.model_copy(update={"spec": self.spec.model_copy(update={"storage": storage})})
+        conflict = listener_conflict(eff)
+        if conflict:
+            raise ConfigError(conflict)
+        return eff
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(by_alias=True, exclude_none=True), sort_keys=False)
@@ -206,6 +247,24 @@ class Config(_Strict):
 
 def host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def _overlap(a: str, b: str) -> bool:
+    return a == b or ipaddress.ip_address(a).is_unspecified or ipaddress.ip_address(b).is_unspecified
+
+
+def listener_conflict(cfg: Config) -> str | None:
+    """Why two of the join API, etcd's peer and etcd's client listener would take the same
+    address:port (etcd's client URL is always on 127.0.0.1), or None."""
+    listeners = [("spec.api.port", cfg.api_address, cfg.api.port),
+                 ("spec.storage.etcd.peerPort", cfg.peer_address, cfg.etcd.peer_port),
+                 ("spec.storage.etcd.clientPort", "127.0.0.1", cfg.etcd.client_port)]
+    for i, (key, host, port) in enumerate(listeners):
+        for other, other_host, other_port in listeners[i + 1:]:
+            if port == other_port and _overlap(host, other_host):
+                return (f"{key}: {host_port(host, port)} is also {other} ({host_port(other_host, other_port)}); "
+                        "every listener needs an address:port of its own")
+    return None
 
 
 def is_member_name(name: str) -> bool:
@@ -254,19 +313,46 @@ def _format_error(err: ValidationError) -> str:
     return "; ".join(lines)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with the same key twice (PyYAML keeps the last one
+    silently, so a second `port:` would win without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key if isinstance(key, (str, int, float, bool)) else id(key))
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """PyYAML's message in one line: what and where."""
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:
+        what = " ".join(x for x in (e.context, e.problem) if x)
+        return f"{what} (line {e.problem_mark.line + 1}, column {e.problem_mark.column + 1})"
+    return " ".join(str(e).split())
+
+
 def parse(text: str, source: str = "config") -> Config:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: not valid YAML: {e}") from None
+        raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(e)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with a 'spec' key")
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"{source}: {_format_error(e)}") from None
+    conflict = listener_conflict(cfg) if cfg.etcd.peer_address else None
+    if conflict:
+        raise ConfigError(f"{source}: {conflict}")
+    return cfg
 
 
 def load(path: str | Path | None) -> Config:
@@ -274,7 +360,20 @@ def load(path: str | Path | None) -> Config:
         return Config()
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as e:
         raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (invalid byte at offset {e.start})") from None
     return parse(text, str(p))
+
+
+def load_effective(path: str | Path | None) -> Config:
+    """load() + effective(), every error naming the file."""
+    cfg = load(path)
+    try:
+        return cfg.effective()
+    except ConfigError as e:
+        raise ConfigError(f"{path or 'default config'}: {e}") from None
