@@ -36,3 +36,28 @@ def test_removal_in_this_run_is_reported(tmp_path: Path) -> None:
     script.chmod(0o755)
     with pytest.raises(MemberWasRemoved):
         asyncio.run(asyncio.wait_for(Supervisor(str(script), [], data).run(), 30))
+
+
+def test_summary_keeps_the_fatal_cause_from_the_middle(tmp_path: Path) -> None:
+    """An elided crash summary must still say why etcd died (issue 8: "no space left on
+    device" used to vanish in "... (16 lines) ...")."""
+    log = tmp_path / "etcd.log"
+    lines = [f"noise {i}" for i in range(40)]
+    lines[15] = "C | mvcc/backend: cannot commit tx (write db: no space left on device)"
+    log.write_text("--- etcdward: starting etcd x\n" + "\n".join(lines) + "\n")
+    out = last_run_output(log)
+    assert "no space left on device" in out
+    assert "noise 20\n" not in out and "(19 lines)" in out
+
+
+def test_gave_up_names_the_cause_in_its_first_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("etcdward.supervisor.BACKOFF", (0.01,))  # time, not behaviour
+    data = DataDir(tmp_path)
+    script = tmp_path / "fake-etcd"
+    noise = "\n".join(f"echo noise {i}" for i in range(30))
+    script.write_text(f"#!/bin/sh\necho start\necho 'panic: write wal: no space left on device'\n{noise}\nexit 2\n")
+    script.chmod(0o755)
+    with pytest.raises(SupervisorGaveUp) as e:
+        asyncio.run(asyncio.wait_for(Supervisor(str(script), [], data).run(), 60))
+    first = str(e.value).splitlines()[0]
+    assert "last exit code 2): no space left on device" in first, first

@@ -11,7 +11,12 @@ import re
 import socket
 from dataclasses import asdict, dataclass, replace
 
+from .errors import Permanent
 from .paths import DataDir, atomic_write
+
+
+class StateFileError(Permanent):
+    """A file under state/ that cannot be read or parsed; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -38,10 +43,16 @@ def hostname() -> str:
 def load(data: DataDir) -> Identity | None:
     try:
         raw = json.loads(data.identity_file.read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError) as e:
-        raise RuntimeError(f"cannot read {data.identity_file}: {e}") from None
+        raise StateFileError(f"cannot read {data.identity_file}: {e}; fix or restore it (it pins this node's name "
+                             "and cluster), or run `etcdward reset` to start over") from None
+    fields = ("name", "clusterID", "memberID")
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not all(
+            isinstance(raw.get(k), (str, type(None))) for k in fields):
+        raise StateFileError(f"{data.identity_file} is not an identity file (an object with string fields "
+                             f"{', '.join(fields)}); fix or restore it, or run `etcdward reset` to start over")
     return Identity(name=raw["name"], cluster_id=raw.get("clusterID"), member_id=raw.get("memberID"))
 
 

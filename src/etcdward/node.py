@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -16,14 +17,16 @@ import secrets
 import shutil
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import identity
 from .config import Config
+from .errors import EtcdwardError, Permanent
 from .crashpoints import crashpoint, crashpoint_after
-from .decision import Action, Decision, Disk, decide
+from .decision import Action, Decision, Disk, Token, decide
 from .identity import Identity
 from .paths import DataDir, atomic_write
 from typing import TYPE_CHECKING
@@ -38,7 +41,7 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT = 120.0
 
 
-class ControllerError(Exception):
+class ControllerError(Permanent):
     """A fatal, explained reason to stop (printed as one line, exit code 1)."""
 
 
@@ -46,17 +49,21 @@ class ControllerError(Exception):
 class Options:
     data: DataDir
     config: Config
-    token: str | None = None
+    token: str | None = None  # None: no token given; "" or blank: given but empty (refused)
     join_timeout: float = 600.0
+
+    @property
+    def token_state(self) -> Token:
+        if self.token is None:
+            return Token.NONE
+        return Token.GIVEN if self.token.strip() else Token.BLANK
 
 
 def inspect_disk(data: DataDir) -> Disk:
     has_db = data.etcd_db.is_file()
     partial = data.etcd.is_dir() and any(data.etcd.iterdir()) and not has_db
-    pinned = None
-    with contextlib.suppress(RuntimeError):
-        ident = identity.load(data)
-        pinned = ident.cluster_id if ident else None
+    ident = identity.load(data)  # a broken identity file stops the start: it may pin a cluster
+    pinned = ident.cluster_id if ident else None
     return Disk(has_db=has_db, has_partial_etcd=partial, pinned_cluster_id=pinned,
                 tombstone=data.tombstone.exists(), join_started=None if has_db else _join_started(data))
 
@@ -67,7 +74,7 @@ def _join_started(data: DataDir) -> str | None:
         return None
     try:
         return str(json.loads(data.join_file.read_text()).get("server") or "an unknown join API")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not an object
         return "an unknown join API"
 
 
@@ -113,11 +120,11 @@ class Controller:
     # -- preflight ---------------------------------------------------------------------
     def prepare(self) -> tuple[Decision, str]:
         binary = find_etcd(self.cfg.etcd.binary or None)
-        check_data_dir_writable(self.data)
-        disk = inspect_disk(self.data)
-        d = decide(disk, token_given=bool(self.opts.token))
+        # A refusal changes nothing: decide before the first write (even the writability probe).
+        d = decide(inspect_disk(self.data), self.opts.token_state)
         if d.action is Action.REFUSE:
             raise ControllerError(d.reason)
+        check_data_dir_writable(self.data)
         if d.action is Action.JOIN:
             # Check the token before anything on disk is touched (a partial etcd dir is moved
             # aside for a join); it is read only when a join is needed, as in k0s.
@@ -269,6 +276,33 @@ class Controller:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+
+def run_controller(data: DataDir, cfg: Config, token: str | None, join_timeout: float, verbose: bool) -> int:
+    """The controller's one error boundary: every failure becomes one line on stderr and exit
+    code 1; the traceback of an unexpected one is logged only with --verbose."""
+    try:
+        return asyncio.run(Controller(Options(data=data, config=cfg, token=token, join_timeout=join_timeout)).run())
+    except EtcdwardError as e:
+        why = str(e)
+    except OSError as e:
+        why = describe_os_error(e, data)
+    except Exception as e:  # a bug: still one line, the traceback only on request
+        log.debug("unexpected error", exc_info=True)
+        why = f"unexpected error ({type(e).__name__}: {e})" + ("" if verbose else "; --verbose shows the traceback")
+    print(f"etcdward controller: {why}", file=sys.stderr, flush=True)
+    return 1
+
+
+def describe_os_error(e: OSError, data: DataDir) -> str:
+    """One line for a failed file operation, naming the file and, where known, what to do."""
+    where = f" {e.filename}" if e.filename else ""
+    if e.errno == errno.ENOSPC:
+        return (f"no space left on device (writing{where}); free space on the filesystem of {data.root} and start "
+                "the controller again")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{e.strerror}{where}: the controller needs to write {data.root}"
+    return f"{e.strerror or e}{where}"
 
 
 async def wait_for_port(host: str, port: int, sup: Supervisor, timeout: float = 30.0) -> None:

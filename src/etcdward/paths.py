@@ -108,11 +108,13 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and not e.filename:
+            e.filename = str(path)  # a failed write names the file it was for (e.g. disk full)
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .errors import Permanent
 from .paths import DataDir, atomic_write
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ LEAF_DAYS = 365
 RENEW_BEFORE = dt.timedelta(days=30)
 
 
-class PKIError(Exception):
+class PKIError(Permanent):
     pass
 
 

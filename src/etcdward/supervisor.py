@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Config
+from .errors import Permanent
 from .paths import DataDir, atomic_write
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,11 @@ STOP_GRACE = 10.0
 REMOVED_MARKERS = ("the member has been permanently removed", "member has already been removed")
 
 
-class EtcdBinaryNotFound(Exception):
+class EtcdBinaryNotFound(Permanent):
     pass
 
 
-class SupervisorGaveUp(Exception):
+class SupervisorGaveUp(Permanent):
     """etcd crashed repeatedly; the message carries the tail of its log."""
 
 
@@ -131,17 +132,43 @@ def log_tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
+# What etcd says when it cannot run for a reason an operator must fix (lowercase fragments,
+# most specific first) -> the cause as we name it.
+FATAL_CAUSES: tuple[tuple[str, str], ...] = (
+    ("no space left on device", "no space left on device"),
+    ("permission denied", "permission denied"),
+    ("address already in use", "address already in use"),
+    ("cluster id mismatch", "cluster ID mismatch"),
+    ("corrupt", "data corruption"),
+    ("crc mismatch", "data corruption (WAL CRC mismatch)"),
+    ("checksum mismatch", "data corruption (checksum mismatch)"),
+    ("too many open files", "too many open files"),
+    ("read-only file system", "read-only file system"),
+)
+
+
+def fatal_cause(text: str) -> str | None:
+    """The first known fatal cause etcd names in text, or None."""
+    low = text.lower()
+    return next((cause for fragment, cause in FATAL_CAUSES if fragment in low), None)
+
+
 def last_run_output(path: Path, head: int = 6, tail: int = 14) -> str:
     """What etcd printed in its last run: the first lines (where flag and config errors are)
-    and the last ones (where a crash is), without our own start marker."""
+    and the last ones (where a crash is), without our own start marker. Lines in between that
+    name a known fatal cause are kept too: an elision must never hide why etcd died."""
     lines = log_tail(path, 400).splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith("--- etcdward: starting etcd")]
     run = lines[starts[-1] + 1:] if starts else lines
     if len(run) <= head + tail:
         return "\n".join(run)
-    if head == 0:
-        return "\n".join(run[-tail:])
-    return "\n".join([*run[:head], f"... ({len(run) - head - tail} lines) ...", *run[-tail:]])
+    middle = run[head:len(run) - tail]
+    kept = [line for line in middle if fatal_cause(line)][-4:]
+    out = [*run[:head]]
+    if len(middle) > len(kept):
+        out.append(f"... ({len(middle) - len(kept)} lines) ...")
+    out += [*kept, *run[-tail:]]
+    return "\n".join(out)
 
 
 @dataclass
@@ -181,8 +208,12 @@ class Supervisor:
         self.data.logs.mkdir(parents=True, exist_ok=True)
         logf = self.data.etcd_log.open("ab")
         try:
-            logf.write(f"--- etcdward: starting etcd {' '.join(self.args)}\n".encode())
-            logf.flush()
+            try:
+                logf.write(f"--- etcdward: starting etcd {' '.join(self.args)}\n".encode())
+                logf.flush()
+            except OSError as e:
+                e.filename = e.filename or str(self.data.etcd_log)
+                raise
             self.proc = await asyncio.create_subprocess_exec(
                 self.binary, *self.args, stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=logf,
                 preexec_fn=_set_pdeathsig, start_new_session=True,
@@ -218,10 +249,12 @@ class Supervisor:
             else:
                 self._fast_crashes.clear()
             if len(self._fast_crashes) >= MAX_FAST_CRASHES:
+                output = last_run_output(self.data.etcd_log)
+                cause = fatal_cause(output)
                 raise SupervisorGaveUp(
                     f"etcd exited {MAX_FAST_CRASHES} times within {FAST_CRASH_SECONDS:.0f}s of starting "
-                    f"(last exit code {rc}); last lines of {self.data.etcd_log}:\n"
-                    f"{last_run_output(self.data.etcd_log)}")
+                    f"(last exit code {rc})" + (f": {cause}" if cause else "")
+                    + f"; last lines of {self.data.etcd_log}:\n{output}")
             delay = BACKOFF[min(len(self._fast_crashes), len(BACKOFF) - 1)]
             self.restarts += 1
             log.warning("etcd exited with code %s after %.1fs; restart #%d in %.1fs", rc, lived, self.restarts, delay)

@@ -132,7 +132,10 @@ def reset_paths(data: DataDir) -> list[Path]:
 
 
 async def _still_member(data: DataDir) -> str | None:
-    cfg = node_config(data)
+    try:
+        cfg = node_config(data)
+    except CLIError:
+        return None  # no effective config: nothing to ask; the db check below still applies
     from ..store import local_store
 
     try:

@@ -13,6 +13,7 @@ import click
 import yaml
 
 from .. import config as cfgmod
+from ..durations import MAX_DURATION, check_seconds
 from ..paths import DEFAULT_DATA_DIR, DataDir
 
 if TYPE_CHECKING:
@@ -26,6 +27,28 @@ class CLIError(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.echo(self.message, err=True)
+
+
+class Seconds(click.ParamType):
+    """A click option of seconds: finite, within bounds (nan, inf and negatives are refused)."""
+
+    name = "seconds"
+
+    def __init__(self, minimum: float, maximum: float = MAX_DURATION.total_seconds()) -> None:
+        self.minimum, self.maximum = minimum, maximum
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            number = value
+        else:
+            try:
+                number = float(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        try:
+            return check_seconds(number, minimum=self.minimum, maximum=self.maximum)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
 
 
 def data_dir_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -42,7 +65,9 @@ def node_config(data: DataDir) -> cfgmod.Config:
     """The effective config the controller wrote to state/ (ports, addresses)."""
     p = data.effective_config
     if not p.exists():
-        return cfgmod.Config()
+        # Never guess the default ports: another node's etcd may answer on them.
+        raise CLIError(f"no effective config in {p}: is {data.root} the data dir of a controller that has started "
+                       "(--data-dir)? The controller writes this file each time it starts")
     try:
         return cfgmod.load(p)
     except cfgmod.ConfigError as e:
@@ -52,10 +77,10 @@ def node_config(data: DataDir) -> cfgmod.Config:
 def open_store(data: DataDir, timeout: float = 5.0) -> Store:
     from ..store import local_store  # gRPC: imported only by commands that talk to etcd
 
-    cfg = node_config(data)
     ca, _ = data.etcd_cert("ca")
     if not ca.exists():
         raise CLIError(f"no etcd certificates under {data.etcd_pki}: is {data.root} an etcdward data dir? (--data-dir)")
+    cfg = node_config(data)
     try:
         return local_store(data, cfg.etcd.client_port, timeout=timeout)
     except OSError as e:

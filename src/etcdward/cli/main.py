@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -11,7 +10,8 @@ import click
 
 from .. import config as cfgmod
 from ..paths import DEFAULT_DATA_DIR, DataDir
-from .common import CLIError
+from ..errors import EtcdwardError
+from .common import CLIError, Seconds
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -54,38 +54,37 @@ def cli() -> None:
 
 
 def read_token(token: str | None, token_file: Path | None) -> str | None:
-    if token and token_file:
+    """The join token: None when neither an argument nor --token-file is given; "" when one is
+    given but empty or blank (the start decision refuses that instead of bootstrapping)."""
+    if token is not None and token_file is not None:
         raise CLIError("give the join token either as an argument or with --token-file, not both")
     if token_file is not None:
         try:
-            return token_file.read_text().strip() or None
+            return token_file.read_text(errors="replace").strip()
         except OSError as e:
             raise CLIError(f"cannot read --token-file {token_file}: {e.strerror}") from None
-    return token.strip() if token else None
+    return token.strip() if token is not None else None
 
 
 @cli.command()
 @click.argument("token", required=False)
-@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), help="file holding the join token")
-@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="config file (YAML)")
+@click.option("--token-file", type=click.Path(path_type=Path), help="file holding the join token")
+@click.option("-c", "--config", "config_file", type=click.Path(path_type=Path), help="config file (YAML)")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR, show_default=True)
-@click.option("--join-timeout", type=float, default=600.0, show_default=True, help="seconds to keep trying to join")
+@click.option("--join-timeout", type=Seconds(minimum=1.0), default=600.0, show_default=True,
+              help="seconds to keep trying to join")
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 def controller(token: str | None, token_file: Path | None, config_file: Path | None, data_dir: Path,
                join_timeout: float, verbose: bool) -> None:
     """Run a control-plane node (etcd + join API + reconciler) in the foreground."""
-    from ..node import Controller, ControllerError, Options
-    from ..pki import PKIError
-    from ..supervisor import EtcdBinaryNotFound
-
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     for noisy in ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "etcd3aio", "grpc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     data = DataDir.at(data_dir)
     try:
-        cfg = cfgmod.load(config_file)
+        cfg = cfgmod.load_effective(config_file)
     except cfgmod.ConfigError as e:
-        raise CLIError(str(e)) from None
+        raise CLIError(f"etcdward controller: {e}") from None
     # The token is only read when it is needed: a joined node restarts with a deleted token
     # file (k0sctl #256), so a missing token file is an error only for a join.
     tok: str | None
@@ -96,12 +95,9 @@ def controller(token: str | None, token_file: Path | None, config_file: Path | N
             tok = None
         else:
             raise
-    ctl = Controller(Options(data=data, config=cfg, token=tok, join_timeout=join_timeout))
-    try:
-        rc = asyncio.run(ctl.run())
-    except (ControllerError, EtcdBinaryNotFound, PKIError) as e:
-        raise CLIError(f"etcdward controller: {e}") from None
-    sys.exit(rc)
+    from ..node import run_controller
+
+    sys.exit(run_controller(data, cfg, tok, join_timeout, verbose))
 
 
 @cli.group("config")
@@ -110,18 +106,32 @@ def config_group() -> None:
 
 
 @config_group.command("validate")
-@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("-c", "--config", "config_file", type=click.Path(path_type=Path), required=True)
 def config_validate(config_file: Path) -> None:
     """Check a config file and print the effective config."""
     try:
-        cfg = cfgmod.load(config_file).effective()
+        cfg = cfgmod.load_effective(config_file)
     except cfgmod.ConfigError as e:
         raise CLIError(str(e)) from None
     click.echo(cfg.to_yaml(), nl=False)
 
 
 def main() -> None:
-    cli(prog_name="etcdward")
+    """The CLI's one error boundary (click prints its own usage errors): every error becomes
+    one line on stderr and exit code 1, never a traceback."""
+    try:
+        cli(prog_name="etcdward")
+    except EtcdwardError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+    except Exception as e:  # a bug: still one line
+        fail(f"unexpected error ({type(e).__name__}: {e})")
+
+
+def fail(why: str) -> None:
+    click.echo(f"etcdward: {why}", err=True)
+    sys.exit(1)
 
 
 __all__ = ["cli", "main", "DataDir"]

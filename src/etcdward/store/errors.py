@@ -7,7 +7,10 @@ Library and gRPC errors never leave `store/`; callers branch on these types.
 from __future__ import annotations
 
 
-class StoreError(Exception):
+from ..errors import EtcdwardError
+
+
+class StoreError(EtcdwardError):
     """Base class: something went wrong talking to etcd."""
 
 
