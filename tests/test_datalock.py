@@ -77,3 +77,48 @@ def test_a_holder_that_wrote_nothing_is_named_by_the_kernel(tmp_path: Path) -> N
     finally:
         holder.kill()
         holder.wait()
+
+
+# -- a second controller, reset and up on a running node's data dir ----------------------------
+def test_second_controller_on_a_running_data_dir_changes_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    n1 = cluster.bootstrap("n1")
+    assert n1.proc
+    etcd = n1.etcd_pid()
+    assert etcd
+    before = _checksums(n1.data.root, "pki", "state")
+    top = sorted(p.name for p in n1.data.root.iterdir())
+    other = Node("n4", tmp_path)  # another name, address and ports
+    other.config_file.write_text(yaml.safe_dump(other.config()))
+    second = subprocess.Popen([sys.executable, "-m", "etcdward", "controller", "-c", str(other.config_file),
+                               "--data-dir", str(n1.data.root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        _, err = second.communicate(timeout=15)
+    finally:
+        if second.poll() is None:  # the unlocked code takes the data dir over; do not leave it running
+            os.killpg(second.pid, signal.SIGKILL)
+            second.wait()
+    assert second.returncode == 1
+    assert err.splitlines() == [f"etcdward controller: data dir {n1.data.root} is in use by etcdward controller "
+                                f"(pid {n1.proc.pid}); stop that process first or use another --data-dir"], err
+    assert n1.alive() and n1.etcd_pid() == etcd and _running(etcd)
+    assert _checksums(n1.data.root, "pki", "state") == before
+    assert sorted(p.name for p in n1.data.root.iterdir()) == top
+    assert [m.name for m in n1.members()] == ["n1"]
+    assert n1.etcdctl("member", "list").returncode == 0
+    fds = " ".join(os.readlink(f) for f in Path(f"/proc/{etcd}/fd").iterdir() if f.is_symlink())
+    assert "etcdward.lock" not in fds  # the etcd child does not hold (or keep) the lock
+
+
+def test_kill_9_of_a_controller_frees_the_lock_for_a_restart(cluster: Cluster) -> None:
+    n1 = cluster.bootstrap("n1")
+    assert n1.proc
+    etcd = n1.etcd_pid()
+    os.kill(n1.proc.pid, signal.SIGKILL)  # the controller only; its etcd dies by PDEATHSIG
+    n1.proc.wait()
+    wait_for(lambda: not _running(etcd or 0), 10, "etcd gone with its controller")
+    assert datalock.holder(n1.data) is None
+    n1.start()
+    n1.wait_ready()
+    assert n1.data.lock_file.read_text() == f"{n1.proc.pid} controller\n"
+    assert "start decision: START" in n1.log()

@@ -1,8 +1,9 @@
 """The controller: wires config, PKI, the start decision, the etcd supervisor, the join API and
 the reconciler into one event loop.
 
+    run()      lock the data dir -> prepare -> decide -> (join | bootstrap | start) -> supervise
+               -> serve until stopped; the lock is held until run() returns
     prepare()  checks everything that can be checked before touching the data dir
-    run()      decide -> (join | bootstrap | start) -> supervise -> serve until stopped
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import identity
+from . import datalock, identity
 from .config import Config
 from .crashpoints import crashpoint, crashpoint_after
 from .decision import Action, Decision, Disk, decide
@@ -99,6 +100,16 @@ def check_data_dir_writable(data: DataDir) -> None:
         raise ControllerError(f"data dir {data.root} is not writable ({e.strerror}); use --data-dir or fix permissions") from None
 
 
+def lock_data_dir(data: DataDir) -> datalock.DataDirLock:
+    try:
+        return datalock.acquire(data, "controller")
+    except datalock.DataDirBusy as e:
+        raise ControllerError(f"{e} or use another --data-dir") from None
+    except OSError as e:
+        raise ControllerError(f"data dir {data.root} is not writable ({e.strerror}); use --data-dir or fix "
+                              "permissions") from None
+
+
 class Controller:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
@@ -134,6 +145,12 @@ class Controller:
 
     # -- main --------------------------------------------------------------------------
     async def run(self) -> int:
+        # First of all: before this, nothing may be written, moved aside or killed; a second
+        # controller on a running node's data dir must leave it exactly as it is (issue 8).
+        with lock_data_dir(self.data):
+            return await self._run_locked()
+
+    async def _run_locked(self) -> int:
         decision, binary = self.prepare()
         log.info("start decision: %s (%s)", decision.action.value.upper(), decision.reason)
         if decision.move_partial_aside:
