@@ -110,6 +110,28 @@ def test_second_controller_on_a_running_data_dir_changes_nothing(cluster: Cluste
     assert "etcdward.lock" not in fds  # the etcd child does not hold (or keep) the lock
 
 
+def test_reset_is_refused_while_the_controller_runs(cluster: Cluster, tmp_path: Path) -> None:
+    n1 = cluster.bootstrap("n1")
+    assert n1.proc
+    before = _checksums(n1.data.root, "pki", "state")
+    # Through a symlink and with --force: the lock is on the file, not on how the path is spelled
+    # (a check of the processes' command lines misses this one and wipes a running node).
+    link = tmp_path / "link"
+    link.symlink_to(n1.data.root)
+    p = n1.cli("reset", "--force", "--data-dir", str(link), check=False)
+    assert p.returncode == 1 and f"(pid {n1.proc.pid})" in p.stderr, p.stderr
+    assert n1.data.etcd_db.exists() and n1.data.identity_file.exists() and n1.data.etcd_pki.is_dir()
+    p = n1.cli("reset", "--data-dir", str(n1.data.root), check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert p.stderr.splitlines() == [f"data dir {n1.data.root} is in use by etcdward controller "
+                                      f"(pid {n1.proc.pid}); stop that process first"], p.stderr
+    assert n1.alive() and n1.is_ready()
+    assert _checksums(n1.data.root, "pki", "state") == before
+    assert n1.stop() == 0
+    assert n1.cli("reset", "--force", "--data-dir", str(n1.data.root)).returncode == 0  # free once stopped
+    assert not n1.data.state.exists() and n1.data.lock_file.exists()
+
+
 def test_kill_9_of_a_controller_frees_the_lock_for_a_restart(cluster: Cluster) -> None:
     n1 = cluster.bootstrap("n1")
     assert n1.proc
