@@ -144,3 +144,14 @@ def test_kill_9_of_a_controller_frees_the_lock_for_a_restart(cluster: Cluster) -
     n1.wait_ready()
     assert n1.data.lock_file.read_text() == f"{n1.proc.pid} controller\n"
     assert "start decision: START" in n1.log()
+
+
+def test_up_on_a_dir_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    node = DataDir(tmp_path / "n1")
+    with datalock.acquire(node, "controller"):
+        p = subprocess.run([sys.executable, "-m", "etcdward", "up", "--nodes", "1", "--once", "--dir", str(tmp_path)],
+                           capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert p.stderr.splitlines() == [f"up: data dir {node.root} is in use by etcdward controller (pid {os.getpid()}); "
+                                     "stop the `etcdward up` running there first or use another --dir"], p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["n1"]  # no config, token or log written
