@@ -140,8 +140,9 @@ def test_failover_completes_a_pending_leave_and_etcd_leave(cluster: Cluster) -> 
     assert {m.name for m in a.members()} == {a.name}
 
     # reset refuses while the controller runs, and (unless --force) while it may be a member
+    assert a.proc
     p = a.cli("reset", *dd(a), check=False)
-    assert p.returncode == 1 and "stop it first" in p.stderr
+    assert p.returncode == 1 and f"is in use by etcdward controller (pid {a.proc.pid})" in p.stderr, p.stderr
     assert a.stop() == 0
     p = a.cli("reset", *dd(a), check=False)
     assert p.returncode == 1 and "may still be a member" in p.stderr and a.data.etcd_db.exists()

@@ -1,8 +1,9 @@
 """The controller: wires config, PKI, the start decision, the etcd supervisor, the join API and
 the reconciler into one event loop.
 
+    run()      lock the data dir -> prepare -> decide -> (join | bootstrap | start) -> supervise
+               -> serve until stopped; the lock is held until run() returns
     prepare()  checks everything that can be checked before touching the data dir
-    run()      decide -> (join | bootstrap | start) -> supervise -> serve until stopped
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import identity
+from . import datalock, identity
 from .config import Config
 from .errors import EtcdwardError, Permanent
 from .crashpoints import crashpoint, crashpoint_after
@@ -106,6 +107,16 @@ def check_data_dir_writable(data: DataDir) -> None:
         raise ControllerError(f"data dir {data.root} is not writable ({e.strerror}); use --data-dir or fix permissions") from None
 
 
+def lock_data_dir(data: DataDir) -> datalock.DataDirLock:
+    try:
+        return datalock.acquire(data, "controller")
+    except datalock.DataDirBusy as e:
+        raise ControllerError(f"{e} or use another --data-dir") from None
+    except OSError as e:
+        raise ControllerError(f"data dir {data.root} is not writable ({e.strerror}); use --data-dir or fix "
+                              "permissions") from None
+
+
 class Controller:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
@@ -118,12 +129,16 @@ class Controller:
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- preflight ---------------------------------------------------------------------
-    def prepare(self) -> tuple[Decision, str]:
-        binary = find_etcd(self.cfg.etcd.binary or None)
-        # A refusal changes nothing: decide before the first write (even the writability probe).
+    def decide(self) -> Decision:
+        """The start decision from what is on disk now; ControllerError if it is a refusal."""
         d = decide(inspect_disk(self.data), self.opts.token_state)
         if d.action is Action.REFUSE:
             raise ControllerError(d.reason)
+        return d
+
+    def prepare(self) -> tuple[Decision, str]:
+        binary = find_etcd(self.cfg.etcd.binary or None)
+        d = self.decide()  # again, now under the lock: this one is acted on
         check_data_dir_writable(self.data)
         if d.action is Action.JOIN:
             # Check the token before anything on disk is touched (a partial etcd dir is moved
@@ -141,6 +156,14 @@ class Controller:
 
     # -- main --------------------------------------------------------------------------
     async def run(self) -> int:
+        # A refusal (an empty token, a tombstone, ...) only reads the disk: it changes nothing,
+        # not even the lock file. Then, before anything is written, moved aside or killed, the
+        # lock: a second controller on a running node's data dir must leave it as it is.
+        self.decide()
+        with lock_data_dir(self.data):
+            return await self._run_locked()
+
+    async def _run_locked(self) -> int:
         decision, binary = self.prepare()
         log.info("start decision: %s (%s)", decision.action.value.upper(), decision.reason)
         if decision.move_partial_aside:

@@ -21,6 +21,11 @@ class DataDir:
     def at(cls, path: str | os.PathLike[str] | None) -> DataDir:
         return cls(Path(path).absolute() if path else DEFAULT_DATA_DIR)
 
+    @property
+    def lock_file(self) -> Path:
+        # In the root, not under state/: `reset` removes state/ but must not remove the lock.
+        return self.root / "etcdward.lock"
+
     # -- pki -------------------------------------------------------------------------------
     @property
     def pki(self) -> Path:

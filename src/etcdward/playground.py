@@ -18,7 +18,7 @@ from typing import Callable
 
 import yaml
 
-from . import tokens
+from . import datalock, tokens
 from .config import Config
 from .durations import parse_duration
 from .paths import DataDir
@@ -117,7 +117,18 @@ class Playground:
             await asyncio.sleep(0.25)
         raise RuntimeError(f"timed out waiting for {what}")
 
+    def check_not_running(self) -> None:
+        """Refuse before anything is written or started when another `up` (or any controller)
+        runs on one of our data dirs; each controller also takes its own lock, this only makes
+        the refusal come first and clearly, with the running playground left untouched."""
+        for n in self.nodes:
+            holder = datalock.holder(n.data)
+            if holder:
+                raise RuntimeError(f"data dir {n.data.root} is in use by {holder}; stop the `etcdward up` "
+                                   f"running there first or use another --dir")
+
     async def form(self, timeout: float = 180.0) -> list[Member]:
+        self.check_not_running()
         self.root.mkdir(parents=True, exist_ok=True)
         first = self.nodes[0]
         existing = first.data.etcd_db.exists()

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import datalock
 from .config import Config
 from .errors import Permanent
 from .paths import DataDir, atomic_write
@@ -189,13 +190,20 @@ class Supervisor:
 
     def kill_leftover(self) -> None:
         """A previous controller may have died leaving its etcd behind (no PDEATHSIG on
-        some kernels / when started by hand): terminate it if it runs on our data dir."""
+        some kernels / when started by hand): terminate it if it runs on our data dir.
+
+        Only while this process holds the data-dir lock (datalock): then no live controller
+        owns that etcd, and its cmdline with our --data-dir= proves it is ours. Without the
+        lock, the "leftover" may be the etcd of a controller that is running right now."""
         try:
             pid = int(self.pid_file.read_text().strip())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             return
         if any(a == f"--data-dir={self.data.etcd}".encode() for a in cmdline):
+            if not datalock.held_by_this_process(self.data):
+                raise SupervisorGaveUp(f"etcd (pid {pid}) already runs on {self.data.etcd} and this process "
+                                       "does not hold the data-dir lock; not killing it, not starting another")
             log.warning("terminating leftover etcd (pid %d) from a previous run", pid)
             os.kill(pid, signal.SIGKILL)
             for _ in range(50):

@@ -16,7 +16,7 @@ from ..membership import alive_members, handover_target, leave_blocker
 from ..retry import retry
 from ..store import Member, Store
 from ..store import errors as E
-from .common import CLIError, data_dir_option, node_config, with_store
+from .common import CLIError, data_dir_option, locked_data_dir, node_config, with_store
 from .etcd_cmds import etcd_group
 
 
@@ -155,10 +155,19 @@ async def _still_member(data: DataDir) -> str | None:
 def reset(data_dir: Path, force: bool) -> None:
     """Remove this node's local state (etcd data, state/, pki/) so that it can join again.
 
-    Refused while a controller runs on the data dir, and, unless --force, while the node may
-    still be an etcd member (remove it first: `etcdward patch etcdmember NAME --leave` or
-    `etcdward etcd leave`)."""
+    Refused while a controller runs on the data dir (it holds the data-dir lock), and, unless
+    --force, while the node may still be an etcd member (remove it first: `etcdward patch
+    etcdmember NAME --leave` or `etcdward etcd leave`)."""
     data = DataDir.at(data_dir)
+    if not data.root.is_dir():
+        click.echo(f"nothing to reset in {data.root}")  # and no dir created just to lock it
+        return
+    with locked_data_dir(data, "reset"):
+        _reset_locked(data, force)
+
+
+def _reset_locked(data: DataDir, force: bool) -> None:
+    # The lock keeps controllers out; this also catches a stray etcd started by hand.
     pids = running_processes(data)
     if pids:
         raise CLIError(f"a controller or etcd is running on {data.root} (pid {', '.join(map(str, pids))}): "

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -13,6 +14,7 @@ import click
 import yaml
 
 from .. import config as cfgmod
+from .. import datalock
 from ..durations import MAX_DURATION, check_seconds
 from ..paths import DEFAULT_DATA_DIR, DataDir
 
@@ -54,6 +56,23 @@ class Seconds(click.ParamType):
 def data_dir_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR,
                         show_default=True, help="etcdward data directory")(f)
+
+
+@contextlib.contextmanager
+def locked_data_dir(data: DataDir, command: str) -> Iterator[None]:
+    """Hold the data-dir lock while a command changes the data dir; refuse with the holder's pid.
+
+        with locked_data_dir(data, "restore"):
+            ...
+    """
+    try:
+        lock = datalock.acquire(data, command)
+    except datalock.DataDirBusy as e:
+        raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(f"cannot lock {data.lock_file}: {e.strerror}") from None
+    with lock:
+        yield
 
 
 def output_option(choices: Sequence[str], default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
