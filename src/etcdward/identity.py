@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import socket
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 from .errors import Permanent
 from .paths import DataDir, atomic_write
@@ -68,6 +68,3 @@ def resolve_name(pinned: Identity | None, explicit: str | None) -> str:
         return pinned.name
     return normalise_name(hostname())
 
-
-def as_dict(ident: Identity) -> dict[str, str | None]:
-    return asdict(ident)

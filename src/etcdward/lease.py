@@ -26,7 +26,6 @@ class KeptLease:
         self.id = 0
         self._confirmed = 0.0
         self._task: asyncio.Task[None] | None = None
-        self.lost = asyncio.Event()
 
     @property
     def valid(self) -> bool:
@@ -36,7 +35,6 @@ class KeptLease:
         t0 = time.monotonic()
         self.id = await self.store.grant_lease(self.ttl)
         self._confirmed = t0
-        self.lost.clear()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._keep(), name=f"lease-{self.id:x}")
         return self.id
@@ -49,12 +47,9 @@ class KeptLease:
                 ttl = await self.store.refresh_lease(self.id)
             except E.StoreError as e:
                 log.debug("lease %x keep-alive failed: %s", self.id, e)
-                if not self.valid:
-                    self.lost.set()
                 continue
             if ttl <= 0:
                 log.warning("lease %x expired", self.id)
-                self.lost.set()
                 return
             self._confirmed = t0
 

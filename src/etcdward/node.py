@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import signal
 import socket
 import sys
@@ -297,8 +296,6 @@ class Controller:
         if self.sup:
             await self.sup.stop()
 
-    def request_stop(self) -> None:
-        self._stop.set()
 
 
 def run_controller(data: DataDir, cfg: Config, token: str | None, join_timeout: float, verbose: bool) -> int:
@@ -341,12 +338,3 @@ async def wait_for_port(host: str, port: int, sup: Supervisor, timeout: float = 
         w.close()
         return
 
-
-def remove_tree_contents_aside(data: DataDir) -> Path | None:
-    if data.etcd.exists():
-        return move_aside(data.etcd)
-    return None
-
-
-def wipe(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -15,7 +15,6 @@ import shutil
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,7 +176,6 @@ class Supervisor:
     binary: str
     args: list[str]
     data: DataDir
-    on_exit: Callable[[int], None] | None = None
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
     _stopping: bool = False
@@ -250,8 +248,6 @@ class Supervisor:
             this_run = last_run_output(self.data.etcd_log, head=0, tail=40)
             if any(m in this_run for m in REMOVED_MARKERS):
                 raise MemberWasRemoved("etcd says this member has been permanently removed from the cluster")
-            if self.on_exit:
-                self.on_exit(rc)
             if lived < FAST_CRASH_SECONDS:
                 self._fast_crashes.append(time.monotonic())
             else:

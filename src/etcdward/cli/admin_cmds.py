@@ -195,5 +195,3 @@ def _reset_locked(data: DataDir, force: bool) -> None:
         click.echo(f"removed {p}")
     click.echo(f"{data.root} is reset; join again with `etcdward controller <token> --data-dir {data.root}`")
 
-
-commands = [reset]

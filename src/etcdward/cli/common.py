@@ -75,11 +75,6 @@ def locked_data_dir(data: DataDir, command: str) -> Iterator[None]:
         yield
 
 
-def output_option(choices: Sequence[str], default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    return click.option("-o", "--output", type=click.Choice(list(choices)), default=default, show_default=True,
-                        help="output format")
-
-
 def node_config(data: DataDir) -> cfgmod.Config:
     """The effective config the controller wrote to state/ (ports, addresses)."""
     p = data.effective_config

@@ -218,5 +218,3 @@ for _kind in KINDS:
     get_group.add_command(_get(_kind))
     delete_group.add_command(_delete(_kind))
     patch_group.add_command(_patch(_kind))
-
-commands = [get_group, delete_group, patch_group]

@@ -70,5 +70,3 @@ def status(data_dir: Path, output: str) -> None:
     for k, v in info.items():
         click.echo(f"{k + ':':<{width + 2}}{'' if v is None else v}")
 
-
-commands = [status]

@@ -93,5 +93,3 @@ def _explain(e: E.StoreError, data: DataDir) -> str:
                 f"(etcdward controller --data-dir {data.root}) [{e}]")
     return str(e)
 
-
-commands = [token_group]

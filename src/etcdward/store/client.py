@@ -126,7 +126,7 @@ def map_error(exc: BaseException, op: str) -> E.StoreError:
             elif code == grpc.StatusCode.NOT_FOUND:
                 kind = E.MemberNotFound
             else:
-                kind = E.StoreError
+                kind = E.Other
         return kind(f"{op}: {detail}")
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return E.Unavailable(f"{op}: timed out")
@@ -135,7 +135,27 @@ def map_error(exc: BaseException, op: str) -> E.StoreError:
     if isinstance(exc, (EtcdConnectionError, EtcdTransientError, EtcdError)):
         msg = str(exc)
         return (E.classify(msg) or E.Unavailable)(msg)
-    return E.StoreError(f"{op}: {exc}")
+    return E.Other(f"{op}: {exc}")
+
+
+# etcd restarts under its supervisor in about a second; gRPC's default reconnect backoff (1 s,
+# growing to 120 s) would keep us away far longer than that.
+FAST_RECONNECT = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+                  ("grpc.max_reconnect_backoff_ms", 2000))
+
+
+def set_fast_reconnect(client: Etcd3Client) -> bool:
+    """etcd3aio has no public way to pass gRPC channel options: this is the one place that
+    reaches into its private `_manager.grpc_options` (pinned etcd3aio 0.3.0). A client upgrade
+    that moves it fails `tests/test_store_adapter.py`; in production it only logs, and
+    reconnects are then slower, not wrong."""
+    manager = getattr(client, "_manager", None)
+    options = getattr(manager, "grpc_options", None)
+    if not isinstance(options, list):
+        log.warning("etcd3aio has no _manager.grpc_options; gRPC reconnects keep their default backoff")
+        return False
+    manager.grpc_options = [*options, *FAST_RECONNECT]  # type: ignore[union-attr]
+    return True
 
 
 class Store:
@@ -150,12 +170,7 @@ class Store:
             [self.endpoint], ca_cert=ca, cert_key=key, cert_chain=cert, tls_server_name=server_name,
             rpc_max_attempts=2,
         )
-        # etcd restarts under its supervisor in about a second; gRPC's default reconnect backoff
-        # (1 s, growing to 120 s) would keep us away far longer than that.
-        manager = getattr(self._client, "_manager", None)
-        if manager is not None and hasattr(manager, "grpc_options"):
-            manager.grpc_options = [*manager.grpc_options, ("grpc.initial_reconnect_backoff_ms", 100),
-                                    ("grpc.min_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 2000)]
+        set_fast_reconnect(self._client)
         self._connected = False
 
     @classmethod
@@ -241,9 +256,6 @@ class Store:
         r = await self._call("delete", self._client.kv.delete, key)
         return int(r.deleted) > 0
 
-    async def delete_prefix(self, prefix: str) -> int:
-        r = await self._call("delete", self._client.kv.delete, prefix, prefix_range_end(prefix))
-        return int(r.deleted)
 
     async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
         """Batches of events under prefix from start_revision on.

@@ -1,79 +1,75 @@
 """Our exception types for everything that can go wrong talking to etcd.
 
-Library and gRPC errors never leave `store/`; callers branch on these types.
-`TEMPORARY` lists the ones a membership change may retry later (etcd-behaviour.md §4).
+Library and gRPC errors never leave `store/`; callers branch on these types. Each one is also
+one of the two outcomes every layer speaks (`etcdward.errors`): *temporary* (etcd refuses for
+now: unavailable, the ~5 s gate after a membership change, one learner at a time, a learner
+still catching up) or *permanent* (retrying cannot help). The table is etcd-behaviour.md §4.
 """
 
 from __future__ import annotations
 
-
-from ..errors import EtcdwardError
+from ..errors import EtcdwardError, Permanent, Temporary
 
 
 class StoreError(EtcdwardError):
     """Base class: something went wrong talking to etcd."""
 
 
-class Unavailable(StoreError):
+class Unavailable(StoreError, Temporary):
     """etcd could not be reached or did not answer in time (connection refused, no quorum)."""
 
 
-class CompareFailed(StoreError):
-    """A compare-and-swap lost: somebody else wrote first."""
-
-
-class PermissionDenied(StoreError):
+class PermissionDenied(StoreError, Permanent):
     pass
 
 
-class UnhealthyCluster(StoreError):
+class UnhealthyCluster(StoreError, Temporary):
     """etcdserver: unhealthy cluster (the 5 s connectivity gate, or an unstarted voter)."""
 
 
-class TooManyLearners(StoreError):
+class TooManyLearners(StoreError, Temporary):
     """etcdserver: too many learner members in cluster."""
 
 
-class LearnerNotReady(StoreError):
+class LearnerNotReady(StoreError, Temporary):
     """etcdserver: can only promote a learner member which is in sync with leader."""
 
 
-class NotEnoughStarted(StoreError):
+class NotEnoughStarted(StoreError, Temporary):
     """etcdserver: re-configuration failed due to not enough started members."""
 
 
-class LeaderChanged(StoreError):
+class LeaderChanged(StoreError, Temporary):
     pass
 
 
-class MemberNotFound(StoreError):
-    pass
-
-
-class MemberNotLearner(StoreError):
-    pass
-
-
-class PeerURLExists(StoreError):
-    pass
-
-
-class LearnerUnsupportedRPC(StoreError):
+class LearnerUnsupportedRPC(StoreError, Temporary):
     """etcdserver: rpc not supported for learner (this member is still a learner)."""
 
 
-class MemberRemoved(StoreError):
-    """This member has been permanently removed from the cluster."""
-
-
-class ClusterIDMismatch(StoreError):
+class MemberNotFound(StoreError, Permanent):
     pass
 
 
-# Membership changes that fail with these may succeed if tried again a little later.
-TEMPORARY: tuple[type[StoreError], ...] = (
-    Unavailable, UnhealthyCluster, TooManyLearners, LearnerNotReady, NotEnoughStarted, LeaderChanged,
-)
+class MemberNotLearner(StoreError, Permanent):
+    pass
+
+
+class PeerURLExists(StoreError, Permanent):
+    pass
+
+
+class MemberRemoved(StoreError, Permanent):
+    """This member has been permanently removed from the cluster."""
+
+
+class ClusterIDMismatch(StoreError, Permanent):
+    pass
+
+
+class Other(StoreError, Permanent):
+    """An etcd error we do not know: reported as it is, not retried."""
+
 
 # etcd message fragment -> our type, most specific first.
 MESSAGE_MAP: tuple[tuple[str, type[StoreError]], ...] = (
