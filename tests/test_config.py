@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etcdward import config as C
+from etcdward.addresses import is_member_name
 
 
 def test_empty_and_defaults() -> None:
@@ -118,7 +119,7 @@ def test_generated_etcd_sections(section: dict[str, object]) -> None:
 def test_member_name_validator_matches_rfc1123(name: str) -> None:
     import re
 
-    ok = C.is_member_name(name)
+    ok = is_member_name(name)
     if ok:
         assert re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", name)
         assert ".." not in name and len(name) <= 253

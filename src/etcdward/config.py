@@ -16,10 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .addresses import canonical_host, host_port, ip_literal, is_member_name
 from .errors import Permanent
-
-DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-DNS_NAME_RE = re.compile(rf"^{DNS_LABEL}(\.{DNS_LABEL})*$", re.IGNORECASE)
 
 # etcd flags that etcdward owns: overriding them through extraArgs would break the layout
 # or the join protocol, so they are refused instead of silently applied.
@@ -50,17 +48,6 @@ class ConfigError(Permanent):
     """A config file that cannot be used; the message names the key."""
 
 
-def is_dns_name(value: str) -> bool:
-    return len(value) <= 253 and bool(DNS_NAME_RE.match(value))
-
-
-def _ip(value: str, key: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP address ({key} must be an IPv4 or IPv6 literal)") from None
-
-
 class _Strict(BaseModel):
     # strict: a YAML boolean is not a number and a number is not a string (`port: true` is
     # not port 1). Floats accept integers; nothing else is coerced.
@@ -76,7 +63,7 @@ class ApiSpec(_Strict):
     @field_validator("address")
     @classmethod
     def _address(cls, v: str | None) -> str | None:
-        return None if v in (None, "") else _ip(v, "address")
+        return None if v in (None, "") else ip_literal(v, "address")
 
     @field_validator("sans", mode="before")
     @classmethod
@@ -92,11 +79,8 @@ class ApiSpec(_Strict):
         host = host or v
         if port and not (port.isdigit() and 0 < int(port) < 65536):
             raise ValueError(f"{v!r}: port must be 1-65535")
-        try:
-            ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            if not is_dns_name(host):
-                raise ValueError(f"{v!r} is neither an IP address nor a DNS name") from None
+        if canonical_host(host.strip("[]")) is None:
+            raise ValueError(f"{v!r} is neither an IP address nor a DNS name")
         return v
 
     @model_validator(mode="after")
@@ -110,11 +94,8 @@ class ApiSpec(_Strict):
     @classmethod
     def _sans(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for san in v:
-            try:
-                ipaddress.ip_address(san)
-            except ValueError:
-                if not is_dns_name(san):
-                    raise ValueError(f"{san!r} is neither an IP address nor a DNS name") from None
+            if canonical_host(san) is None:
+                raise ValueError(f"{san!r} is neither an IP address nor a DNS name")
         return v
 
 
@@ -132,7 +113,7 @@ class EtcdSpec(_Strict):
         # etcd listen URLs must be IP literals.
         if v in (None, ""):
             return None
-        ip = _ip(v, "peerAddress")
+        ip = ip_literal(v, "peerAddress")
         if ipaddress.ip_address(ip).is_unspecified or ipaddress.ip_address(ip).is_multicast:
             raise ValueError(f"{v!r} is not an address peers can reach: it is advertised to them as this member's "
                              "peer URL; give this host's own IP address")
@@ -245,10 +226,6 @@ class Config(_Strict):
         return yaml.safe_dump(self.model_dump(by_alias=True, exclude_none=True), sort_keys=False)
 
 
-def host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
-
-
 def _overlap(a: str, b: str) -> bool:
     return a == b or ipaddress.ip_address(a).is_unspecified or ipaddress.ip_address(b).is_unspecified
 
@@ -265,11 +242,6 @@ def listener_conflict(cfg: Config) -> str | None:
                 return (f"{key}: {host_port(host, port)} is also {other} ({host_port(other_host, other_port)}); "
                         "every listener needs an address:port of its own")
     return None
-
-
-def is_member_name(name: str) -> bool:
-    """A lowercase RFC 1123 subdomain, as Kubernetes object names are."""
-    return len(name) <= 253 and name == name.lower() and bool(DNS_NAME_RE.match(name))
 
 
 def first_public_ipv4() -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config import is_member_name
+from .addresses import is_member_name
 from .store import Member, Store
 
 log = logging.getLogger(__name__)

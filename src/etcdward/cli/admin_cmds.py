@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import shutil
 from pathlib import Path
 
 import click
 
-from ..config import host_port, is_dns_name
+from ..addresses import canonical_host, host_port
 from ..paths import DataDir
 from ..membership import alive_members, handover_target, leave_blocker
 from ..retry import retry
@@ -21,12 +20,9 @@ from .etcd_cmds import etcd_group
 
 
 def check_peer_address(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        pass
-    if is_dns_name(value):
-        return value.lower()
+    host = canonical_host(value)
+    if host is not None:
+        return host
     raise CLIError(f'invalid argument "{value}" for "--peer-address" flag: neither an IP address nor a DNS name')
 
 

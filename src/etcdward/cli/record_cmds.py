@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from .. import records
-from ..config import is_member_name
+from ..addresses import is_member_name
 from ..paths import DataDir
 from ..store import Store
 from ..store import errors as E

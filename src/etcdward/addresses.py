@@ -1,0 +1,51 @@
+"""Hosts, names and host:port: the one place that says what an IP-or-DNS value is.
+
+Used by the config schema, the join API's request validation, `etcd leave --peer-address`,
+the PKI's SAN list and the record names, so that all of them accept and canonicalise the same
+values (an IP literal in its canonical form, a DNS name lowercased).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+DNS_NAME_RE = re.compile(rf"^{DNS_LABEL}(\.{DNS_LABEL})*$", re.IGNORECASE)
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
+def is_dns_name(value: str) -> bool:
+    return len(value) <= 253 and bool(DNS_NAME_RE.match(value))
+
+
+def canonical_host(value: str) -> str | None:
+    """An IP literal in canonical form or a lowercased DNS name; None if it is neither."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return value.lower() if is_dns_name(value) else None
+
+
+def ip_literal(value: str, key: str) -> str:
+    """value as a canonical IP literal, else ValueError naming key."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address ({key} must be an IPv4 or IPv6 literal)") from None
+
+
+def is_member_name(name: str) -> bool:
+    """A lowercase RFC 1123 subdomain, as Kubernetes object names are."""
+    return len(name) <= 253 and name == name.lower() and bool(DNS_NAME_RE.match(name))
+
+
+def host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
