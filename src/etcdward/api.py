@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from . import tokens
-from .config import host_port, is_dns_name, is_member_name
+from .addresses import host_port, is_dns_name, is_member_name
 from .join.server import JoinAbandoned, JoinBusy, JoinConflict, JoinService
 from .paths import DataDir
 from .store import Store

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..config import is_member_name
+from ..addresses import is_member_name
 from ..records import MSG_JOINED, MSG_NO_SUCH_MEMBER, MSG_REMOVED, PREFIX, EtcdMember, for_member, peer_host
 from ..membership import (  # noqa: F401 (re-exported)
     handover_target, healthy_voters, leave_blocker, promotion_blocker, quorum)
