@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from .errors import Permanent
+from .retry import retry
 
 if TYPE_CHECKING:
     from .store import Member, Store
@@ -80,3 +84,45 @@ async def alive_members(store: Store) -> frozenset[int]:
         with contextlib.suppress(ValueError):
             out.add(int(kv.key.removeprefix(ALIVE), 16))
     return frozenset(out)
+
+
+class LeaveRefused(Permanent):
+    """A member that cannot be removed now (not found, or the quorum guard says no)."""
+
+
+async def remove_member_guarded(store: Store, peer_url: str, force: bool,
+                                note: Callable[[str], None] = lambda _: None) -> Member:
+    """Remove the member whose first peer URL is exactly peer_url, from this node: the quorum
+    guard unless force; if this node's etcd leads and is the one leaving, leadership moves to a
+    healthy voter first. The removal is retried while etcd refuses it for now (it is idempotent:
+    a member already gone counts as removed)."""
+    from .store import errors as E  # the store pulls in gRPC; the pure guards above do not need it
+
+    members = await store.members()
+    target = next((m for m in members if m.peer_url == peer_url), None)
+    if target is None:
+        raise LeaveRefused(f"peer not found: {peer_url}")
+    status = await store.status()
+    alive = await alive_members(store)
+    who = f"{target.name or '(unstarted)'} (id {target.hex_id})"
+    if not force:
+        why = leave_blocker(members, alive, status.member_id, target)
+        if why:
+            raise LeaveRefused(f"refusing to remove {who}: {why}; use --force to remove it anyway")
+    if target.id == status.leader_id and status.member_id == status.leader_id:
+        to = handover_target(members, alive, status.member_id, target.id)
+        if to is not None:
+            note(f"{who} is the etcd leader: moving leadership to {to.name} (id {to.hex_id})")
+            try:
+                await store.move_leader(to.id)
+            except E.StoreError as e:
+                note(f"warning: moving leadership failed ({e}); removing anyway")
+
+    async def remove() -> None:
+        try:
+            await store.remove_member(target.id)
+        except E.MemberNotFound:
+            pass
+
+    await retry(remove, deadline=15.0, backoff=(0.5, 1.0), what="member remove")
+    return target

@@ -195,10 +195,9 @@ class Supervisor:
         lock, the "leftover" may be the etcd of a controller that is running right now."""
         try:
             pid = int(self.pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             return
-        if any(a == f"--data-dir={self.data.etcd}".encode() for a in cmdline):
+        if runs_on_data_dir(pid, self.data):
             if not datalock.held_by_this_process(self.data):
                 raise SupervisorGaveUp(f"etcd (pid {pid}) already runs on {self.data.etcd} and this process "
                                        "does not hold the data-dir lock; not killing it, not starting another")
@@ -283,6 +282,21 @@ class Supervisor:
             self.pid_file.unlink()
         except FileNotFoundError:
             pass
+
+
+def runs_on_data_dir(pid: int, data: DataDir) -> bool:
+    """Is pid a live process whose command line names this data dir's etcd/ (`--data-dir=`)?"""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"--data-dir={data.etcd}".encode() in argv and not _is_zombie(pid)
+
+
+def etcd_processes(data: DataDir) -> list[int]:
+    """Every live process on this machine that runs etcd on this data dir (pid file or not)."""
+    pids = (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+    return sorted(pid for pid in pids if pid != os.getpid() and runs_on_data_dir(pid, data))
 
 
 def _is_zombie(pid: int) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from pathlib import Path
 
@@ -11,8 +10,8 @@ import click
 
 from ..addresses import canonical_host, host_port
 from ..paths import DataDir
-from ..membership import alive_members, handover_target, leave_blocker
-from ..retry import retry
+from ..supervisor import etcd_processes
+from ..membership import LeaveRefused, remove_member_guarded
 from ..store import Member, Store
 from ..store import errors as E
 from .common import CLIError, data_dir_option, locked_data_dir, node_config, with_store
@@ -24,42 +23,6 @@ def check_peer_address(value: str) -> str:
     if host is not None:
         return host
     raise CLIError(f'invalid argument "{value}" for "--peer-address" flag: neither an IP address nor a DNS name')
-
-
-async def leave_member(store: Store, peer_url: str, force: bool) -> Member:
-    """Remove the member whose first peer URL is exactly peer_url; quorum guard unless force."""
-    members = await store.members()
-    target = next((m for m in members if m.peer_url == peer_url), None)
-    if target is None:
-        raise CLIError(f"peer not found: {peer_url}")
-    status = await store.status()
-    alive = await alive_members(store)
-    who = f"{target.name or '(unstarted)'} (id {target.hex_id})"
-    if not force:
-        why = leave_blocker(members, alive, status.member_id, target)
-        if why:
-            raise CLIError(f"refusing to remove {who}: {why}; use --force to remove it anyway")
-    if target.id == status.leader_id and status.member_id == status.leader_id:
-        to = handover_target(members, alive, status.member_id, target.id)
-        if to is not None:
-            click.echo(f"{who} is the etcd leader: moving leadership to {to.name} (id {to.hex_id})", err=True)
-            try:
-                await store.move_leader(to.id)
-            except E.StoreError as e:
-                click.echo(f"warning: moving leadership failed ({e}); removing anyway", err=True)
-
-    async def remove() -> None:
-        try:
-            await store.remove_member(target.id)
-        except E.MemberNotFound:
-            pass
-
-    try:
-        await retry(remove, retry_on=(E.UnhealthyCluster, E.LeaderChanged, E.NotEnoughStarted), deadline=15.0,
-                    backoff=(0.5, 1.0), what="member remove")
-    except E.StoreError as e:
-        raise CLIError(f"Failed to delete node from cluster: {e}") from None
-    return target
 
 
 @etcd_group.command("leave", context_settings={"allow_extra_args": True, "allow_interspersed_args": False})
@@ -83,39 +46,18 @@ def leave(ctx: click.Context, peer_address: str | None, force: bool, data_dir: P
     url = f"https://{host_port(addr, cfg.etcd.peer_port)}"
 
     async def go(store: Store) -> Member:
-        return await leave_member(store, url, force)
+        return await remove_member_guarded(store, url, force, note=lambda line: click.echo(line, err=True))
 
     try:
         m = with_store(data, go, timeout=10.0)
+    except LeaveRefused as e:
+        raise CLIError(str(e)) from None
     except E.StoreError as e:
         raise CLIError(f"can't remove {url}: etcd of {data.root} is not reachable or failed: {e}") from None
     click.echo(f"Successfully deleted peerID={m.hex_id} ({m.name or '(unstarted)'}, {url})")
 
 
 # -- reset ----------------------------------------------------------------------------------
-
-def running_processes(data: DataDir) -> list[int]:
-    """PIDs of an etcdward controller or etcd working on this data dir."""
-    root = str(data.root)
-    marks = (f"--data-dir={data.etcd}".encode(),)
-    out = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit() or int(p.name) == os.getpid():
-            continue
-        try:
-            argv = (p / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(a in marks for a in argv):
-            out.append(int(p.name))
-        elif b"controller" in argv and any(b"etcdward" in a for a in argv):
-            for i, a in enumerate(argv):
-                if (a == b"--data-dir" and i + 1 < len(argv) and argv[i + 1].decode(errors="replace") == root) \
-                        or a == f"--data-dir={root}".encode():
-                    out.append(int(p.name))
-                    break
-    return sorted(out)
-
 
 def reset_paths(data: DataDir) -> list[Path]:
     """What `reset` removes: etcd data (and dirs moved aside), state/ (identity, tombstone,
@@ -164,9 +106,9 @@ def reset(data_dir: Path, force: bool) -> None:
 
 def _reset_locked(data: DataDir, force: bool) -> None:
     # The lock keeps controllers out; this also catches a stray etcd started by hand.
-    pids = running_processes(data)
+    pids = etcd_processes(data)
     if pids:
-        raise CLIError(f"a controller or etcd is running on {data.root} (pid {', '.join(map(str, pids))}): "
+        raise CLIError(f"an etcd is running on {data.root} (pid {', '.join(map(str, pids))}): "
                        "stop it first")
     paths = reset_paths(data)
     if not paths:
