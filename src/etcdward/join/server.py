@@ -16,7 +16,7 @@ loses it within PLACE_TTL. The hold is short (~10 s per answer) so that a waitin
 tell its operator where it stands. No wall clocks are compared across hosts.
 
 A joiner keeps its claim on its learner by repeating the same request every few seconds
-until its etcd is ready (join/claim.py): each answered repeat rewrites the learner's
+until its etcd is ready (LearnerClaim in join/client.py): each answered repeat rewrites the learner's
 /etcdward/joins/ record, and the reconciler removes an unstarted learner whose record stayed
 unchanged for joinerTimeout. A repeat that names its learner (`claim`) is never queued: if
 that learner is gone it gets JoinConflict instead of a new learner nobody would start.
@@ -32,6 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from ..config import is_member_name
 from ..store import KV, Member, Store
 from ..store import errors as E
 
@@ -133,6 +134,8 @@ class JoinService:
     async def join(self, node: str, peer_url: str,
                    still_wanted: Callable[[], Awaitable[bool]] | None = None, claim: int | None = None) -> JoinAnswer:
         """`claim`: the member ID a joiner got earlier and repeats this request for (a heartbeat)."""
+        if claim is not None:
+            return await self._renew_claim(node, peer_url, claim, await self.store.members())
         deadline = time.monotonic() + self.hold
         key = queue_key(peer_url)
         place = 0  # the lease that holds our place in line
@@ -142,8 +145,6 @@ class JoinService:
             while True:
                 entries = await self._queue()  # queue first, then members: see _my_turn
                 members = await self.store.members()
-                if claim is not None:
-                    return await self._renew_claim(node, peer_url, claim, members)
                 mine = pending_member(members, peer_url)
                 if mine:
                     answer, *_ = await asyncio.gather(self._answer(mine, members, node),
@@ -233,7 +234,8 @@ class JoinService:
         learner = next((m for m in members if m.is_learner or not m.started), None)
         behind = ""
         if learner is not None:
-            name = learner.name or pending_names.get(learner.id, "(unknown)")
+            name = learner.name or pending_names.get(learner.id, "")
+            name = name if is_member_name(name) else "(unnamed)"  # it goes into a header: keep it ASCII
             state = "is catching up" if learner.started else "has not started yet"
             behind = f"{name} {learner.hex_id}"
             where += f", waiting behind learner {name} (id {learner.hex_id}, {learner.peer_url}) that {state}"
