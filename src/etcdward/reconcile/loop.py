@@ -62,10 +62,10 @@ class Reconciler:
         record_revs = {}
         for kv in kvs:
             try:
-                d = json.loads(kv.value)
                 mid = int(kv.key.removeprefix(JOINS), 16)
+                record_revs[mid] = kv.mod_revision  # "heard" even if the body is not what we expect
+                d = json.loads(kv.value)
                 joins[mid] = rules.JoinInfo(d["node"], d["peerURL"], float(d["added"]))
-                record_revs[mid] = kv.mod_revision
             except (ValueError, KeyError, TypeError):
                 continue
         now = time.time()
