@@ -70,6 +70,21 @@ def test_errors_name_the_key(text: str, key: str) -> None:
     assert str(e.value).startswith("f.yaml:")
 
 
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "0", "-1", "true", "'60'", "null"])
+def test_joiner_timeout_must_be_a_finite_positive_number(value: str) -> None:
+    with pytest.raises(C.ConfigError) as e:
+        C.parse(f"spec: {{reconciler: {{joinerTimeout: {value}}}}}", "f.yaml")
+    assert "spec.reconciler.joinerTimeout" in str(e.value)
+    assert "unknown key" not in str(e.value)  # a known key, refused for its value
+
+
+def test_joiner_timeout_default_and_round_trip() -> None:
+    assert C.parse("").spec.reconciler.joiner_timeout == 60
+    cfg = C.parse("spec: {reconciler: {joinerTimeout: 2.5}}")
+    assert cfg.spec.reconciler.joiner_timeout == 2.5
+    assert C.parse(cfg.to_yaml()).spec.reconciler.joiner_timeout == 2.5  # state/config.yaml reads back
+
+
 def test_not_yaml_and_not_mapping() -> None:
     with pytest.raises(C.ConfigError, match="not valid YAML"):
         C.parse("spec: [", "f")

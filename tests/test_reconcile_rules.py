@@ -335,3 +335,23 @@ def test_no_promotion_in_a_degraded_cluster() -> None:
         "waiting: not promoting learner n4 (id 4): only 1 of 3 voters are healthy, and 4 voters need 3")
     single = snap([M1, member(2, learner=True)], [record(M1)], alive=set())  # the reconciler counts itself
     assert first(single).kind == "promote"
+
+
+def test_unstarted_learner_is_kept_while_its_joiner_is_heard_and_removed_when_silent() -> None:
+    ln = member(2, learner=True, started=False)
+    joins = {2: rules.JoinInfo("n2", ln.peer_url, NOW - 200)}  # well within learnerStartTimeout (300)
+    heard = dataclasses.replace(snap([M1, ln], [record(M1)]), joins=joins, joiner_timeout=60,
+                                last_heard={2: NOW - 5})
+    assert rules.decide(heard) == []
+    assert rules.decide(dataclasses.replace(heard, last_heard={2: NOW - 60})) == []  # exactly the timeout: kept
+    silent = dataclasses.replace(heard, last_heard={2: NOW - 61})
+    a = first(silent)
+    assert (a.kind, a.member_id) == ("remove-stalled-learner", 2)
+    assert a.message == ("removed learner n2 (id 2, https://10.0.0.2:2380) that did not start: its joiner was not "
+                         "heard from for 60s (joinerTimeout)")
+    # learnerStartTimeout still bounds a learner whose joiner keeps repeating its request
+    old = dataclasses.replace(heard, joins={2: rules.JoinInfo("n2", ln.peer_url, NOW - 301)})
+    assert first(old).message.endswith("that did not start within 300s")
+    # a started learner is not judged by its joiner's silence (it may be catching up)
+    started = dataclasses.replace(silent, members=(M1, member(2, learner=True)), alive=frozenset({1}))
+    assert [a.kind for a in rules.decide(started)][:1] == ["promote"]

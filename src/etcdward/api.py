@@ -8,6 +8,15 @@
 Order of checks: method (405), size (413), auth (401), body (400), then the join itself
 (409 conflict, 503 + Retry-After while queued or etcd is unavailable). A rejected request
 never changes etcd.
+
+etcdward extras that k0s clients ignore (the success body keeps k0s's shape):
+    X-Etcdward-Heartbeat-Interval  (200) how often the joiner should repeat its request until
+                                   its etcd is ready, so that its learner is not removed
+    X-Etcdward-Learner-ID          (request) the member ID a repeated request keeps alive: it is
+                                   answered 200 while that member exists, 409 once it is gone,
+                                   and never queued (a heartbeat must not add a learner)
+    X-Etcdward-Queue-Position,     (503 while queued) the request's place in line (1 = next) and
+    X-Etcdward-Waiting-Behind      "<name> <member id>" of the learner it waits behind, if any
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
+CLAIM_HEADER = "x-etcdward-learner-id"
 
 
 @dataclass
@@ -163,6 +173,7 @@ def build_app(deps: ApiDeps) -> Starlette:
             if (denied := await authorized(request)) is not None:
                 return done(path, denied)
             node, peer_url = validate_join(await read_json(request))
+            claim = claimed_member(request)
         except _TooLarge:
             return done(path, PlainTextResponse(f"body larger than {MAX_BODY} bytes", 413))
         except BadRequest as e:
@@ -172,13 +183,16 @@ def build_app(deps: ApiDeps) -> Starlette:
                 return not await request.is_disconnected()
 
             try:
-                ans = await deps.join.join(node, peer_url, still_wanted)
+                ans = await deps.join.join(node, peer_url, still_wanted, claim=claim)
             except JoinAbandoned as e:
                 return done(path, PlainTextResponse(str(e), 503, headers={"Retry-After": "1"}))
             except JoinConflict as e:
                 return done(path, PlainTextResponse(str(e), 409))
             except JoinBusy as e:
-                return done(path, PlainTextResponse(str(e), 503, headers={"Retry-After": str(e.retry_after)}))
+                headers = {"Retry-After": str(e.retry_after), "X-Etcdward-Queue-Position": str(e.position)}
+                if e.behind:
+                    headers["X-Etcdward-Waiting-Behind"] = e.behind
+                return done(path, PlainTextResponse(str(e), 503, headers=headers))
             except E.StoreError as e:
                 return done(path, PlainTextResponse(f"etcd is not available: {e}", 503, headers={"Retry-After": "2"}))
         ca_crt, ca_key = deps.data.etcd_cert("ca")
@@ -188,7 +202,7 @@ def build_app(deps: ApiDeps) -> Starlette:
             "clusterID": format(ans.cluster_id, "x"),
             "memberID": ans.member.hex_id,
             "name": ans.name,
-        }))
+        }, headers={"X-Etcdward-Heartbeat-Interval": f"{deps.join.heartbeat_interval:g}"}))
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
@@ -215,6 +229,20 @@ def build_app(deps: ApiDeps) -> Starlette:
 
 class _TooLarge(Exception):
     pass
+
+
+def claimed_member(request: Request) -> int | None:
+    """The member ID a repeated join request keeps alive (X-Etcdward-Learner-ID), if given."""
+    value = request.headers.get(CLAIM_HEADER)
+    if value is None:
+        return None
+    try:
+        member_id = int(value, 16)
+    except ValueError:
+        member_id = 0
+    if not 0 < member_id < 2**64:
+        raise BadRequest(f"X-Etcdward-Learner-ID: {value[:40]!r} is not a member ID in hex")
+    return member_id
 
 
 def declared_length(request: Request) -> int:
@@ -256,6 +284,10 @@ OPENAPI: dict[str, Any] = {
             "401": {"description": "bad token", **_ERR}}}},
         "/v1beta1/etcd/members": {"post": {
             "summary": "add this node as an etcd learner (idempotent by peer URL)",
+            "parameters": [{"name": "X-Etcdward-Learner-ID", "in": "header", "required": False,
+                            "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{1,16}$"},
+                            "description": "etcdward joiners repeat their request with the member ID they got, "
+                                           "until their etcd is ready: 200 while it exists, 409 once it is gone"}],
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/JoinRequest"}}}},
             "responses": {
@@ -265,7 +297,9 @@ OPENAPI: dict[str, Any] = {
                 "401": {"description": "bad token", **_ERR},
                 "409": {"description": "conflicts with an existing member", **_ERR},
                 "413": {"description": "body too large", **_ERR},
-                "503": {"description": "queued or etcd unavailable; retry after Retry-After", **_ERR}}}},
+                "503": {"description": "queued (the text says the place in line and the learner it waits "
+                                       "behind; also in X-Etcdward-Queue-Position and X-Etcdward-Waiting-Behind) "
+                                       "or etcd unavailable; retry after Retry-After", **_ERR}}}},
     },
 }
 
@@ -296,7 +330,8 @@ async def serve_api(ctl: "Controller") -> None:
         except E.StoreError as e:
             return f"etcd not ready: {e}"
 
-    deps = ApiDeps(store=ctl.store, data=ctl.data, join=JoinService(ctl.store), ready=ready)
+    join = JoinService(ctl.store, joiner_timeout=ctl.cfg.spec.reconciler.joiner_timeout)
+    deps = ApiDeps(store=ctl.store, data=ctl.data, join=join, ready=ready)
     data = ctl.data
     config = uvicorn.Config(
         build_app(deps), host=ctl.cfg.api_address, port=ctl.cfg.api.port, log_level="warning", lifespan="off",

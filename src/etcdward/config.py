@@ -159,6 +159,11 @@ class ReconcilerSpec(_Strict):
     # A learner that has not started this many seconds after it was added is removed, so a
     # joiner that died for good cannot block later joins (etcd allows one learner at a time).
     learner_start_timeout: float = Field(300.0, alias="learnerStartTimeout", ge=1, le=86400, allow_inf_nan=False)
+    # A learner that has not started and whose joiner has not repeated its join request for
+    # this many seconds is removed: a live joiner repeats it every few seconds until its etcd
+    # is ready, so silence means the joiner is gone (or the request was bogus) and the next
+    # join need not wait for learnerStartTimeout. Strict: a bool or a string is a mistake.
+    joiner_timeout: float = Field(60.0, alias="joinerTimeout", ge=1, le=86400, allow_inf_nan=False)
     # TTL of the reconciler leader lease: another controller takes over within about this long.
     lease_ttl: int = Field(10, alias="leaseTTL", ge=2, le=300)
 

@@ -3,6 +3,9 @@ itself with SIGKILL when it reaches that point (its etcd dies with it via PDEATH
 how the crash-safety tests stop a join at an exact step. No effect when the variable is unset.
 
 Points: join-before-post, join-after-add, join-after-etcd-start, join-after-promotion.
+
+`ETCDWARD_TEST_DELAY_AT=<name>:<seconds>` instead makes the controller pause that long at a
+point (a slow step, not a crash). Points: join-before-etcd-start.
 """
 
 from __future__ import annotations
@@ -23,3 +26,12 @@ async def crashpoint_after(name: str, delay: float) -> None:
 
         await asyncio.sleep(delay)
         crashpoint(name)
+
+
+async def delay_point(name: str) -> None:
+    """Pause `seconds` at this point when ETCDWARD_TEST_DELAY_AT=<name>:<seconds> names it."""
+    point, _, seconds = os.environ.get("ETCDWARD_TEST_DELAY_AT", "").partition(":")
+    if point == name:
+        import asyncio
+
+        await asyncio.sleep(float(seconds or 0))

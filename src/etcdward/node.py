@@ -25,7 +25,7 @@ from pathlib import Path
 from . import datalock, identity
 from .config import Config
 from .errors import EtcdwardError, Permanent
-from .crashpoints import crashpoint, crashpoint_after
+from .crashpoints import crashpoint, crashpoint_after, delay_point
 from .decision import Action, Decision, Disk, Token, decide
 from .identity import Identity
 from .paths import DataDir, atomic_write
@@ -126,6 +126,8 @@ class Controller:
         self.ident: Identity | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # A joiner repeats its join request until its etcd is ready (join/client.py LearnerClaim).
+        self._claim: asyncio.Task[None] | None = None
 
     # -- preflight ---------------------------------------------------------------------
     def decide(self) -> Decision:
@@ -184,6 +186,8 @@ class Controller:
             plan = plan_task.result()
             atomic_write(self.data.effective_config, self.cfg.to_yaml())
             self.sup = Supervisor(binary, etcd_args(self.cfg, self.data, plan), self.data)
+            if decision.action is Action.JOIN:
+                await delay_point("join-before-etcd-start")  # a slow etcd start, for tests
             await self.sup.start()
             if decision.action is Action.JOIN:  # etcd has created its data dir by then
                 await crashpoint_after("join-after-etcd-start", 1.0)
@@ -204,6 +208,7 @@ class Controller:
             if sup_task in done:
                 sup_task.result()  # raises the supervisor's reason
             ready.result()
+            await self._stop_claim()  # a voter now: nothing left to keep alive
             await self._after_ready()
             done, _ = await asyncio.wait({sup_task, stop, *self._tasks}, return_when=asyncio.FIRST_COMPLETED)
             if sup_task in done:
@@ -232,7 +237,10 @@ class Controller:
         if action is Action.JOIN:
             from .join.client import perform_join  # the join protocol owns the joining side
 
-            return await perform_join(self, name)
+            joined = await perform_join(self, name)
+            self.ident = joined.ident
+            self._claim = asyncio.create_task(joined.claim.keep(), name="learner-claim")
+            return joined.plan
         from . import pki
 
         hostname = identity.hostname()
@@ -288,7 +296,13 @@ class Controller:
         write_tombstone(self, why)
         return 0
 
+    async def _stop_claim(self) -> None:
+        if self._claim is not None:
+            await cancel_and_wait([self._claim])
+            self._claim = None
+
     async def shutdown(self) -> None:
+        await self._stop_claim()
         await cancel_and_wait(self._tasks)
         if self.store:
             with contextlib.suppress(Exception):

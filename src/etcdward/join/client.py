@@ -4,6 +4,12 @@ Every step is safe to repeat: a controller killed at any point restarts with no 
 same token, asks again, and the server answers with the same learner (idempotent by peer URL).
 What the server answered is kept in state/join.json until the node is a voter, so a restart
 without the token refuses to bootstrap instead of creating a second cluster.
+
+From the answer until its etcd is ready the joiner keeps its claim on the learner
+(LearnerClaim): it repeats the same request every few seconds, so that the cluster can tell a
+joiner that is still starting from one that is gone (whose learner it removes after
+spec.reconciler.joinerTimeout). While it waits in the join queue it logs at INFO where it
+stands, about every 10 s.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import random
 import ssl
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -29,9 +36,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ATTEMPT_TIMEOUT = 40.0  # the server may hold a queued request ~30 s
+ATTEMPT_TIMEOUT = 40.0  # the server holds a queued request ~10 s (older servers ~30 s)
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 3.0, 5.0)
 MAX_RETRY_AFTER = 120.0
+PROGRESS_EVERY = 9.0  # at most one INFO "waiting" line this often (the server answers every ~10 s)
+MEMBERS = "/v1beta1/etcd/members"
+CLAIM_INTERVAL = 5.0  # repeat the join request this often, unless the server asks otherwise
+CLAIM_TIMEOUT = 10.0
 
 
 class JoinFailed(Exception):
@@ -58,11 +69,16 @@ class JoinClient:
         await self.http.aclose()
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
+        return (await self.call_with_headers(method, path, body))[0]
+
+    async def call_with_headers(self, method: str, path: str, body: Any = None) -> tuple[dict[str, Any], httpx.Headers]:
         """Retry 5xx/503/connection errors (honouring Retry-After, with jitter) until the join
         deadline; 400/401/404/409 are final."""
         import asyncio
 
         attempt = 0
+        waiting_since, waiting_since_wall = time.monotonic(), time.strftime("%H:%M:%S")
+        last_progress = -PROGRESS_EVERY
         while True:
             reason: str
             retry_after: float | None = None
@@ -79,7 +95,7 @@ class JoinClient:
                     if not isinstance(answer, dict):
                         raise JoinFailed(f"{self.token.server} answered {method} {path} with something that is "
                                          f"not a JSON object: {resp.text.strip()[:200]!r}; is it an etcdward join API?")
-                    return answer
+                    return answer, resp.headers
                 text = resp.text.strip()[:500]
                 if resp.status_code == 401:
                     raise JoinFailed(f"the join API refused the token (401 {text}): it is invalid, expired or "
@@ -103,12 +119,94 @@ class JoinClient:
             # The last wait ends at the deadline, with one more attempt: --join-timeout is honoured
             # in full instead of giving up as soon as the next backoff would cross it.
             delay = min(delay, remaining)
-            level = logging.DEBUG if reason.startswith("503") else logging.INFO
-            log.log(level, "%s %s: %s; retrying in %.1fs", method, path, reason, delay)
+            now = time.monotonic()
+            if not reason.startswith("503"):
+                log.info("%s %s: %s; retrying in %.1fs", method, path, reason, delay)
+            elif now - last_progress >= PROGRESS_EVERY:
+                # What an operator watching a waiting joiner needs: where it stands, and since when.
+                last_progress = now
+                log.info("join: waiting since %s (%.0fs): %s; retrying in %.1fs", waiting_since_wall,
+                         now - waiting_since, _where(resp.headers, reason), delay)
+            else:
+                log.debug("%s %s: %s; retrying in %.1fs", method, path, reason, delay)
             await asyncio.sleep(delay)
 
 
-async def perform_join(ctl: "Controller", name: str) -> LaunchPlan:
+def _where(headers: httpx.Headers, reason: str) -> str:
+    """Where a queued join stands, from a 503 answer's X-Etcdward-* headers (else its text)."""
+    position = headers.get("x-etcdward-queue-position", "")
+    if not position.isdigit():
+        return reason
+    out = f"place {position} in line"
+    name, _, member_id = headers.get("x-etcdward-waiting-behind", "").partition(" ")
+    if name:
+        out += f", behind learner {name} (id {member_id})"
+    return out
+
+
+@dataclass(frozen=True)
+class LearnerClaim:
+    """What keeps this node's learner from being removed while its etcd starts."""
+
+    token: tokens.JoinToken
+    request: dict[str, str]  # the join request, repeated as it was
+    member_id: str  # hex, as the server answered
+    interval: float
+
+    async def keep(self) -> None:
+        """Repeat the join request every `interval` seconds until cancelled (the controller
+        stops it once its etcd is ready) or the server says the learner is gone."""
+        import asyncio
+
+        if not self.member_id:
+            return  # a server that named no member (not etcdward): nothing to name in a repeat
+        headers = {"Authorization": f"Bearer {self.token.bearer}", "X-Etcdward-Learner-ID": self.member_id}
+        async with httpx.AsyncClient(base_url=self.token.server, verify=client_ssl_context(self.token.ca_pem),
+                                     trust_env=False, timeout=httpx.Timeout(CLAIM_TIMEOUT, connect=5.0),
+                                     headers=headers) as http:
+            failing = False
+            while True:
+                await asyncio.sleep(self.interval)
+                try:
+                    resp = await http.post(MEMBERS, json=self.request)
+                    problem = "" if resp.status_code == 200 else f"{resp.status_code} {resp.text.strip()[:300]}"
+                except httpx.HTTPError as e:
+                    resp, problem = None, f"{type(e).__name__}: {e}"
+                if resp is not None and resp.status_code == 409:
+                    log.warning("join API: %s", problem)
+                    return
+                if problem and not failing:
+                    log.warning("could not tell the join API that learner %s is still starting (%s); trying "
+                                "every %gs: if etcd does not start before the cluster's joinerTimeout, the learner "
+                                "is removed", self.member_id, problem, self.interval)
+                elif problem:
+                    log.debug("learner claim: %s", problem)
+                elif failing:
+                    log.info("the join API hears again that learner %s is still starting", self.member_id)
+                else:
+                    log.debug("told the join API that learner %s is still starting", self.member_id)
+                failing = bool(problem)
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    """What a successful join request gave: how to start etcd, the identity to run under,
+    and the claim to keep until etcd is ready."""
+
+    plan: LaunchPlan
+    ident: Identity
+    claim: LearnerClaim
+
+
+def claim_interval(headers: httpx.Headers) -> float:
+    try:
+        value = float(headers.get("x-etcdward-heartbeat-interval", ""))
+    except ValueError:
+        return CLAIM_INTERVAL  # a server that does not say: k0s or an older etcdward
+    return min(30.0, max(0.2, value)) if value == value else CLAIM_INTERVAL
+
+
+async def perform_join(ctl: "Controller", name: str) -> JoinResult:
     try:
         token = tokens.decode(ctl.opts.token or "")
     except tokens.TokenError as e:
@@ -133,7 +231,8 @@ async def perform_join(ctl: "Controller", name: str) -> LaunchPlan:
                 f"cluster {theirs}; run `etcdward reset` first if it should move to the other cluster")
         _write_pair(ca, data.ca_crt, data.ca_key, "cluster CA")
         crashpoint("join-before-post")
-        ans = await client.call("POST", "/v1beta1/etcd/members", {"node": name, "peerAddress": cfg.peer_url})
+        request = {"node": name, "peerAddress": cfg.peer_url}
+        ans, headers = await client.call_with_headers("POST", MEMBERS, request)
     finally:
         await client.close()
     crashpoint("join-after-add")
@@ -150,10 +249,13 @@ async def perform_join(ctl: "Controller", name: str) -> LaunchPlan:
     pki.ensure_node_pki(data, peer_address=cfg.peer_address, api_address=cfg.api_address, sans=cfg.api.sans,
                         hostname=identity.hostname(), create_cas=False)
     pinned = identity.load(data)
-    ctl.ident = Identity(name=name, cluster_id=pinned.cluster_id if pinned else None)
-    identity.save(data, ctl.ident)
-    log.info("join accepted: learner %s (id %s) in cluster %s", name, ans.get("memberID"), ans.get("clusterID"))
-    return LaunchPlan(name=name, initial_cluster=",".join(initial), state="existing")
+    ident = Identity(name=name, cluster_id=pinned.cluster_id if pinned else None)
+    identity.save(data, ident)
+    member_id = str(ans.get("memberID") or "")
+    log.info("join accepted: learner %s (id %s) in cluster %s", name, member_id, ans.get("clusterID"))
+    claim = LearnerClaim(token=token, request=request, member_id=member_id, interval=claim_interval(headers))
+    return JoinResult(plan=LaunchPlan(name=name, initial_cluster=",".join(initial), state="existing"),
+                      ident=ident, claim=claim)
 
 
 def _pin_join(data, fields: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]

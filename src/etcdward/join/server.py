@@ -10,8 +10,16 @@ A request is answered, in this order:
    "unhealthy cluster"/"too many learners" - unless its client has gone away meanwhile.
 Each place is bound to a lease of its own (`PLACE_TTL`), refreshed while a request for it is
 waiting, on whichever controller: a request that waits longer than `hold` seconds gets
-JoinBusy (503 + Retry-After) and its retry finds the place still there, while a joiner that
-stopped asking loses it within PLACE_TTL. No wall clocks are compared across hosts.
+JoinBusy (503 + Retry-After, saying where it stands: its place in line and the learner it
+waits behind) and its retry finds the place still there, while a joiner that stopped asking
+loses it within PLACE_TTL. The hold is short (~10 s per answer) so that a waiting joiner can
+tell its operator where it stands. No wall clocks are compared across hosts.
+
+A joiner keeps its claim on its learner by repeating the same request every few seconds
+until its etcd is ready (LearnerClaim in join/client.py): each answered repeat rewrites the learner's
+/etcdward/joins/ record, and the reconciler removes an unstarted learner whose record stayed
+unchanged for joinerTimeout. A repeat that names its learner (`claim`) is never queued: if
+that learner is gone it gets JoinConflict instead of a new learner nobody would start.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from ..config import is_member_name
 from ..store import KV, Member, Store
 from ..store import errors as E
 
@@ -33,6 +42,14 @@ QUEUE = "/etcdward/join-queue/"
 JOINS = "/etcdward/joins/"  # /etcdward/joins/<member id hex>: who asked for a learner, and when
 PLACE_TTL = 20  # seconds a place in line outlives the last request that asked for it
 POLL = 0.1
+HOLD = 9.0  # seconds a queued request waits before 503; with Retry-After 1, an answer every ~10 s
+BUSY_RETRY_AFTER = 1
+
+
+def heartbeat_interval(joiner_timeout: float) -> float:
+    """How often a joiner should repeat its request: several times per joinerTimeout, so that
+    one lost repeat is not fatal, but not more often than needed."""
+    return min(5.0, max(0.5, joiner_timeout / 4))
 
 
 class JoinConflict(Exception):
@@ -40,9 +57,14 @@ class JoinConflict(Exception):
 
 
 class JoinBusy(Exception):
-    def __init__(self, message: str, retry_after: int) -> None:
+    """Queued: not this request's turn yet. `position` (1 = first) and `behind` ("<name> <id>" of
+    the pending learner, if any) let the joiner say where it stands."""
+
+    def __init__(self, message: str, retry_after: int, position: int = 0, behind: str = "") -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.position = position
+        self.behind = behind
 
 
 @dataclass(frozen=True)
@@ -83,7 +105,8 @@ def find_conflict(members: list[Member], node: str, peer_url: str,
                     "(spec.storage.etcd.extraArgs.name)")
         if not m.started and pending_names.get(m.id) == node:
             return (f"a learner for {node} was already added with peer URL {m.peer_url} (id {m.hex_id}) and has "
-                    "not started; it is removed automatically after spec.reconciler.learnerStartTimeout, or "
+                    "not started; it is removed automatically once its joiner has been silent for "
+                    "spec.reconciler.joinerTimeout (at the latest after spec.reconciler.learnerStartTimeout), or "
                     f"remove it now (`etcdctl member remove {m.hex_id}`), or give this node another name "
                     "(spec.storage.etcd.extraArgs.name)")
     return None
@@ -102,26 +125,34 @@ class JoinAbandoned(Exception):
 
 
 class JoinService:
-    def __init__(self, store: Store, hold: float = 28.0) -> None:
+    def __init__(self, store: Store, hold: float = HOLD, joiner_timeout: float = 60.0) -> None:
         self.store = store
         self.hold = hold
+        self.heartbeat_interval = heartbeat_interval(joiner_timeout)
         self._cluster_id = 0
 
     async def join(self, node: str, peer_url: str,
-                   still_wanted: Callable[[], Awaitable[bool]] | None = None) -> JoinAnswer:
+                   still_wanted: Callable[[], Awaitable[bool]] | None = None, claim: int | None = None) -> JoinAnswer:
+        """`claim`: the member ID a joiner got earlier and repeats this request for (a heartbeat)."""
+        if claim is not None:
+            return await self._renew_claim(node, peer_url, claim, await self.store.members())
         deadline = time.monotonic() + self.hold
         key = queue_key(peer_url)
         place = 0  # the lease that holds our place in line
         refreshed = 0.0
+        refused = ""  # why etcd refused our last add, for the 503 answer
         try:
             while True:
                 entries = await self._queue()  # queue first, then members: see _my_turn
                 members = await self.store.members()
                 mine = pending_member(members, peer_url)
                 if mine:
-                    await self._leave_queue(key, place)
-                    return await self._answer(mine, members, node)
-                conflict = find_conflict(members, node, peer_url, await self._pending_names(members))
+                    answer, *_ = await asyncio.gather(self._answer(mine, members, node),
+                                                      self._note_heard(mine, node, peer_url),
+                                                      self._leave_queue(key, place))
+                    return answer
+                pending_names = await self._pending_names(members)
+                conflict = find_conflict(members, node, peer_url, pending_names)
                 if conflict:
                     raise JoinConflict(conflict)
                 if not place or time.monotonic() - refreshed > PLACE_TTL / 4:
@@ -135,6 +166,7 @@ class JoinService:
                         member, members = await self.store.add_learner(peer_url)
                     except (E.TooManyLearners, E.UnhealthyCluster, E.NotEnoughStarted, E.LeaderChanged) as e:
                         log.debug("join %s: add refused for now (%s)", node, e)
+                        refused = str(e)
                     except E.PeerURLExists:
                         pass  # an earlier attempt of ours landed: the next pass finds it
                     except E.MemberNotFound as e:
@@ -142,23 +174,76 @@ class JoinService:
                         # second; re-adding a peer URL within the second it was removed gives
                         # a removed ID, reported as "member not found". The next second works.
                         log.debug("join %s: add refused for now (%s)", node, e)
+                        refused = str(e)
                     except E.Unavailable as e:
                         log.info("join %s: add outcome unknown (%s); re-reading the member list", node, e)
                     else:
                         log.info("added learner %s (id %x, %s)", node, member.id, peer_url)
                         # The joiner is waiting for this answer: do the bookkeeping in parallel.
-                        record = json.dumps({"node": node, "peerURL": peer_url, "added": time.time()})
+                        record = json.dumps({"node": node, "peerURL": peer_url, "added": time.time(), "seen": 0})
                         answer, *_ = await asyncio.gather(
                             self._answer(member, members, node),
                             self.store.put(JOINS + format(member.id, "x"), record),
                             self._leave_queue(key, place))
                         return answer
                 if time.monotonic() + POLL > deadline:
-                    raise JoinBusy(f"join of {node} is queued ({self._position(key, entries)} in line); retry", 2)
+                    raise self._busy(node, key, entries, members, pending_names, refused)
                 await asyncio.sleep(POLL)
         except (JoinConflict, JoinAbandoned, E.StoreError):
             await self._leave_queue(key, place)
             raise
+
+    async def _renew_claim(self, node: str, peer_url: str, claim: int, members: list[Member]) -> JoinAnswer:
+        """A heartbeat: the same answer while the claimed member is there, never a new learner."""
+        mine = next((m for m in members if m.id == claim and peer_url in m.peer_urls), None)
+        if mine is None:
+            raise JoinConflict(
+                f"learner {claim:x} for {node} ({peer_url}) is no longer in the member list (it was removed, most "
+                "likely because its etcd did not start in time); this node has to join again: stop it, run "
+                "`etcdward reset` and start it with a new join token")
+        answer, _ = await asyncio.gather(self._answer(mine, members, node), self._note_heard(mine, node, peer_url))
+        return answer
+
+    async def _note_heard(self, member: Member, node: str, peer_url: str) -> None:
+        """Record that the joiner of `member` asked again: any change of its join record's mod
+        revision tells the reconciler the joiner is alive (it compares no timestamps)."""
+        if member.started and not member.is_learner:
+            return  # a voter: nothing left to keep alive
+        key = JOINS + format(member.id, "x")
+        try:
+            kv = await self.store.get(key)
+            try:
+                record = json.loads(kv.value) if kv else {}
+                if not isinstance(record, dict):
+                    record = {}
+            except ValueError:
+                record = {}
+            # "added" bounds the learner's life (learnerStartTimeout): never reset it on a repeat.
+            record = {"node": node, "peerURL": peer_url, "added": time.time(), **record}
+            seen = record.get("seen")
+            record["seen"] = seen + 1 if isinstance(seen, int) else 1
+            await self.store.put(key, json.dumps(record))
+        except E.StoreError as e:
+            log.debug("join %s: could not note the repeated request (%s); the joiner repeats it", node, e)
+
+    def _busy(self, node: str, key: str, entries: list[KV], members: list[Member],
+              pending_names: Mapping[int, str], refused: str) -> JoinBusy:
+        position = self._position(key, entries)
+        total = max(len(entries), position)
+        where = f"join of {node} is queued: {position} of {total} in line"
+        learner = next((m for m in members if m.is_learner or not m.started), None)
+        behind = ""
+        if learner is not None:
+            name = learner.name or pending_names.get(learner.id, "")
+            name = name if is_member_name(name) else "(unnamed)"  # it goes into a header: keep it ASCII
+            state = "is catching up" if learner.started else "has not started yet"
+            behind = f"{name} {learner.hex_id}"
+            where += f", waiting behind learner {name} (id {learner.hex_id}, {learner.peer_url}) that {state}"
+        elif position == 1 and refused:
+            where += f", etcd refuses new learners for now ({refused})"
+        elif position > 1:
+            where += ", waiting for the requests ahead"
+        return JoinBusy(where + "; retry", BUSY_RETRY_AFTER, position, behind)
 
     async def _pending_names(self, members: list[Member]) -> dict[int, str]:
         """Requested names of the unstarted members (etcd knows no name for them yet)."""

@@ -37,12 +37,15 @@ RETRYABLE = (E.LearnerNotReady, E.UnhealthyCluster, E.NotEnoughStarted, E.Leader
 
 class Reconciler:
     def __init__(self, store: Store, learner_timeout: float = 300.0, self_id: int = 0,
-                 handover_timeout: float = 5.0) -> None:
+                 handover_timeout: float = 5.0, joiner_timeout: float = 60.0) -> None:
         self.store = store
         self.learner_timeout = learner_timeout
+        self.joiner_timeout = joiner_timeout
         self.self_id = self_id
         self.handover_timeout = handover_timeout
         self.first_seen: dict[int, float] = {}
+        # unstarted learner -> (mod revision of its join record, monotonic time we saw it change)
+        self.heard: dict[int, tuple[int, float]] = {}
         self.handover_since: dict[str, float] = {}
         self.wakeup = asyncio.Event()
         self.last_message = ""
@@ -56,23 +59,44 @@ class Reconciler:
         alive = await alive_members(self.store)
         kvs, _ = await self.store.get_prefix(JOINS)
         joins = {}
+        record_revs = {}
         for kv in kvs:
             try:
+                mid = int(kv.key.removeprefix(JOINS), 16)
+                record_revs[mid] = kv.mod_revision  # "heard" even if the body is not what we expect
                 d = json.loads(kv.value)
-                joins[int(kv.key.removeprefix(JOINS), 16)] = rules.JoinInfo(d["node"], d["peerURL"], float(d["added"]))
-            except (ValueError, KeyError):
+                joins[mid] = rules.JoinInfo(d["node"], d["peerURL"], float(d["added"]))
+            except (ValueError, KeyError, TypeError):
                 continue
         now = time.time()
         live = {m.id for m in members if m.is_learner and not m.started}
         self.first_seen = {mid: self.first_seen.get(mid, now) for mid in live}
+        last_heard = self._last_heard(live, record_revs, now)
         snap = rules.Snapshot(
             members=tuple(members), joins=joins, now=now, learner_timeout=self.learner_timeout,
-            first_seen=dict(self.first_seen), records=listing.records, invalid_records=listing.invalid,
+            first_seen=dict(self.first_seen), last_heard=last_heard, joiner_timeout=self.joiner_timeout,
+            records=listing.records, invalid_records=listing.invalid,
             alive=alive, leader_id=status.leader_id, self_id=self.self_id or status.member_id,
             handover_timeout=self.handover_timeout)
         waiting = rules.leave_waiting_on_handover(snap)
         self.handover_since = {n: self.handover_since.get(n, now) for n in waiting}
         return dataclasses.replace(snap, handover_since=dict(self.handover_since))
+
+    def _last_heard(self, unstarted: set[int], record_revs: dict[int, int], now: float) -> dict[int, float]:
+        """When each unstarted learner's joiner was last heard from, as times on `now`'s scale.
+
+        The serving controller rewrites the learner's join record on every repeated join
+        request, so a new mod revision means "heard". Only this process's monotonic clock
+        measures the silence: no wall clock written by another host is compared. A new leader
+        (after a failover) counts from when it first saw the learner."""
+        mono = time.monotonic()
+        heard = {}
+        for mid in unstarted:
+            rev = record_revs.get(mid, 0)
+            prev = self.heard.get(mid)
+            heard[mid] = prev if prev is not None and prev[0] == rev else (rev, mono)
+        self.heard = heard
+        return {mid: now - (mono - seen) for mid, (_, seen) in heard.items()}
 
     async def apply(self, a: rules.Action) -> str | None:
         """None if applied; else why not yet (the next pass decides again from a fresh snapshot)."""
@@ -209,7 +233,7 @@ async def run_reconciler(ctl: "Controller") -> None:
     assert ctl.store is not None and ctl.ident is not None
     store, name, my_id = ctl.store, ctl.ident.name, ctl.ident.member_id or ""
     rec = Reconciler(store, learner_timeout=ctl.cfg.spec.reconciler.learner_start_timeout,
-                     self_id=int(my_id, 16) if my_id else 0)
+                     self_id=int(my_id, 16) if my_id else 0, joiner_timeout=ctl.cfg.spec.reconciler.joiner_timeout)
     election = Election(store, name, my_id, ttl=ctl.cfg.spec.reconciler.lease_ttl)
 
     async def eligible() -> bool:

@@ -3,7 +3,8 @@
 The loop applies the first action and logs its message as the pass's one decision line.
 The etcd member list is the truth; the EtcdMember records converge to it:
 
-  promote started learners; remove learners that never started (learnerStartTimeout)
+  promote started learners; remove learners that never started (learnerStartTimeout), or
+  whose joiner stopped repeating its join request (joinerTimeout)
   1. duplicates: records sharing a member ID -> keep the one named like the etcd member
      (else the oldest), delete the others
   2. spec.leave on the canonical record of a live member -> guarded removal (quorum guard;
@@ -44,6 +45,10 @@ class Snapshot:
     now: float
     learner_timeout: float = 300.0
     first_seen: Mapping[int, float] = field(default_factory=dict)  # fallback age for unknown learners
+    # Unstarted learner -> when its joiner was last heard from, on this reconciler's clock (the
+    # time the loop saw the learner's join record change; never a time written by another host).
+    last_heard: Mapping[int, float] = field(default_factory=dict)
+    joiner_timeout: float = 60.0
     records: tuple[EtcdMember, ...] = ()
     invalid_records: tuple[tuple[str, str], ...] = ()  # (key, why) of unparseable records
     alive: frozenset[int] = frozenset()  # members whose controller's local etcd passes a linearizable read
@@ -83,6 +88,11 @@ def learner_age(s: Snapshot, m: Member) -> float:
     return s.now - since
 
 
+def joiner_silence(s: Snapshot, m: Member) -> float:
+    """Seconds since the joiner of this unstarted learner was last heard from (0 if unknown)."""
+    return s.now - s.last_heard.get(m.id, s.now)
+
+
 def membership_actions(s: Snapshot) -> list[Action]:
     out: list[Action] = []
     for m in sorted(s.members, key=lambda m: m.id):
@@ -100,6 +110,12 @@ def membership_actions(s: Snapshot) -> list[Action]:
             out.append(Action("remove-stalled-learner", m.id, (
                 f"removed learner {s.name_of(m)} (id {m.hex_id}, {m.peer_url}) that did not start within "
                 f"{s.learner_timeout:.0f}s")))
+        elif not m.started and joiner_silence(s, m) > s.joiner_timeout:
+            # A live joiner repeats its join request every few seconds until its etcd is ready:
+            # silence means it died or never meant to start, and the learner slot is the only one.
+            out.append(Action("remove-stalled-learner", m.id, (
+                f"removed learner {s.name_of(m)} (id {m.hex_id}, {m.peer_url}) that did not start: its joiner "
+                f"was not heard from for {s.joiner_timeout:g}s (joinerTimeout)")))
     return out
 
 
