@@ -26,6 +26,10 @@ CASES = [
     ("unfinished join, no token -> refuse", Disk(has_db=False, join_started="https://a:9443"), False,
      Action.REFUSE, False),
     ("unfinished join, token -> join", Disk(has_db=False, join_started="https://a:9443"), T, Action.JOIN, False),
+    ("refused join, no token -> refuse (and says no learner was added)",
+     Disk(has_db=False, join_started="https://a:9443", join_refused="401 go away"), F, Action.REFUSE, False),
+    ("refused join, token -> join", Disk(has_db=False, join_started="https://a:9443", join_refused="401"), T,
+     Action.JOIN, False),
     ("tombstone -> refuse even with db", Disk(has_db=True, tombstone=True), F, Action.REFUSE, False),
     ("tombstone -> refuse even with token", Disk(has_db=False, tombstone=True), T, Action.REFUSE, False),
     # issue 8: a token that was given but is empty never means "no token"
@@ -44,6 +48,14 @@ def test_decision_table(desc: str, disk: Disk, token: Token, action: Action, asi
     assert d.action is action, desc
     assert d.move_partial_aside is aside
     assert d.reason
+
+
+def test_refused_join_message_is_accurate() -> None:
+    d = decide(Disk(has_db=False, join_started="https://a:9443", join_refused="401 go away"), F)
+    assert "was refused (401 go away) and no learner was added" in d.reason
+    assert "may already have a learner" not in d.reason
+    d = decide(Disk(has_db=False, join_started="https://a:9443"), F)
+    assert "may already have a learner" in d.reason
 
 
 def test_a_token_never_bootstraps() -> None:

@@ -6,6 +6,7 @@ with its token file gone (k0sctl #256)."""
 from __future__ import annotations
 
 import base64
+import json
 import time
 
 import httpx
@@ -82,6 +83,13 @@ def test_invalidated_token_is_fatal(ccluster: Cluster, n1: Node) -> None:
     assert "401" in out and "token create" in out, out
     assert not node.data.etcd.exists()
     assert etcd_members(n1) == before
+    # issue 8: a later start without a token says what happened, not "may already have a learner"
+    assert "refused" in json.loads(node.data.join_file.read_text())
+    rc, out = run_to_exit(node, timeout=30)
+    assert rc == 1, out
+    assert "was refused (the join API refused the token (401" in out and "no learner was added" in out, out
+    assert "may already have a learner" not in out, out
+    assert not node.data.etcd.exists()
 
 
 def test_name_conflict_is_fatal(ccluster: Cluster, n1: Node, token: str) -> None:

@@ -43,6 +43,7 @@ class Disk:
     pinned_cluster_id: str | None = None
     tombstone: bool = False
     join_started: str | None = None  # join API this node started joining through (state/join.json)
+    join_refused: str | None = None  # that join API refused the join and no learner was ever answered
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,11 @@ def decide(disk: Disk, token: Token) -> Decision:
             "--token-file?); give the token to join a cluster, or give none at all to bootstrap a new one"))
     if token is Token.GIVEN:
         return Decision(Action.JOIN, move_partial_aside=disk.has_partial_etcd, reason="no etcd data, token given")
+    if disk.join_started and disk.join_refused:
+        return Decision(Action.REFUSE, reason=(
+            f"this node's join via {disk.join_started} was refused ({disk.join_refused}) and no learner was added "
+            "for it (state/join.json); start it again with a valid join token, or run `etcdward reset` to start "
+            "over (e.g. to bootstrap a new cluster)"))
     if disk.join_started:
         return Decision(Action.REFUSE, reason=(
             f"this node started joining a cluster via {disk.join_started} (state/join.json) and may already "

@@ -64,18 +64,23 @@ def inspect_disk(data: DataDir) -> Disk:
     partial = data.etcd.is_dir() and any(data.etcd.iterdir()) and not has_db
     ident = identity.load(data)  # a broken identity file stops the start: it may pin a cluster
     pinned = ident.cluster_id if ident else None
-    return Disk(has_db=has_db, has_partial_etcd=partial, pinned_cluster_id=pinned,
-                tombstone=data.tombstone.exists(), join_started=None if has_db else _join_started(data))
+    pin = None if has_db else _join_pin(data)
+    # A learner exists only if a join request was answered (memberID); a refusal added none.
+    refused = pin.get("refused") if pin and not pin.get("memberID") else None
+    return Disk(has_db=has_db, has_partial_etcd=partial, pinned_cluster_id=pinned, tombstone=data.tombstone.exists(),
+                join_started=None if pin is None else str(pin.get("server") or "an unknown join API"),
+                join_refused=str(refused) if refused else None)
 
 
-def _join_started(data: DataDir) -> str | None:
-    """The join API an unfinished join went through, if state/join.json says there was one."""
+def _join_pin(data: DataDir) -> dict[str, object] | None:
+    """What state/join.json says about an unfinished join (an unreadable one still counts)."""
     if not data.join_file.exists():
         return None
     try:
-        return str(json.loads(data.join_file.read_text()).get("server") or "an unknown join API")
-    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not an object
-        return "an unknown join API"
+        pin = json.loads(data.join_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return pin if isinstance(pin, dict) else {}
 
 
 def move_aside(path: Path) -> Path:
@@ -135,21 +140,21 @@ class Controller:
         d = decide(inspect_disk(self.data), self.opts.token_state)
         if d.action is Action.REFUSE:
             raise ControllerError(d.reason)
-        return d
-
-    def prepare(self) -> tuple[Decision, str]:
-        binary = find_etcd(self.cfg.etcd.binary or None)
-        d = self.decide()  # again, now under the lock: this one is acted on
-        check_data_dir_writable(self.data)
         if d.action is Action.JOIN:
-            # Check the token before anything on disk is touched (a partial etcd dir is moved
-            # aside for a join); it is read only when a join is needed, as in k0s.
+            # A token that cannot be used is refused before anything on disk is touched (even the
+            # lock file); it is read only when a join is needed, as in k0s.
             from . import tokens
 
             try:
                 tokens.decode(self.opts.token or "")
             except tokens.TokenError as e:
                 raise ControllerError(f"join failed: {e}") from None
+        return d
+
+    def prepare(self) -> tuple[Decision, str]:
+        binary = find_etcd(self.cfg.etcd.binary or None)
+        d = self.decide()  # again, now under the lock: this one is acted on
+        check_data_dir_writable(self.data)
         check_port_free("127.0.0.1", self.cfg.etcd.client_port, "etcd client port")
         check_port_free(self.cfg.peer_address, self.cfg.etcd.peer_port, "etcd peer address")
         check_port_free(self.cfg.api_address, self.cfg.api.port, "join API address")

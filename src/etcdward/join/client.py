@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import random
 import ssl
 import time
 from dataclasses import dataclass
@@ -28,7 +27,9 @@ import httpx
 from .. import identity, tokens
 from ..identity import Identity
 from ..crashpoints import crashpoint
+from ..errors import Permanent, Temporary
 from ..paths import atomic_write
+from ..retry import retry
 from ..supervisor import LaunchPlan
 
 if TYPE_CHECKING:
@@ -38,15 +39,19 @@ log = logging.getLogger(__name__)
 
 ATTEMPT_TIMEOUT = 40.0  # the server holds a queued request ~10 s (older servers ~30 s)
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 3.0, 5.0)
-MAX_RETRY_AFTER = 120.0
 PROGRESS_EVERY = 9.0  # at most one INFO "waiting" line this often (the server answers every ~10 s)
 MEMBERS = "/v1beta1/etcd/members"
 CLAIM_INTERVAL = 5.0  # repeat the join request this often, unless the server asks otherwise
 CLAIM_TIMEOUT = 10.0
 
 
-class JoinFailed(Exception):
-    """A join that cannot succeed by retrying (bad token, bad request, conflict)."""
+class JoinFailed(Permanent):
+    """A join that cannot succeed by retrying (bad token, bad request, conflict). `refused`:
+    the join API answered that it refuses the request, so that request added no learner."""
+
+    def __init__(self, message: str, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 def client_ssl_context(ca_pem: bytes) -> ssl.SSLContext:
@@ -73,63 +78,78 @@ class JoinClient:
 
     async def call_with_headers(self, method: str, path: str, body: Any = None) -> tuple[dict[str, Any], httpx.Headers]:
         """Retry 5xx/503/connection errors (honouring Retry-After, with jitter) until the join
-        deadline; 400/401/404/409 are final."""
-        import asyncio
+        deadline, through the one retry helper; 400/401/404/405/409/413 are final."""
 
-        attempt = 0
-        waiting_since, waiting_since_wall = time.monotonic(), time.strftime("%H:%M:%S")
-        last_progress = -PROGRESS_EVERY
-        while True:
-            reason: str
-            retry_after: float | None = None
+        async def once() -> tuple[dict[str, Any], httpx.Headers]:
             try:
                 resp = await self.http.request(method, path, json=body)
             except httpx.HTTPError as e:
-                reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-            else:
-                if resp.status_code == 200:
-                    try:
-                        answer = resp.json()
-                    except ValueError:
-                        answer = None
-                    if not isinstance(answer, dict):
-                        raise JoinFailed(f"{self.token.server} answered {method} {path} with something that is "
-                                         f"not a JSON object: {resp.text.strip()[:200]!r}; is it an etcdward join API?")
-                    return answer, resp.headers
-                text = resp.text.strip()[:500]
-                if resp.status_code == 401:
-                    raise JoinFailed(f"the join API refused the token (401 {text}): it is invalid, expired or "
-                                     "was invalidated; create a new one with `etcdward token create --role controller`")
-                if resp.status_code in (400, 404, 405, 409, 413):
-                    raise JoinFailed(f"join request refused ({resp.status_code}): {text}")
-                reason = f"{resp.status_code} {text}"
-                if "retry-after" in resp.headers:
-                    try:
-                        retry_after = float(resp.headers["retry-after"])
-                    except ValueError:
-                        pass
-                    if retry_after is not None and not 0 <= retry_after <= MAX_RETRY_AFTER:
-                        retry_after = None  # negative, NaN or absurd: use our own backoff
-            delay = retry_after if retry_after is not None else BACKOFF[min(attempt, len(BACKOFF) - 1)]
-            delay = max(0.05, delay * random.uniform(0.8, 1.2))
-            attempt += 1
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                raise JoinFailed(f"gave up joining via {self.token.server} after {attempt} attempts: {reason}")
-            # The last wait ends at the deadline, with one more attempt: --join-timeout is honoured
-            # in full instead of giving up as soon as the next backoff would cross it.
-            delay = min(delay, remaining)
-            now = time.monotonic()
-            if not reason.startswith("503"):
-                log.info("%s %s: %s; retrying in %.1fs", method, path, reason, delay)
-            elif now - last_progress >= PROGRESS_EVERY:
-                # What an operator watching a waiting joiner needs: where it stands, and since when.
-                last_progress = now
-                log.info("join: waiting since %s (%.0fs): %s; retrying in %.1fs", waiting_since_wall,
-                         now - waiting_since, _where(resp.headers, reason), delay)
-            else:
-                log.debug("%s %s: %s; retrying in %.1fs", method, path, reason, delay)
-            await asyncio.sleep(delay)
+                raise JoinRetry(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
+            if resp.status_code == 200:
+                try:
+                    answer = resp.json()
+                except ValueError:
+                    answer = None
+                if not isinstance(answer, dict):
+                    raise JoinFailed(f"{self.token.server} answered {method} {path} with something that is "
+                                     f"not a JSON object: {resp.text.strip()[:200]!r}; is it an etcdward join API?")
+                return answer, resp.headers
+            text = resp.text.strip()[:500]
+            if resp.status_code == 401:
+                raise JoinFailed(f"the join API refused the token (401 {text}): it is invalid, expired or "
+                                 "was invalidated; create a new one with `etcdward token create --role controller`",
+                                 refused=True)
+            if resp.status_code in (400, 404, 405, 409, 413):
+                raise JoinFailed(f"join request refused ({resp.status_code}): {text}", refused=True)
+            raise JoinRetry(f"{resp.status_code} {text}", after=retry_after(resp.headers), response=resp)
+
+        report = WaitReporter(method, path)
+        try:
+            return await retry(once, deadline=self.deadline - time.monotonic(), backoff=BACKOFF, jitter=0.2,
+                               what=f"{method} {path}", on_retry=report)
+        except JoinRetry as e:
+            raise JoinFailed(f"gave up joining via {self.token.server} after {report.attempts + 1} attempts: "
+                             f"{e}") from None
+
+
+class JoinRetry(Temporary):
+    """A join request to try again: a 5xx (503 while queued) or a connection error."""
+
+    def __init__(self, message: str, after: float | None = None, response: httpx.Response | None = None) -> None:
+        super().__init__(message, after)
+        self.response = response
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    try:
+        return float(headers.get("retry-after", ""))
+    except ValueError:
+        return None  # absent or not a number (the retry helper also ignores negative and absurd ones)
+
+
+class WaitReporter:
+    """Progress lines while the join API keeps us waiting: every retry that is not a queued 503
+    at INFO, a queued 503 at INFO at most every PROGRESS_EVERY seconds with where it stands."""
+
+    def __init__(self, method: str, path: str) -> None:
+        self.what = f"{method} {path}"
+        self.attempts = 0
+        self.since, self.since_wall = time.monotonic(), time.strftime("%H:%M:%S")
+        self.last_progress = -PROGRESS_EVERY
+
+    def __call__(self, exc: BaseException, attempt: int, delay: float) -> None:
+        self.attempts = attempt
+        resp = getattr(exc, "response", None)
+        now = time.monotonic()
+        if resp is None or resp.status_code != 503:
+            log.info("%s: %s; retrying in %.1fs", self.what, exc, delay)
+        elif now - self.last_progress >= PROGRESS_EVERY:
+            # What an operator watching a waiting joiner needs: where it stands, and since when.
+            self.last_progress = now
+            log.info("join: waiting since %s (%.0fs): %s; retrying in %.1fs", self.since_wall, now - self.since,
+                     _where(resp.headers, str(exc)), delay)
+        else:
+            log.debug("%s: %s; retrying in %.1fs", self.what, exc, delay)
 
 
 def _where(headers: httpx.Headers, reason: str) -> str:
@@ -211,7 +231,7 @@ async def perform_join(ctl: "Controller", name: str) -> JoinResult:
         token = tokens.decode(ctl.opts.token or "")
     except tokens.TokenError as e:
         raise JoinFailed(str(e)) from None
-    data, cfg = ctl.data, ctl.cfg
+    data = ctl.data
     try:
         client = JoinClient(token, ctl.opts.join_timeout)
     except (ssl.SSLError, ValueError) as e:
@@ -221,20 +241,29 @@ async def perform_join(ctl: "Controller", name: str) -> JoinResult:
     # refuse instead of bootstrapping a second cluster. An earlier attempt's record is kept.
     _pin_join(data, {"name": name, "server": token.server})
     try:
-        log.info("joining via %s as %s (%s)", token.server, name, cfg.peer_url)
-        ca = await client.call("GET", "/v1beta1/ca")
-        pinned = identity.load(data)
-        theirs = ca.get("clusterID") if isinstance(ca, dict) else None
-        if pinned and pinned.cluster_id and theirs and theirs != pinned.cluster_id:
-            raise JoinFailed(
-                f"this node is pinned to cluster {pinned.cluster_id} ({data.identity_file}) but the token joins "
-                f"cluster {theirs}; run `etcdward reset` first if it should move to the other cluster")
-        _write_pair(ca, data.ca_crt, data.ca_key, "cluster CA")
-        crashpoint("join-before-post")
-        request = {"node": name, "peerAddress": cfg.peer_url}
-        ans, headers = await client.call_with_headers("POST", MEMBERS, request)
+        return await _ask(client, ctl, name, token)
+    except JoinFailed as e:
+        if e.refused:  # the join API said no: this request added no learner; the next start says so
+            _pin_join(data, {"refused": str(e)[:500]})
+        raise
     finally:
         await client.close()
+
+
+async def _ask(client: JoinClient, ctl: "Controller", name: str, token: tokens.JoinToken) -> JoinResult:
+    data, cfg = ctl.data, ctl.cfg
+    log.info("joining via %s as %s (%s)", token.server, name, cfg.peer_url)
+    ca = await client.call("GET", "/v1beta1/ca")
+    pinned = identity.load(data)
+    theirs = ca.get("clusterID") if isinstance(ca, dict) else None
+    if pinned and pinned.cluster_id and theirs and theirs != pinned.cluster_id:
+        raise JoinFailed(
+            f"this node is pinned to cluster {pinned.cluster_id} ({data.identity_file}) but the token joins "
+            f"cluster {theirs}; run `etcdward reset` first if it should move to the other cluster")
+    _write_pair(ca, data.ca_crt, data.ca_key, "cluster CA")
+    crashpoint("join-before-post")
+    request = {"node": name, "peerAddress": cfg.peer_url}
+    ans, headers = await client.call_with_headers("POST", MEMBERS, request)
     crashpoint("join-after-add")
     initial = ans.get("initialCluster")
     if not isinstance(initial, list) or not initial or not isinstance(ans.get("ca"), dict):
