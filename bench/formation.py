@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Formation benchmark: how long until N controllers are N voting etcd members, against the floor.
 
-    .venv/bin/python bench/formation.py [--nodes 3 5] [--runs 3] [--timeline] [--keep]
-                                        [--only etcdward|floor] [--json FILE]
+    .venv/bin/python -m bench.formation [--nodes 3 5] [--runs 3] [--timeline] [--keep]
+                                       [--only etcdward|floor] [--json FILE]
 
 Two measurements per run, interleaved on the same machine with the same etcd binary and flags:
 
@@ -56,10 +56,9 @@ from etcdward.store import Store, local_store
 from etcdward.store import errors as E
 from etcdward.supervisor import LaunchPlan, etcd_args, find_etcd
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from bench_logs import STARTUP_KEYS, controller_events, etcd_events, phases, startup_phases  # noqa: E402
-from bench_procs import ETCDCTL, Node, POLL, RUN_TIMEOUT, Result, _etcd_pids_under, cpu_seconds, kill_all, port_open, spawn, roots  # noqa: E402
+from .bench_logs import STARTUP_KEYS, controller_events, etcd_events, phases, startup_phases
+from .bench_procs import (ETCDCTL, POLL, RUN_TIMEOUT, Node, Result, _etcd_pids_under, cpu_seconds, kill_all,
+                          port_open, roots, spawn)
 
 async def _wait_store_ready(node: Node, proc: subprocess.Popen[bytes], deadline: float) -> Store:
     """Poll every 50 ms: TCP port open, then a linearizable read (a fresh gRPC channel only once

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reconcile latency: from a change to the records reflecting it, against k0s's ~10 s resync.
 
-    .venv/bin/python bench/reconcile.py [--reps 5] [--keep]
+    .venv/bin/python -m bench.reconcile [--reps 5] [--keep]
 
 Three real controllers on loopback (tests/cluster.py). Each repetition measures, with t0 taken
 just before the change is made (after a random 0-1 s pause) and the records polled every
@@ -31,13 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
-
-from cluster import Cluster, Node, wait_for  # noqa: E402
-from test_records_support import in_sync  # noqa: E402
-
-from etcdward import records  # noqa: E402
+from etcdward import records
+from tests.cluster import Cluster, Node, wait_for
+from tests.test_records_support import in_sync
 
 K0S_RESYNC = 10.0
 POLL = 0.02

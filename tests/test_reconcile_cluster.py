@@ -10,8 +10,8 @@ import time
 
 import pytest
 import yaml
-from cluster import Cluster, wait_for
-from test_records_support import LATENCY_BUDGET, in_sync, put_raw, record_is, recs, timed_wait
+from tests.cluster import Cluster, wait_for
+from tests.test_records_support import LATENCY_BUDGET, in_sync, put_raw, record_is, recs, timed_wait
 
 from etcdward import records
 

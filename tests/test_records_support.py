@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cluster import Cluster, Node, run_async, wait_for
+from tests.cluster import Cluster, Node, run_async, wait_for
 
 from etcdward import records
 from etcdward.reconcile.election import KEY as ELECTION_KEY

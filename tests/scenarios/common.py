@@ -5,19 +5,14 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
+from .. import netbed
 
-import netbed  # noqa: E402
-
-REPO = TESTS.parent
+REPO = Path(__file__).resolve().parents[2]
 OUTPUT_ROOT = REPO / "test-output" / "scenarios"
 CTLWRAP = Path(__file__).resolve().parent / "ctlwrap.py"  # python -m etcdward + SIGUSR1 stack dumps
 ETCDCTL = os.environ.get("ETCDWARD_ETCDCTL") or shutil.which("etcdctl") or "/usr/bin/etcdctl"
