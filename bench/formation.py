@@ -48,8 +48,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from etcdward import pki, tokens
 from etcdward.durations import parse_duration
 from etcdward.store import Store, local_store
@@ -91,15 +89,13 @@ async def run_etcdward(n: int, base: Path) -> Result:
     root = Path(tempfile.mkdtemp(prefix=f"ew{n}-", dir=base))
     nodes = [Node(f"n{i}", root) for i in range(1, n + 1)]
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    logs = {nd.name: root / f"{nd.name}.controller.log" for nd in nodes}
+    logs = {nd.name: nd.log_file for nd in nodes}
 
     def launch(nd: Node, token_file: Path | None) -> None:
-        cfg_file = root / f"{nd.name}.yaml"
-        cfg_file.write_text(yaml.safe_dump(nd.config_dict()))
-        argv = [sys.executable, "-m", "etcdward", "controller", "-c", str(cfg_file), "--data-dir", str(nd.data.root)]
-        if token_file:
-            argv += ["--token-file", str(token_file)]
-        procs[nd.name] = spawn(argv, logs[nd.name])
+        nd.write_config(nd.config_dict())
+        nd.launch(nd.controller_argv(token_file=token_file))
+        assert nd.proc is not None
+        procs[nd.name] = nd.proc
 
     first = nodes[0]
     t0_wall, t0 = time.time(), time.monotonic()
