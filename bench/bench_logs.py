@@ -8,9 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-
-
-from bench_procs import Node
+from .bench_procs import Node
 
 # -- what n1's etcd saw (same source for both sides) ------------------------------------------
 

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from etcdward.config import Config
-from etcdward.paths import DataDir
+from etcdward.procs import ControllerProcess, free_port, loopback_address, proc_stat
 
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
 POLL = 0.05  # both sides: 50 ms between checks / retries
@@ -27,14 +26,7 @@ _addr = itertools.count()
 
 def next_address() -> str:
     # 127.78.a.b: clear of tests (127.77.x.y) and `etcdward up` (127.0.0.x); per-pid block
-    n = next(_addr)
-    return f"127.78.{(os.getpid() + n // 230) % 250 + 1}.{n % 230 + 10}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return loopback_address(78, next(_addr), per_block=230)
 
 
 def port_open(host: str, port: int) -> bool:
@@ -44,9 +36,8 @@ def port_open(host: str, port: int) -> bool:
 
 
 def cpu_seconds(pid: int) -> float:
-    try:
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
-    except (OSError, IndexError):
+    f = proc_stat(pid)
+    if not f:
         return 0.0
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
@@ -57,12 +48,15 @@ _procs: list[subprocess.Popen[bytes]] = []
 roots: list[Path] = []  # temp dirs whose processes kill_all() kills
 
 
-def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    with log.open("ab") as fh:
-        p = subprocess.Popen(argv, stdout=fh, stderr=fh, stdin=subprocess.DEVNULL, start_new_session=True,
-                             env=env)
+def tracked_popen(argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+    p = subprocess.Popen(argv, **kw)
     _procs.append(p)
     return p
+
+
+def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    with log.open("ab") as fh:
+        return tracked_popen(argv, stdout=fh, stderr=fh, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
 
 
 def _etcd_pids_under(root: Path) -> list[int]:
@@ -101,15 +95,19 @@ def kill_all() -> None:
 # -- shared node shape ------------------------------------------------------------------------
 
 @dataclass
-class Node:
+class Node(ControllerProcess):
+    """A node of either side: the floor uses its data dir and config for a bare etcd; the
+    etcdward side starts its controller (tracked, so kill_all() kills it)."""
+
     name: str
     root: Path
     address: str = field(default_factory=next_address)
     client_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log_suffix = ".controller.log"
 
-    @property
-    def data(self) -> DataDir:
-        return DataDir(self.root / self.name)
+    def popen(self, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+        return tracked_popen(argv, **kw)
 
     @property
     def peer_url(self) -> str:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Formation benchmark: how long until N controllers are N voting etcd members, against the floor.
 
-    .venv/bin/python bench/formation.py [--nodes 3 5] [--runs 3] [--timeline] [--keep]
-                                        [--only etcdward|floor] [--json FILE]
+    .venv/bin/python -m bench.formation [--nodes 3 5] [--runs 3] [--timeline] [--keep]
+                                       [--only etcdward|floor] [--json FILE]
 
 Two measurements per run, interleaved on the same machine with the same etcd binary and flags:
 
@@ -48,18 +48,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from etcdward import pki, tokens
 from etcdward.durations import parse_duration
 from etcdward.store import Store, local_store
 from etcdward.store import errors as E
 from etcdward.supervisor import LaunchPlan, etcd_args, find_etcd
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from bench_logs import STARTUP_KEYS, controller_events, etcd_events, phases, startup_phases  # noqa: E402
-from bench_procs import ETCDCTL, Node, POLL, RUN_TIMEOUT, Result, _etcd_pids_under, cpu_seconds, kill_all, port_open, spawn, roots  # noqa: E402
+from .bench_logs import STARTUP_KEYS, controller_events, etcd_events, phases, startup_phases
+from .bench_procs import (ETCDCTL, POLL, RUN_TIMEOUT, Node, Result, _etcd_pids_under, cpu_seconds, kill_all,
+                          port_open, roots, spawn)
 
 async def _wait_store_ready(node: Node, proc: subprocess.Popen[bytes], deadline: float) -> Store:
     """Poll every 50 ms: TCP port open, then a linearizable read (a fresh gRPC channel only once
@@ -92,15 +89,13 @@ async def run_etcdward(n: int, base: Path) -> Result:
     root = Path(tempfile.mkdtemp(prefix=f"ew{n}-", dir=base))
     nodes = [Node(f"n{i}", root) for i in range(1, n + 1)]
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    logs = {nd.name: root / f"{nd.name}.controller.log" for nd in nodes}
+    logs = {nd.name: nd.log_file for nd in nodes}
 
     def launch(nd: Node, token_file: Path | None) -> None:
-        cfg_file = root / f"{nd.name}.yaml"
-        cfg_file.write_text(yaml.safe_dump(nd.config_dict()))
-        argv = [sys.executable, "-m", "etcdward", "controller", "-c", str(cfg_file), "--data-dir", str(nd.data.root)]
-        if token_file:
-            argv += ["--token-file", str(token_file)]
-        procs[nd.name] = spawn(argv, logs[nd.name])
+        nd.write_config(nd.config_dict())
+        nd.launch(nd.controller_argv(token_file=token_file))
+        assert nd.proc is not None
+        procs[nd.name] = nd.proc
 
     first = nodes[0]
     t0_wall, t0 = time.time(), time.monotonic()

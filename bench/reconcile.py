@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reconcile latency: from a change to the records reflecting it, against k0s's ~10 s resync.
 
-    .venv/bin/python bench/reconcile.py [--reps 5] [--keep]
+    .venv/bin/python -m bench.reconcile [--reps 5] [--keep]
 
 Three real controllers on loopback (tests/cluster.py). Each repetition measures, with t0 taken
 just before the change is made (after a random 0-1 s pause) and the records polled every
@@ -31,13 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
-
-from cluster import Cluster, Node, wait_for  # noqa: E402
-from test_records_support import in_sync  # noqa: E402
-
-from etcdward import records  # noqa: E402
+from etcdward import records
+from tests.cluster import Cluster, Node, wait_for
+from tests.test_records_support import form_in_sync, in_sync, inject_duplicate
 
 K0S_RESYNC = 10.0
 POLL = 0.02
@@ -57,11 +53,6 @@ async def until(node: Node, cond, timeout: float = 60.0) -> float:  # type: igno
     raise TimeoutError("condition not reached")
 
 
-async def write(node: Node, key: str, value: str) -> None:
-    async with node.store() as st:
-        await st.put(key, value)
-
-
 async def set_leave(node: Node, name: str) -> None:
     async with node.store() as st:
         await records.modify(st, name, lambda r: r.with_status(leave=True))
@@ -69,10 +60,9 @@ async def set_leave(node: Node, name: str) -> None:
 
 def duplicate(n1: Node, target: Node) -> float:
     mid = next(m.hex_id for m in n1.members() if m.name == target.name)
-    dup = records.new(f"{target.name}.example.org", target.address, mid)
     t0 = time.monotonic()
-    asyncio.run(write(n1, records.key(dup.name), dup.to_json()))
-    t1 = asyncio.run(until(n1, lambda rs, ms: dup.name not in rs))
+    dup = inject_duplicate(n1, target, mid)
+    t1 = asyncio.run(until(n1, lambda rs, ms: dup not in rs))
     return t1 - t0
 
 
@@ -122,14 +112,8 @@ def main() -> None:
     cluster = Cluster(root)
     results: dict[str, list[float]] = {"duplicate": [], "member-remove": [], "leave": []}
     try:
-        n1 = cluster.bootstrap("n1")
-        token = n1.token()
-        n2, n3 = cluster.node("n2"), cluster.node("n3")
-        for n in (n2, n3):
-            n.start(token)
+        (n1, n2, n3), token = form_in_sync(cluster, ["n1", "n2", "n3"], sync_timeout=60)
         names = {"n1", "n2", "n3"}
-        cluster.wait_voters(n1, names, timeout=120)
-        wait_for(lambda: in_sync(n1, names), 60, "records in sync", node=n1)
         time.sleep(GATE)
         for i in range(args.reps):
             # a random pause before each change, so that it does not always land at the same

@@ -2,7 +2,8 @@
 
 Each node gets its own 127.a.b.c address (peer 2380 and API 9443 on it), a free client port on
 127.0.0.1 and a data dir under the test's tmp dir. Every process is tracked and killed at
-teardown, including the etcd child (via its pid file), so no test leaves an orphan.
+teardown, including the etcd child (via its pid file), so no test leaves an orphan. Starting,
+stopping and killing is etcdward.procs.ControllerProcess; Node adds the config and the clients.
 """
 
 from __future__ import annotations
@@ -21,29 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from httpx import HTTPError as _HTTPError
 
 from etcdward import tokens
-from etcdward.paths import DataDir
+from etcdward.procs import ControllerProcess, deep_merge, free_port, loopback_address, running, wait_gone
 from etcdward.store import Member, Store, local_store
 from etcdward.store import errors as E
 
 _addr_counter = itertools.count(int.from_bytes(os.urandom(2), "big") % 5000)
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
+_running = running  # the name the tests import
 
 
 def next_address() -> str:
-    n = next(_addr_counter)
     # 127.77.x.y: away from 127.0.0.x used by `etcdward up` and a package etcd on 127.0.0.1
-    return f"127.77.{(os.getpid() + n // 200) % 250 + 1}.{n % 200 + 10}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return loopback_address(77, next(_addr_counter))
 
 
 def run_async(coro: Any) -> Any:
@@ -51,7 +44,7 @@ def run_async(coro: Any) -> Any:
 
 
 @dataclass
-class Node:
+class Node(ControllerProcess):
     name: str
     root: Path
     address: str = field(default_factory=next_address)
@@ -61,18 +54,7 @@ class Node:
     proc: subprocess.Popen[bytes] | None = None
     wrapper: list[str] = field(default_factory=list)  # e.g. ["unshare", "--uts", ...]
     env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def data(self) -> DataDir:
-        return DataDir(self.root / self.name)
-
-    @property
-    def config_file(self) -> Path:
-        return self.root / f"{self.name}.yaml"
-
-    @property
-    def log_file(self) -> Path:
-        return self.root / f"{self.name}.controller.log"
+    log_suffix = ".controller.log"
 
     @property
     def peer_url(self) -> str:
@@ -84,58 +66,16 @@ class Node:
             etcd["extraArgs"] = {"name": self.name}
         cfg: dict[str, Any] = {"spec": {"api": {"address": self.address},
                                         "storage": {"etcd": etcd}, "reconciler": {"leaseTTL": 4}}}
-        _merge(cfg, self.extra_config)
+        deep_merge(cfg, self.extra_config)
         return cfg
 
     def start(self, token: str | None = None, *args: str, token_file: Path | None = None) -> None:
         assert not self.alive(), f"{self.name} is already running"
         self.root.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(yaml.safe_dump(self.config()))
-        argv = [*self.wrapper, sys.executable, "-m", "etcdward", "controller", *([token] if token else []),
-                "-c", str(self.config_file), "--data-dir", str(self.data.root), *args]
-        if token_file:
-            argv += ["--token-file", str(token_file)]
-        with self.log_file.open("ab") as log:
-            shown = ["<token>" if a == token else a for a in argv[-6:]]  # keep secrets out of logs
-            log.write(f"\n=== start {' '.join(shown)}\n".encode())
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                         start_new_session=True, env={**os.environ, **self.env})
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def etcd_pid(self) -> int | None:
-        try:
-            pid = int((self.data.state / "etcd.pid").read_text())
-        except (OSError, ValueError):
-            return None
-        return pid if _running(pid) else None
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-        return self.proc.returncode
-
-    def kill9(self) -> None:
-        """kill -9 of the controller AND its etcd, as a machine crash would."""
-        etcd = self.etcd_pid()
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        if etcd:
-            with _suppress():
-                os.kill(etcd, signal.SIGKILL)
-            _wait_gone(etcd)
-
-    def wait_exit(self, timeout: float) -> int:
-        assert self.proc
-        return self.proc.wait(timeout)
+        self.write_config(self.config())
+        argv = self.controller_argv(token, *args, token_file=token_file)
+        shown = ["<token>" if a == token else a for a in argv[-6:]]  # keep secrets out of logs
+        self.launch(argv, banner=f"\n=== start {' '.join(shown)}\n")
 
     def store(self, timeout: float = 3.0) -> Store:
         return local_store(self.data, self.client_port, timeout=timeout)
@@ -186,42 +126,6 @@ class Node:
             [ETCDCTL, f"--endpoints=https://127.0.0.1:{self.client_port}", f"--cacert={ca}", f"--cert={crt}",
              f"--key={key}", *args], capture_output=True, text=True, timeout=30, env={**os.environ, "ETCDCTL_API": "3"})
 
-    def log(self) -> str:
-        try:
-            return self.log_file.read_text(errors="replace")
-        except OSError:
-            return ""
-
-
-def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _merge(dst[k], v)
-        else:
-            dst[k] = v
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return exc[0] is not None and issubclass(exc[0], ProcessLookupError)  # type: ignore[arg-type]
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _wait_gone(pid: int, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while _running(pid) and time.monotonic() < end:
-        time.sleep(0.05)
-
 
 def wait_for(cond: Any, timeout: float, what: str, node: Node | None = None, interval: float = 0.2) -> Any:
     end = time.monotonic() + timeout
@@ -271,7 +175,7 @@ class Cluster:
             leftover = n.etcd_pid()
             if leftover:
                 os.kill(leftover, signal.SIGKILL)
-                _wait_gone(leftover)
+                wait_gone(leftover)
 
 
 def _api_up(n: Node) -> bool:

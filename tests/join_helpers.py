@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from cluster import Cluster, Node, next_address, wait_for
+from tests.cluster import Cluster, Node, next_address, wait_for
 
 TOKEN_BEARER_RE = r"[a-z0-9]{6}\.[a-z0-9]{16}"
 

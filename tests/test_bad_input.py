@@ -168,7 +168,7 @@ def test_cli_without_effective_config_never_guesses_ports(tmp_path: Path) -> Non
 def small_tmpfs_cluster(tmp_path: Path):
     """A cluster whose node n1 has its data dir on a 200 MiB tmpfs (etcd preallocates two 64 MB
     WAL segments); the controller's own log stays outside, where it can still be written."""
-    from cluster import Cluster
+    from tests.cluster import Cluster
 
     cluster = Cluster(tmp_path)
     mnt = tmp_path / "n1"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import Cluster, Node, wait_for
+from tests.cluster import Cluster, Node, wait_for
 
 ROOT = os.geteuid() == 0
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster import Cluster, Node, _running, wait_for
+from tests.cluster import Cluster, Node, _running, wait_for
 from etcdward import datalock
 from etcdward.paths import DataDir
 

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cluster import Cluster, Node, wait_for
-from join_helpers import (
+from tests.cluster import Cluster, Node, wait_for
+from tests.join_helpers import (
     api_client, bearer_of, etcd_members, phantom_peer_url, remove_member, remove_members_except,
     shared_cluster,
 )

@@ -12,8 +12,8 @@ import time
 import httpx
 import pytest
 
-from cluster import Cluster, Node, wait_for
-from join_helpers import (
+from tests.cluster import Cluster, Node, wait_for
+from tests.join_helpers import (
     api_client, bearer_of, etcd_members, make_token, phantom_peer_url, remove_member, server_of, shared_cluster,
 )
 

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from cluster import Cluster, Node, wait_for
-from join_helpers import cluster_ids, etcd_members, wait_dead
+from tests.cluster import Cluster, Node, wait_for
+from tests.join_helpers import cluster_ids, etcd_members, wait_dead
 
 # (crash point, what etcd holds for the joiner after the crash)
 CRASH_POINTS = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster import Cluster, wait_for
+from tests.cluster import Cluster, wait_for
 
 
 @pytest.mark.parametrize("n", [3, 5])

@@ -7,8 +7,8 @@ import time
 
 import httpx
 
-from cluster import Cluster, wait_for
-from join_helpers import api_client, bearer_of, etcd_members, phantom_peer_url, remove_member
+from tests.cluster import Cluster, wait_for
+from tests.join_helpers import api_client, bearer_of, etcd_members, phantom_peer_url, remove_member
 
 MEMBERS = "/v1beta1/etcd/members"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import time
 
-from cluster import Cluster, Node, wait_for
-from test_records_support import LATENCY_BUDGET, in_sync, reconciler_leader, record_is, recs, timed_wait
+from tests.cluster import Cluster, Node, wait_for
+from tests.test_records_support import LATENCY_BUDGET, in_sync, reconciler_leader, record_is, recs, timed_wait
 
 REMOVED = dict(joined="False", reconcile_status="Success", message="Member removed from cluster")
 ETCD_GATE = 5.5  # etcd refuses to remove an active voter until all are connected >= 5 s

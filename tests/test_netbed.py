@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # works with or without tests/__init__.py
-import netbed  # noqa: E402
-from netbed import NetBed  # noqa: E402
+from tests import netbed
+from tests.netbed import NetBed
 
 _OK, _WHY = netbed.netbed_available()
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not _OK, reason=_WHY)]
@@ -41,9 +40,8 @@ PORT = 7070
 # Child script for the crash / SIGTERM tests: builds a bed, starts a sleeper, reports, waits.
 CHILD = """
 import sys, time
-sys.path.insert(0, sys.argv[1])
-import netbed
-if sys.argv[2] == "sigterm":
+from tests import netbed
+if sys.argv[1] == "sigterm":
     netbed.install_sigterm_cleanup()
 bed = netbed.NetBed(1)
 p = bed.popen("n1", ["sleep", "300"])
@@ -170,8 +168,11 @@ def test_failure_half_way_cleans_up(tmp_path, monkeypatch):
 
 
 def _child(mode: str) -> tuple[subprocess.Popen, str, int]:
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(Path(netbed.__file__).parent), mode],
-                             stdout=subprocess.PIPE, text=True)
+    # the repo root on the child's PYTHONPATH, so that it imports tests.netbed as we do
+    repo = str(Path(netbed.__file__).resolve().parents[1])
+    pythonpath = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, mode], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": pythonpath})
     prefix, pid = child.stdout.readline().split()
     return child, prefix, int(pid)
 

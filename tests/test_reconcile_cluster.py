@@ -10,8 +10,9 @@ import time
 
 import pytest
 import yaml
-from cluster import Cluster, wait_for
-from test_records_support import LATENCY_BUDGET, in_sync, put_raw, record_is, recs, timed_wait
+from tests.cluster import Cluster, wait_for
+from tests.test_records_support import (LATENCY_BUDGET, form_in_sync, in_sync, inject_duplicate, put_raw, record_is,
+                                        recs, timed_wait)
 
 from etcdward import records
 
@@ -26,14 +27,9 @@ def uts(hostname: str) -> list[str]:
 def test_seed2_hostname_flips_keep_one_record_per_member(cluster: Cluster) -> None:
     """k0s #5369: a node whose hostname flips between c1 and c1.example.org got a second record
     with the same member ID. Here names are pinned and duplicates are deleted."""
-    c1 = cluster.bootstrap("c1", wrapper=uts("c1"), use_name=False)
-    token = c1.token()
-    c2, c3 = (cluster.node(n, wrapper=uts(n), use_name=False) for n in ("c2", "c3"))
-    for n in (c2, c3):
-        n.start(token)
+    (c1, c2, c3), _ = form_in_sync(cluster, ["c1", "c2", "c3"],
+                                   node_kw=lambda n: {"wrapper": uts(n), "use_name": False})
     names = {"c1", "c2", "c3"}
-    cluster.wait_voters(c1, names, timeout=120)
-    wait_for(lambda: in_sync(c1, names), 30, "3 records in sync", node=c1)
     ids = {m.name: m.id for m in c1.members()}
 
     for host in ("c1.example.org", "c1", "c1.example.org", "c1"):
@@ -47,10 +43,8 @@ def test_seed2_hostname_flips_keep_one_record_per_member(cluster: Cluster) -> No
 
     # What k0s would have created on the flip: a second record with the live member ID. It even
     # asks to leave, which must never be honoured on a non-canonical duplicate.
-    dup = records.new("c1.example.org", c1.address, format(ids["c1"], "x"), now=0)
-    dup = dup.with_status(leave=True)
     t0 = time.monotonic()
-    put_raw(c2, records.key("c1.example.org"), dup.to_json())
+    assert inject_duplicate(c2, c1, format(ids["c1"], "x"), leave=True, now=0) == "c1.example.org"
     took = timed_wait(lambda: "c1.example.org" not in recs(c2), 30, "hand-written duplicate deleted", since=t0)
     assert took < LATENCY_BUDGET, f"duplicate deleted after {took:.2f}s (target 2 s)"
     assert record_is(c2, "c1", joined="True", leave=False, member_id=format(ids["c1"], "x"))()
@@ -61,14 +55,7 @@ def test_seed2_hostname_flips_keep_one_record_per_member(cluster: Cluster) -> No
 
 
 def test_records_follow_changes_behind_the_reconcilers_back(cluster: Cluster) -> None:
-    n1 = cluster.bootstrap("n1")
-    token = n1.token()
-    n2, n3 = cluster.node("n2"), cluster.node("n3")
-    for n in (n2, n3):
-        n.start(token)
-    names = {"n1", "n2", "n3"}
-    cluster.wait_voters(n1, names, timeout=120)
-    wait_for(lambda: in_sync(n1, names), 30, "3 records in sync", node=n1)
+    (n1, n2, n3), _ = form_in_sync(cluster, ["n1", "n2", "n3"])
     dd = ("--data-dir", str(n1.data.root))
 
     # -- the CLI reads ------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cluster import Cluster, Node, run_async, wait_for
+from tests.cluster import Cluster, Node, run_async, wait_for
 
 from etcdward import records
 from etcdward.reconcile.election import KEY as ELECTION_KEY
@@ -34,6 +34,18 @@ def put_raw(node: Node, key: str, value: str) -> None:
             await st.put(key, value)
 
     run_async(go())
+
+
+def inject_duplicate(via: Node, target: Node, member_id: str, *, leave: bool = False,
+                     now: float | None = None) -> str:
+    """Write by hand what k0s writes when target's hostname flips to its FQDN: a second record,
+    <name>.example.org, with target's live member ID (k0s #5369); `leave` makes it also ask to
+    leave, which must never be honoured on a non-canonical duplicate. Returns its name."""
+    dup = records.new(f"{target.name}.example.org", target.address, member_id, now=now)
+    if leave:
+        dup = dup.with_status(leave=True)
+    put_raw(via, records.key(dup.name), dup.to_json())
+    return dup.name
 
 
 def reconciler_leader(node: Node) -> str | None:
@@ -81,6 +93,20 @@ def form(cluster: Cluster, names: list[str], **kw: Any) -> list[Node]:
     wait_for(lambda: all(r.joined == "True" for r in recs(first).values()) and len(recs(first)) == len(names),
              30, "every record Joined=True", node=first)
     return nodes
+
+
+def form_in_sync(cluster: Cluster, names: list[str], sync_timeout: float = 30.0,
+                 node_kw: Callable[[str], dict[str, Any]] = lambda name: {}) -> tuple[list[Node], str]:
+    """Bootstrap names[0], start the others with one token, wait until all are voters and the
+    records are in sync (in_sync). Returns the nodes and the token (to rejoin a node with)."""
+    first = cluster.bootstrap(names[0], **node_kw(names[0]))
+    token = first.token()
+    rest = [cluster.node(name, **node_kw(name)) for name in names[1:]]
+    for node in rest:
+        node.start(token)
+    cluster.wait_voters(first, set(names), timeout=120)
+    wait_for(lambda: in_sync(first, set(names)), sync_timeout, f"{len(names)} records in sync", node=first)
+    return [first, *rest], token
 
 
 def in_sync(node: Node, names: set[str]) -> bool:

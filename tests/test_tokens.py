@@ -17,10 +17,10 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cluster import Cluster, Node
+from tests.cluster import Cluster, Node
 from etcdward import tokens
 from etcdward.durations import parse_duration
-from join_helpers import TOKEN_BEARER_RE, api_client, bearer_of, kubeconfig, shared_cluster
+from tests.join_helpers import TOKEN_BEARER_RE, api_client, bearer_of, kubeconfig, shared_cluster
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +18,7 @@ import yaml
 from . import datalock, tokens
 from .config import Config
 from .durations import parse_duration
-from .paths import DataDir
+from .procs import ControllerProcess
 from .store import Member, local_store
 from .store import errors as E
 
@@ -29,10 +26,11 @@ BASE_CLIENT_PORT = 22379  # loopback client ports 22379+i: clear of a package-st
 
 
 @dataclass
-class PlayNode:
+class PlayNode(ControllerProcess):
     index: int
     root: Path
     proc: subprocess.Popen[bytes] | None = None
+    stop_timeout = 20.0
 
     @property
     def name(self) -> str:
@@ -46,51 +44,20 @@ class PlayNode:
     def client_port(self) -> int:
         return BASE_CLIENT_PORT + self.index
 
-    @property
-    def data(self) -> DataDir:
-        return DataDir(self.root / self.name)
-
-    @property
-    def config_file(self) -> Path:
-        return self.root / f"{self.name}.yaml"
-
-    @property
-    def log_file(self) -> Path:
-        return self.root / f"{self.name}.log"
-
-    def write_config(self) -> None:
-        cfg = {"spec": {"api": {"address": self.address, "port": 9443},
-                        "storage": {"etcd": {"peerAddress": self.address, "peerPort": 2380,
-                                             "clientPort": self.client_port, "extraArgs": {"name": self.name}}}}}
-        self.config_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    def write_node_config(self) -> None:
+        self.write_config({"spec": {"api": {"address": self.address, "port": 9443},
+                                    "storage": {"etcd": {"peerAddress": self.address, "peerPort": 2380,
+                                                         "clientPort": self.client_port,
+                                                         "extraArgs": {"name": self.name}}}}}, sort_keys=False)
 
     def start(self, token: str | None = None) -> None:
-        self.write_config()
-        argv = [sys.executable, "-m", "etcdward", "controller", "-c", str(self.config_file),
-                "--data-dir", str(self.data.root)]
+        self.write_node_config()
+        token_file = None
         if token:
-            tf = self.root / f"{self.name}.token"
-            tf.write_text(token + "\n")
-            tf.chmod(0o600)
-            argv += ["--token-file", str(tf)]
-        log = self.log_file.open("ab")
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        if not self.proc:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
+            token_file = self.root / f"{self.name}.token"
+            token_file.write_text(token + "\n")
+            token_file.chmod(0o600)
+        self.launch(self.controller_argv(token_file=token_file))
 
 
 class Playground:

@@ -5,19 +5,16 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
+from etcdward.procs import cmdline, proc_stat
 
-import netbed  # noqa: E402
+from .. import netbed
 
-REPO = TESTS.parent
+REPO = Path(__file__).resolve().parents[2]
 OUTPUT_ROOT = REPO / "test-output" / "scenarios"
 CTLWRAP = Path(__file__).resolve().parent / "ctlwrap.py"  # python -m etcdward + SIGUSR1 stack dumps
 ETCDCTL = os.environ.get("ETCDWARD_ETCDCTL") or shutil.which("etcdctl") or "/usr/bin/etcdctl"
@@ -31,7 +28,7 @@ class ScenarioError(AssertionError):
 
 
 # A controller that hung on SIGTERM because KeptLease.close() waited for a keep-alive task that
-# had absorbed its cancellation (test_product_bugs.py; fixed in the product) used to be reported
+# had absorbed its cancellation (tests/test_tasks.py; fixed in the product) used to be reported
 # as a known bug; now any stop hang fails the scenario.  True restores the tolerance.
 TOLERATE_LEASE_HANG = False
 
@@ -54,34 +51,11 @@ def netbed_ok() -> tuple[bool, str]:
     return True, ""
 
 
-# ---- small process helpers --------------------------------------------------------------
-
-def proc_state(pid: int) -> str | None:
-    """One-letter state of pid ('R', 'S', 'Z', ...), None if gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie (a late-reaping PID 1 keeps killed orphans as Z; testbed.md 8.1)."""
-    st = proc_state(pid)
-    return st is not None and st != "Z"
-
+# ---- small process helpers (over etcdward.procs) -------------------------------------------
 
 def ppid_of(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def cmdline(pid: int) -> list[str]:
-    try:
-        return [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-    except OSError:
-        return []
+    fields = proc_stat(pid)
+    return int(fields[1]) if fields else None
 
 
 def is_etcd(pid: int) -> bool:
@@ -123,23 +97,12 @@ def _ok(p: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]
     return p if p.returncode == 0 else None
 
 
-def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _merge(dst[k], v)
-        else:
-            dst[k] = v
-
-
 OWNER = ".owner"  # {"pid", "start"} of the process whose run uses the folder
 
 
 def _proc_start(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
+    fields = proc_stat(pid)
+    return fields[19] if fields else None
 
 
 def safe_name(name: str) -> str:

@@ -10,17 +10,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from etcdward.paths import DataDir
+from etcdward.procs import ControllerProcess, cmdline, deep_merge, running
+
 from .common import (
     CTLWRAP,
     ETCDCTL,
     LEASE_TTL,
     TOLERATE_LEASE_HANG,
     ScenarioError,
-    _merge,
     _ok,
-    cmdline,
     is_etcd,
-    running,
     wait_until,
 )
 
@@ -28,8 +28,11 @@ if TYPE_CHECKING:
     from .harness import World
 
 
-class Host:
-    """One node of the bed and the controller that runs on it."""
+class Host(ControllerProcess):
+    """One node of the bed and the controller that runs on it (ctlwrap.py: SIGUSR1 dumps stacks)."""
+
+    launcher = (sys.executable, str(CTLWRAP))
+    stop_timeout = 40.0
 
     def __init__(self, world: "World", node: str) -> None:
         self.world = world
@@ -39,8 +42,6 @@ class Host:
         self.dir = world.outdir / node
         self.dir.mkdir(parents=True, exist_ok=True)
         self.data_root = self.dir / "data"
-        self.config_file = self.dir / "config.yaml"
-        self.log_file = self.dir / "controller.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.extra_config: dict[str, Any] = {}
@@ -49,6 +50,18 @@ class Host:
         return f"Host({self.node}, {self.ip}, {'up' if self.alive() else 'down'})"
 
     # -- paths ----------------------------------------------------------------------------
+    @property
+    def data(self) -> DataDir:
+        return DataDir(self.data_root)
+
+    @property
+    def config_file(self) -> Path:
+        return self.dir / "config.yaml"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "controller.log"
+
     @property
     def etcd_dir(self) -> Path:
         return self.data_root / "etcd"
@@ -77,43 +90,23 @@ class Host:
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"spec": {"storage": {"etcd": {"peerAddress": self.ip}},
                                         "reconciler": {"leaseTTL": LEASE_TTL}}}
-        _merge(cfg, self.extra_config)
+        deep_merge(cfg, self.extra_config)
         return cfg
 
     def start(self, token: str | None = None, env: dict[str, str] | None = None) -> None:
         if self.alive():
             raise ScenarioError(f"{self.node}: controller already running (pid {self.proc.pid})")  # type: ignore[union-attr]
-        import yaml
-
-        self.config_file.write_text(yaml.safe_dump(self.config(), sort_keys=False))
-        argv = [sys.executable, str(CTLWRAP), "controller", *([token] if token else []),
-                "-c", str(self.config_file), "--data-dir", str(self.data_root)]
+        self.write_config(self.config(), sort_keys=False)
         self.starts += 1
-        with self.log_file.open("ab") as log:
-            log.write(f"\n=== harness: start #{self.starts} {'with' if token else 'without'} token "
-                      f"at {time.strftime('%H:%M:%S')}\n".encode())
-            log.flush()
-            self.proc = self.bed.popen(self.node, argv, stdout=log, stderr=subprocess.STDOUT,
-                                       env={**os.environ, **(env or {})}, start_new_session=True,
-                                       cwd=str(self.dir))
-        self.world.event(f"{self.node}: start #{self.starts} (pid {self.proc.pid}, "
+        self.launch(self.controller_argv(token), env=env,
+                    banner=f"\n=== harness: start #{self.starts} {'with' if token else 'without'} token "
+                           f"at {time.strftime('%H:%M:%S')}\n")
+        self.world.event(f"{self.node}: start #{self.starts} (pid {self.proc.pid}, "  # type: ignore[union-attr]
                          f"{'token' if token else 'no token'})")
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def returncode(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
-
-    def etcd_pid(self) -> int | None:
-        """PID of the etcd running on this host's data dir (from state/etcd.pid), if running."""
-        try:
-            pid = int((self.data_root / "state" / "etcd.pid").read_text())
-        except (OSError, ValueError):
-            return None
-        if running(pid) and f"--data-dir={self.etcd_dir}" in cmdline(pid):
-            return pid
-        return None
+    def popen(self, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+        """Inside this node, tracked by the bed (its close() kills what is left)."""
+        return self.bed.popen(self.node, argv, cwd=str(self.dir), **kw)
 
     def etcd_pids_in_node(self) -> list[int]:
         """Every live etcd process in this node's network namespace."""
@@ -123,8 +116,7 @@ class Host:
         """SIGKILL, as a crash would.  mode "both": controller and etcd (machine crash);
         "controller": the controller only -- its etcd must die by itself (PDEATHSIG)."""
         etcd = self.etcd_pid()
-        if self.proc is not None and self.proc.poll() is None:
-            self.bed.kill9(self.proc.pid)  # kills and reaps (it is our child)
+        self.kill_controller()
         if mode == "both" and etcd:
             self._kill_pid(etcd)
         if etcd:
@@ -147,27 +139,24 @@ class Host:
         except ProcessLookupError:
             pass
 
-    def stop(self, timeout: float = 40.0) -> int | None:
-        """SIGTERM and wait; a controller that does not stop in time is a violation, then killed."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGUSR1)  # ctlwrap: task stacks into the log
-                time.sleep(1.0)
-                dump = self.log().rsplit("=== harness: SIGUSR1", 1)[-1]
-                msg = (f"{self.node}: controller did not stop within {timeout:.0f}s of SIGTERM (task stacks at the "
-                       f"end of {self.log_file})")
-                if TOLERATE_LEASE_HANG and "Task cancelling name='lease-" in dump and "KeptLease._keep" in dump:
-                    self.world.known_bug(msg + ": the KeptLease cancellation bug (test_product_bugs.py)")
-                else:
-                    self.world.violation(msg)
-                self.kill9()
-        self.world.event(f"{self.node}: stopped (rc {self.proc.returncode})")
-        return self.proc.returncode
+    def stop_timed_out(self, timeout: float) -> None:
+        """A controller that does not stop in time is a violation (then stop() kills it)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGUSR1)  # ctlwrap: task stacks into the log
+        time.sleep(1.0)
+        dump = self.log().rsplit("=== harness: SIGUSR1", 1)[-1]
+        msg = (f"{self.node}: controller did not stop within {timeout:.0f}s of SIGTERM (task stacks at the "
+               f"end of {self.log_file})")
+        if TOLERATE_LEASE_HANG and "Task cancelling name='lease-" in dump and "KeptLease._keep" in dump:
+            self.world.known_bug(msg + ": the KeptLease cancellation bug (tests/test_tasks.py)")
+        else:
+            self.world.violation(msg)
+
+    def stop(self, timeout: float | None = None) -> int | None:
+        rc = super().stop(timeout)
+        if self.proc is not None:
+            self.world.event(f"{self.node}: stopped (rc {rc})")
+        return rc
 
     def restart(self, token: str | None = None, how: str = "term") -> None:
         """Stop (how="term": SIGTERM; "kill": kill -9 of controller and etcd) and start again."""
@@ -176,10 +165,6 @@ class Host:
         else:
             self.stop()
         self.start(token)
-
-    def wait_exit(self, timeout: float) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout)
 
     # -- running things inside the node ---------------------------------------------------
     def run(self, argv: list[str], timeout: float = 60.0, input: str | None = None,
@@ -241,12 +226,6 @@ class Host:
 
     def fqdn(self) -> str:
         return f"{self.node}.{self.bed.domain}"
-
-    def log(self) -> str:
-        try:
-            return self.log_file.read_text(errors="replace")
-        except OSError:
-            return ""
 
     def log_lines(self, needle: str) -> list[str]:
         return [line for line in self.log().splitlines() if needle in line]

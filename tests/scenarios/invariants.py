@@ -9,7 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .common import BOOTSTRAP_LINE, ScenarioError, cmdline, ppid_of, running, wait_until
+from etcdward.procs import cmdline, running
+
+from .common import BOOTSTRAP_LINE, ScenarioError, ppid_of, wait_until
 from .host import Host
 
 if TYPE_CHECKING:
