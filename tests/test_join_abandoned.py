@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import time
 
-from cluster import Cluster, wait_for
-from join_helpers import api_client, etcd_members, phantom_peer_url
+from tests.cluster import Cluster, wait_for
+from tests.join_helpers import api_client, etcd_members, phantom_peer_url
 
 MEMBERS = "/v1beta1/etcd/members"
 
