@@ -8,6 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etcdward import records
+from etcdward.keys import JoinRecord
+from etcdward.membership import leave_blocker
 from etcdward.reconcile import rules
 from etcdward.reconcile.rules import Snapshot
 from etcdward.store import Member
@@ -193,12 +195,12 @@ def test_invalid_records_are_noted_and_never_overwritten() -> None:
 
 def test_guard_counts() -> None:
     five = [member(i) for i in range(1, 6)]
-    assert rules.leave_blocker(five, {1, 2, 3, 4, 5}, 1, five[4]) is None
-    assert rules.leave_blocker(five, {1, 2, 3}, 1, five[4]) is None  # 4 left, 3 healthy >= quorum(4)=3
-    assert rules.leave_blocker(five, {1, 2}, 1, five[4]) is not None
+    assert leave_blocker(five, {1, 2, 3, 4, 5}, 1, five[4]) is None
+    assert leave_blocker(five, {1, 2, 3}, 1, five[4]) is None  # 4 left, 3 healthy >= quorum(4)=3
+    assert leave_blocker(five, {1, 2}, 1, five[4]) is not None
     two = five[:2]
-    assert rules.leave_blocker(two, {1}, 1, two[1]) is None  # 2 -> 1: the one left is healthy
-    assert rules.leave_blocker(two, set(), 2, two[0]) is None  # the reconciler counts itself healthy
+    assert leave_blocker(two, {1}, 1, two[1]) is None  # 2 -> 1: the one left is healthy
+    assert leave_blocker(two, set(), 2, two[0]) is None  # the reconciler counts itself healthy
 
 
 # -- property: repeated passes converge, and never remove unsafely ----------------------------
@@ -237,7 +239,7 @@ def step(s: Snapshot, a: rules.Action, rev: int) -> Snapshot:
     elif a.kind == "remove-member":
         target = next(m for m in members if m.id == a.member_id)
         if not target.is_learner:
-            assert rules.leave_blocker(s.members, s.alive, s.self_id, target) is None
+            assert leave_blocker(s.members, s.alive, s.self_id, target) is None
             assert target.id != s.self_id
         assert a.record is not None and rules.is_canonical(s, a.record) and a.record.leave
         members = [m for m in members if m.id != a.member_id]
@@ -284,9 +286,9 @@ def test_everybody_leaving_removes_the_others_then_refuses_the_last() -> None:
 def test_started_learner_that_never_catches_up_is_removed() -> None:
     m2 = member(2, learner=True)
     young = dataclasses.replace(snap([M1, m2], [record(M1)], learner_timeout=60),
-                                joins={2: rules.JoinInfo("n2", m2.peer_url, NOW - 100)})
+                                joins={2: JoinRecord("n2", m2.peer_url, NOW - 100)})
     assert first(young).kind == "promote"
-    old = dataclasses.replace(young, joins={2: rules.JoinInfo("n2", m2.peer_url, NOW - 121)})
+    old = dataclasses.replace(young, joins={2: JoinRecord("n2", m2.peer_url, NOW - 121)})
     a = first(old)
     assert a.kind == "remove-stalled-learner"
     assert a.message == "removed learner n2 (id 2, https://10.0.0.2:2380) that was not promotable within 120s"
@@ -339,7 +341,7 @@ def test_no_promotion_in_a_degraded_cluster() -> None:
 
 def test_unstarted_learner_is_kept_while_its_joiner_is_heard_and_removed_when_silent() -> None:
     ln = member(2, learner=True, started=False)
-    joins = {2: rules.JoinInfo("n2", ln.peer_url, NOW - 200)}  # well within learnerStartTimeout (300)
+    joins = {2: JoinRecord("n2", ln.peer_url, NOW - 200)}  # well within learnerStartTimeout (300)
     heard = dataclasses.replace(snap([M1, ln], [record(M1)]), joins=joins, joiner_timeout=60,
                                 last_heard={2: NOW - 5})
     assert rules.decide(heard) == []
@@ -350,7 +352,7 @@ def test_unstarted_learner_is_kept_while_its_joiner_is_heard_and_removed_when_si
     assert a.message == ("removed learner n2 (id 2, https://10.0.0.2:2380) that did not start: its joiner was not "
                          "heard from for 60s (joinerTimeout)")
     # learnerStartTimeout still bounds a learner whose joiner keeps repeating its request
-    old = dataclasses.replace(heard, joins={2: rules.JoinInfo("n2", ln.peer_url, NOW - 301)})
+    old = dataclasses.replace(heard, joins={2: JoinRecord("n2", ln.peer_url, NOW - 301)})
     assert first(old).message.endswith("that did not start within 300s")
     # a started learner is not judged by its joiner's silence (it may be catching up)
     started = dataclasses.replace(silent, members=(M1, member(2, learner=True)), alive=frozenset({1}))

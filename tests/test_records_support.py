@@ -13,7 +13,7 @@ from typing import Any
 from tests.cluster import Cluster, Node, run_async, wait_for
 
 from etcdward import records
-from etcdward.reconcile.election import KEY as ELECTION_KEY
+from etcdward.keys import RECONCILER_LEADER as ELECTION_KEY
 
 # The latency target is 2 s; this machine is shared and has 2 cores, so the hard
 # assertions allow this much and every test prints what it measured.

@@ -10,19 +10,17 @@ reconciler and `etcd leave` count "started, healthy voters".
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .errors import Permanent
+from .keys import ALIVE, RECONCILER_LEADER, member_id_of
 from .retry import retry
 
 if TYPE_CHECKING:
     from .store import Member, Store
 
-KEY = "/etcdward/election/reconciler"
-ALIVE = "/etcdward/alive/"
 
 
 def quorum(n: int) -> int:
@@ -73,17 +71,13 @@ def handover_target(members: tuple[Member, ...] | list[Member], alive: frozenset
 
 
 async def current_leader(store: Store) -> dict[str, str] | None:
-    kv = await store.get(KEY)
+    kv = await store.get(RECONCILER_LEADER)
     return json.loads(kv.value) if kv else None
 
 
 async def alive_members(store: Store) -> frozenset[int]:
     kvs, _ = await store.get_prefix(ALIVE)
-    out = set()
-    for kv in kvs:
-        with contextlib.suppress(ValueError):
-            out.add(int(kv.key.removeprefix(ALIVE), 16))
-    return frozenset(out)
+    return frozenset(mid for kv in kvs if (mid := member_id_of(kv.key, ALIVE)) is not None)
 
 
 class LeaveRefused(Permanent):

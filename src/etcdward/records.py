@@ -26,11 +26,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .addresses import is_member_name
+from .keys import ETCDMEMBERS
 from .store import Member, Store
 
 log = logging.getLogger(__name__)
 
-PREFIX = "/etcdward/etcdmembers/"
 API_VERSION = "etcd.etcdward.io/v1beta1"
 KIND = "EtcdMember"
 LIST_KIND = "EtcdMemberList"
@@ -49,7 +49,7 @@ class RecordError(ValueError):
 
 
 def key(name: str) -> str:
-    return PREFIX + name
+    return ETCDMEMBERS + name
 
 
 def timestamp(t: float | None = None) -> str:
@@ -239,10 +239,10 @@ class Listing:
 
 
 async def list_records(store: Store) -> Listing:
-    kvs, rev = await store.get_prefix(PREFIX)
+    kvs, rev = await store.get_prefix(ETCDMEMBERS)
     recs, bad = [], []
     for kv in kvs:
-        name = kv.key.removeprefix(PREFIX)
+        name = kv.key.removeprefix(ETCDMEMBERS)
         try:
             recs.append(parse(kv.value, name=name, mod_revision=kv.mod_revision, create_revision=kv.create_revision))
         except RecordError as e:

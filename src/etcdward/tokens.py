@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING
 import yaml
 
 from .errors import Permanent
+from .keys import TOKENS
 
 if TYPE_CHECKING:  # the store pulls in gRPC; a joiner decodes its token long before it needs it
     from .store import Store
 
 log = logging.getLogger(__name__)
 
-PREFIX = "/etcdward/tokens/"
 TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
 USER = "controller-bootstrap"
 ROLES = ("controller",)
@@ -146,7 +146,7 @@ async def create(store: Store, role: str, expiry: dt.timedelta) -> tuple[str, To
         now = _now()
         rec = TokenRecord(tid, role, hash_secret(secret), now.isoformat(),
                           (now + expiry).isoformat() if expiry.total_seconds() > 0 else None)
-        if await store.create(PREFIX + tid, rec.to_json()):
+        if await store.create(TOKENS + tid, rec.to_json()):
             return f"{tid}.{secret}", rec
 
 
@@ -168,7 +168,7 @@ def _record(raw: bytes) -> TokenRecord:
 
 async def list_tokens(store: Store) -> list[TokenRecord]:
     """Valid token records, oldest first; unreadable records are skipped with a warning."""
-    kvs, _ = await store.get_prefix(PREFIX)
+    kvs, _ = await store.get_prefix(TOKENS)
     recs = []
     for kv in kvs:
         try:
@@ -179,7 +179,7 @@ async def list_tokens(store: Store) -> list[TokenRecord]:
 
 
 async def invalidate(store: Store, tid: str) -> bool:
-    return await store.delete(PREFIX + tid)
+    return await store.delete(TOKENS + tid)
 
 
 async def verify(store: Store, bearer: str, role: str = "controller") -> TokenRecord | None:
@@ -187,7 +187,7 @@ async def verify(store: Store, bearer: str, role: str = "controller") -> TokenRe
     m = TOKEN_RE.fullmatch(bearer or "")
     if not m:
         return None
-    kv = await store.get(PREFIX + m.group(1))
+    kv = await store.get(TOKENS + m.group(1))
     if kv is None:
         return None
     try:

@@ -33,13 +33,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from ..config import is_member_name
+from ..keys import JOIN_QUEUE, JOINS, JoinRecord, join_key, member_id_of
 from ..store import KV, Member, Store
 from ..store import errors as E
 
 log = logging.getLogger(__name__)
 
-QUEUE = "/etcdward/join-queue/"
-JOINS = "/etcdward/joins/"  # /etcdward/joins/<member id hex>: who asked for a learner, and when
 PLACE_TTL = 20  # seconds a place in line outlives the last request that asked for it
 POLL = 0.1
 HOLD = 9.0  # seconds a queued request waits before 503; with Retry-After 1, an answer every ~10 s
@@ -83,7 +82,7 @@ class JoinAnswer:
 
 
 def queue_key(peer_url: str) -> str:
-    return QUEUE + hashlib.sha256(peer_url.encode()).hexdigest()[:24]
+    return JOIN_QUEUE + hashlib.sha256(peer_url.encode()).hexdigest()[:24]
 
 
 def find_conflict(members: list[Member], node: str, peer_url: str,
@@ -180,10 +179,9 @@ class JoinService:
                     else:
                         log.info("added learner %s (id %x, %s)", node, member.id, peer_url)
                         # The joiner is waiting for this answer: do the bookkeeping in parallel.
-                        record = json.dumps({"node": node, "peerURL": peer_url, "added": time.time(), "seen": 0})
                         answer, *_ = await asyncio.gather(
                             self._answer(member, members, node),
-                            self.store.put(JOINS + format(member.id, "x"), record),
+                            self.store.put(join_key(member.id), JoinRecord.new(node, peer_url).to_json()),
                             self._leave_queue(key, place))
                         return answer
                 if time.monotonic() + POLL > deadline:
@@ -209,20 +207,12 @@ class JoinService:
         revision tells the reconciler the joiner is alive (it compares no timestamps)."""
         if member.started and not member.is_learner:
             return  # a voter: nothing left to keep alive
-        key = JOINS + format(member.id, "x")
+        key = join_key(member.id)
         try:
             kv = await self.store.get(key)
-            try:
-                record = json.loads(kv.value) if kv else {}
-                if not isinstance(record, dict):
-                    record = {}
-            except ValueError:
-                record = {}
+            record = JoinRecord.parse(kv.value) if kv else None
             # "added" bounds the learner's life (learnerStartTimeout): never reset it on a repeat.
-            record = {"node": node, "peerURL": peer_url, "added": time.time(), **record}
-            seen = record.get("seen")
-            record["seen"] = seen + 1 if isinstance(seen, int) else 1
-            await self.store.put(key, json.dumps(record))
+            await self.store.put(key, (record or JoinRecord.new(node, peer_url)).heard().to_json())
         except E.StoreError as e:
             log.debug("join %s: could not note the repeated request (%s); the joiner repeats it", node, e)
 
@@ -253,13 +243,9 @@ class JoinService:
         kvs, _ = await self.store.get_prefix(JOINS)
         names = {}
         for kv in kvs:
-            try:
-                mid = int(kv.key.removeprefix(JOINS), 16)
-                node = json.loads(kv.value)["node"]
-            except (ValueError, KeyError, TypeError):
-                continue
-            if mid in unstarted and isinstance(node, str):
-                names[mid] = node
+            mid, record = member_id_of(kv.key, JOINS), JoinRecord.parse(kv.value)
+            if mid in unstarted and record is not None:
+                names[mid] = record.node
         return names
 
     async def cluster_id(self) -> int:
@@ -271,7 +257,7 @@ class JoinService:
         return JoinAnswer(member=member, members=members, cluster_id=await self.cluster_id(), name=node)
 
     async def _queue(self) -> list[KV]:
-        kvs, _ = await self.store.get_prefix(QUEUE)
+        kvs, _ = await self.store.get_prefix(JOIN_QUEUE)
         return sorted(kvs, key=lambda kv: kv.create_revision)
 
     async def _hold_place(self, key: str, node: str, peer_url: str, entries: list[KV],

@@ -26,7 +26,7 @@ from ..store import errors as E
 
 log = logging.getLogger(__name__)
 
-from ..membership import ALIVE, KEY, alive_members, current_leader  # noqa: F401 (re-exported)
+from ..keys import ALIVE, RECONCILER_LEADER
 
 
 class Election:
@@ -52,11 +52,11 @@ class Election:
                 if not self.lease.valid:
                     await self.lease.close(revoke=False)
                     await self.lease.grant()
-                if await self.store.create(KEY, self.value, lease=self.lease.id):
+                if await self.store.create(RECONCILER_LEADER, self.value, lease=self.lease.id):
                     self._won = True
                     log.info("%s is now the reconciler leader", self.name)
                     return
-                kv = await self.store.get(KEY)
+                kv = await self.store.get(RECONCILER_LEADER)
                 if kv is not None and kv.lease == self.lease.id:
                     self._won = True
                     return
@@ -68,7 +68,7 @@ class Election:
         if not self.leading:
             return False
         try:
-            kv = await self.store.get(KEY)
+            kv = await self.store.get(RECONCILER_LEADER)
         except E.StoreError:
             return self.lease.valid
         self._won = kv is not None and kv.lease == self.lease.id
@@ -77,9 +77,9 @@ class Election:
     async def resign(self) -> None:
         self._won = False
         with contextlib.suppress(E.StoreError):
-            kv = await self.store.get(KEY)
+            kv = await self.store.get(RECONCILER_LEADER)
             if kv is not None and kv.lease == self.lease.id:
-                await self.store.delete_if(KEY, kv.mod_revision)
+                await self.store.delete_if(RECONCILER_LEADER, kv.mod_revision)
         await self.lease.close(revoke=True)
 
 

@@ -10,19 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .. import records
-from ..join.server import JOINS
+from ..keys import ETCDMEMBERS, JOINS, JoinRecord, join_key, member_id_of
 from ..store import Store
 from ..store import errors as E
 from ..tasks import cancel_and_wait
 from . import rules
-from .election import Election, alive_members
+from ..membership import alive_members
+from .election import Election
 
 if TYPE_CHECKING:
     from ..node import Controller
@@ -61,13 +61,12 @@ class Reconciler:
         joins = {}
         record_revs = {}
         for kv in kvs:
-            try:
-                mid = int(kv.key.removeprefix(JOINS), 16)
-                record_revs[mid] = kv.mod_revision  # "heard" even if the body is not what we expect
-                d = json.loads(kv.value)
-                joins[mid] = rules.JoinInfo(d["node"], d["peerURL"], float(d["added"]))
-            except (ValueError, KeyError, TypeError):
+            mid = member_id_of(kv.key, JOINS)
+            if mid is None:
                 continue
+            record_revs[mid] = kv.mod_revision  # "heard" even if the body is not what we expect
+            if (record := JoinRecord.parse(kv.value)) is not None:
+                joins[mid] = record
         now = time.time()
         live = {m.id for m in members if m.is_learner and not m.started}
         self.first_seen = {mid: self.first_seen.get(mid, now) for mid in live}
@@ -105,9 +104,9 @@ class Reconciler:
                 await self.store.promote(a.member_id)
             elif a.kind == "remove-stalled-learner":
                 await self.store.remove_member(a.member_id)
-                await self.store.delete(JOINS + format(a.member_id, "x"))
+                await self.store.delete(join_key(a.member_id))
             elif a.kind == "forget-join":
-                await self.store.delete(JOINS + format(a.member_id, "x"))
+                await self.store.delete(join_key(a.member_id))
             elif a.kind == "delete-duplicate":
                 assert a.record is not None
                 if not await records.delete(self.store, a.record):
@@ -169,9 +168,9 @@ class Reconciler:
         """Wake the loop on any change under the records prefix."""
         while True:
             try:
-                _, rev = await self.store.get_prefix(records.PREFIX)
+                _, rev = await self.store.get_prefix(ETCDMEMBERS)
                 self.wakeup.set()
-                async for _batch in self.store.watch_prefix(records.PREFIX, rev + 1):
+                async for _batch in self.store.watch_prefix(ETCDMEMBERS, rev + 1):
                     self.wakeup.set()
             except E.StoreError as e:
                 log.debug("records watch: %s; watching again", e)

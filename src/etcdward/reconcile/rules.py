@@ -23,25 +23,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..addresses import is_member_name
-from ..records import MSG_JOINED, MSG_NO_SUCH_MEMBER, MSG_REMOVED, PREFIX, EtcdMember, for_member, peer_host
-from ..membership import (  # noqa: F401 (re-exported)
-    handover_target, healthy_voters, leave_blocker, promotion_blocker, quorum)
+from ..keys import ETCDMEMBERS, JoinRecord
+from ..records import MSG_JOINED, MSG_NO_SUCH_MEMBER, MSG_REMOVED, EtcdMember, for_member, peer_host
+from ..membership import healthy_voters, leave_blocker, promotion_blocker
 from ..store import Member
 
 MSG_TAKEOVER = "Waiting for another controller to take over"
 
 
 @dataclass(frozen=True)
-class JoinInfo:
-    node: str
-    peer_url: str
-    added: float  # unix time the learner was added
-
-
-@dataclass(frozen=True)
 class Snapshot:
     members: tuple[Member, ...]
-    joins: Mapping[int, JoinInfo]  # member id -> join request that created it
+    joins: Mapping[int, JoinRecord]  # member id -> join request that created it
     now: float
     learner_timeout: float = 300.0
     first_seen: Mapping[int, float] = field(default_factory=dict)  # fallback age for unknown learners
@@ -244,7 +237,7 @@ def record_actions(s: Snapshot) -> tuple[list[Action], list[str]]:
     notes: list[str] = []
     by_name = {r.name: r for r in s.records}
     by_id = {r.member_id for r in s.records if r.member_id}
-    invalid = {k.removeprefix(PREFIX) for k, _ in s.invalid_records}
+    invalid = {k.removeprefix(ETCDMEMBERS) for k, _ in s.invalid_records}
     live = {m.id for m in s.members}
     # rule 3: every started member has a record
     for m in sorted(s.members, key=lambda m: m.id):

@@ -34,6 +34,7 @@ from etcd3aio import (
     prefix_range_end,
 )
 
+from ..keys import HEALTH
 from . import errors as E
 
 log = logging.getLogger(__name__)
@@ -208,7 +209,7 @@ class Store:
     # -- health --------------------------------------------------------------------------
     async def ready(self, timeout: float = 2.0) -> None:
         """A linearizable read: passes only on a voting member of a cluster with quorum."""
-        await self._call("ready", self._client.kv.get, "/etcdward/health", timeout=timeout, max_attempts=1)
+        await self._call("ready", self._client.kv.get, HEALTH, timeout=timeout, max_attempts=1)
 
     async def status(self, timeout: float | None = None) -> Status:
         r = await self._call("status", self._client.maintenance.status, timeout=timeout, max_attempts=1)
