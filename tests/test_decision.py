@@ -68,7 +68,7 @@ def test_a_token_never_bootstraps() -> None:
 
 
 def test_on_disk_inspection(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from etcdward.node import inspect_disk
+    from etcdward.localstate import inspect_disk
     from etcdward.paths import DataDir
 
     data = DataDir(tmp_path)

@@ -30,7 +30,7 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -45,9 +45,9 @@ from .join.server import JoinAbandoned, JoinBusy, JoinConflict, JoinService
 from .paths import DataDir
 from .store import Store
 from .store import errors as E
+from .errors import Permanent
+from .voterdeps import VoterDeps
 
-if TYPE_CHECKING:
-    from .node import Controller
 
 log = logging.getLogger(__name__)
 
@@ -320,31 +320,34 @@ class _Server(uvicorn.Server):
         return contextlib.nullcontext()
 
 
-async def serve_api(ctl: "Controller") -> None:
-    assert ctl.store is not None
+class ApiListenError(Permanent):
+    """The join API's address:port cannot be listened on."""
+
+
+async def serve_api(voter: VoterDeps) -> None:
+    store, data, cfg = voter.store, voter.data, voter.cfg
 
     async def ready() -> str | None:
         try:
-            await ctl.store.ready()  # type: ignore[union-attr]
+            await store.ready()
             return None
         except E.StoreError as e:
             return f"etcd not ready: {e}"
 
-    join = JoinService(ctl.store, joiner_timeout=ctl.cfg.spec.reconciler.joiner_timeout)
-    deps = ApiDeps(store=ctl.store, data=ctl.data, join=join, ready=ready)
-    data = ctl.data
+    join = JoinService(store, joiner_timeout=cfg.spec.reconciler.joiner_timeout)
+    deps = ApiDeps(store=store, data=data, join=join, ready=ready)
     config = uvicorn.Config(
-        build_app(deps), host=ctl.cfg.api_address, port=ctl.cfg.api.port, log_level="warning", lifespan="off",
+        build_app(deps), host=cfg.api_address, port=cfg.api.port, log_level="warning", lifespan="off",
         ssl_certfile=str(data.api_crt), ssl_keyfile=str(data.api_key),
         ssl_context_factory=lambda _cfg, _default: server_ssl_context(data),
         timeout_keep_alive=5,
     )
     server = _Server(config)
-    log.info("join API listening on https://%s:%d", ctl.cfg.api_address, ctl.cfg.api.port)
+    log.info("join API listening on https://%s:%d", cfg.api_address, cfg.api.port)
     try:
         await server.serve()
     finally:
         server.should_exit = True
     if not server.started:
-        raise RuntimeError(f"join API could not listen on {ctl.cfg.api_address}:{ctl.cfg.api.port}")
+        raise ApiListenError(f"join API could not listen on {cfg.api_address}:{cfg.api.port}")
     await asyncio.sleep(0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import logging
 import os
 import secrets
@@ -20,14 +19,13 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from . import datalock, identity
+from . import datalock, localstate
 from .config import Config
 from .errors import EtcdwardError, Permanent
 from .crashpoints import crashpoint, crashpoint_after, delay_point
-from .decision import Action, Decision, Disk, Token, decide
-from .identity import Identity
+from .decision import Action, Decision, Token, decide
+from .localstate import Identity, inspect_disk, move_aside
 from .paths import DataDir, atomic_write
 from typing import TYPE_CHECKING
 
@@ -57,36 +55,6 @@ class Options:
         if self.token is None:
             return Token.NONE
         return Token.GIVEN if self.token.strip() else Token.BLANK
-
-
-def inspect_disk(data: DataDir) -> Disk:
-    has_db = data.etcd_db.is_file()
-    partial = data.etcd.is_dir() and any(data.etcd.iterdir()) and not has_db
-    ident = identity.load(data)  # a broken identity file stops the start: it may pin a cluster
-    pinned = ident.cluster_id if ident else None
-    pin = None if has_db else _join_pin(data)
-    # A learner exists only if a join request was answered (memberID); a refusal added none.
-    refused = pin.get("refused") if pin and not pin.get("memberID") else None
-    return Disk(has_db=has_db, has_partial_etcd=partial, pinned_cluster_id=pinned, tombstone=data.tombstone.exists(),
-                join_started=None if pin is None else str(pin.get("server") or "an unknown join API"),
-                join_refused=str(refused) if refused else None)
-
-
-def _join_pin(data: DataDir) -> dict[str, object] | None:
-    """What state/join.json says about an unfinished join (an unreadable one still counts)."""
-    if not data.join_file.exists():
-        return None
-    try:
-        pin = json.loads(data.join_file.read_text())
-    except (OSError, ValueError):
-        return {}
-    return pin if isinstance(pin, dict) else {}
-
-
-def move_aside(path: Path) -> Path:
-    dest = path.with_name(f"{path.name}.aside-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}")
-    os.replace(path, dest)
-    return dest
 
 
 def check_port_free(address: str, port: int, what: str) -> None:
@@ -199,7 +167,7 @@ class Controller:
             sup_task = asyncio.create_task(self.sup.run(), name="etcd-supervisor")
             # The store (gRPC) and the API are imported only now: a joiner sends its join request
             # first, and etcd takes about a second to start anyway.
-            from . import services  # noqa: F401  (pre-import the API while etcd boots)
+            from . import voter  # noqa: F401  (imported while etcd boots, not on the joiner's first request)
             from .store import local_store
 
             await wait_for_port("127.0.0.1", self.cfg.etcd.client_port, self.sup)
@@ -237,22 +205,22 @@ class Controller:
             await self.shutdown()
 
     async def _plan(self, action: Action) -> LaunchPlan:
-        pinned = identity.load(self.data)
-        name = identity.resolve_name(pinned, self.cfg.etcd.name)
+        pinned = localstate.load_identity(self.data)
+        name = localstate.resolve_name(pinned, self.cfg.etcd.name)
         if action is Action.JOIN:
             from .join.client import perform_join  # the join protocol owns the joining side
 
-            joined = await perform_join(self, name)
+            joined = await perform_join(self.data, self.cfg, self.opts.token or "", self.opts.join_timeout, name)
             self.ident = joined.ident
             self._claim = asyncio.create_task(joined.claim.keep(), name="learner-claim")
             return joined.plan
         from . import pki
 
-        hostname = identity.hostname()
+        hostname = localstate.hostname()
         pki.ensure_node_pki(self.data, peer_address=self.cfg.peer_address, api_address=self.cfg.api_address,
                             sans=self.cfg.api.sans, hostname=hostname, create_cas=True)
         self.ident = (pinned or Identity(name=name)).with_(name=name)
-        identity.save(self.data, self.ident)
+        localstate.save_identity(self.data, self.ident)
         if action is Action.BOOTSTRAP:
             return LaunchPlan(name=name, initial_cluster=f"{name}={self.cfg.peer_url}", state="new",
                               cluster_token=f"etcdward-{secrets.token_hex(8)}")
@@ -277,28 +245,28 @@ class Controller:
         crashpoint("join-after-promotion")
         status = await self.store.status()
         cluster_id, member_id = format(status.cluster_id, "x"), format(status.member_id, "x")
-        pinned = identity.load(self.data)
+        pinned = localstate.load_identity(self.data)
         if pinned and pinned.cluster_id and pinned.cluster_id != cluster_id:
             raise ControllerError(
                 f"etcd reports cluster ID {cluster_id} but this node is pinned to cluster {pinned.cluster_id} "
                 f"({self.data.identity_file}); refusing to run in a different cluster")
-        name = identity.resolve_name(pinned, self.cfg.etcd.name)
+        name = localstate.resolve_name(pinned, self.cfg.etcd.name)
         self.ident = Identity(name=name, cluster_id=cluster_id, member_id=member_id)
-        identity.save(self.data, self.ident)
-        with contextlib.suppress(FileNotFoundError):
-            self.data.join_file.unlink()  # the join is complete: this node is a voter
+        localstate.save_identity(self.data, self.ident)
+        localstate.clear_join_pin(self.data)  # the join is complete: this node is a voter
         log.info("etcd ready: member %s (id %s) in cluster %s", name, member_id, cluster_id)
 
     async def _after_ready(self) -> None:
-        """Start what runs on a voting member: the join API and the reconciler."""
-        from .services import start_voter_services
+        """Start what runs on a voting member: the join API, the reconciler, liveness, self."""
+        from .voter import start_voter_services
+        from .voterdeps import VoterDeps
 
-        self._tasks.extend(await start_voter_services(self))
+        assert self.store is not None and self.ident is not None and self.ident.member_id
+        self._tasks.extend(start_voter_services(VoterDeps(store=self.store, cfg=self.cfg, data=self.data,
+                                                          ident=self.ident)))
 
     def _removed(self, why: str) -> int:
-        from .services import write_tombstone
-
-        write_tombstone(self, why)
+        localstate.write_tombstone(self.data, self.ident, why)
         return 0
 
     async def _stop_claim(self) -> None:

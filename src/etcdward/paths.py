@@ -96,8 +96,8 @@ class DataDir:
         return self.state / "join.json"
 
     @property
-    def pid_file(self) -> Path:
-        return self.state / "controller.pid"
+    def etcd_pid_file(self) -> Path:
+        return self.state / "etcd.pid"
 
 
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:

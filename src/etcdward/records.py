@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .addresses import is_member_name
+from .errors import Permanent, Temporary
 from .keys import ETCDMEMBERS
 from .store import Member, Store
 
@@ -44,7 +45,7 @@ MSG_NO_SUCH_MEMBER = "No such member ID"
 MSG_REMOVED = "Member removed from cluster"
 
 
-class RecordError(ValueError):
+class RecordError(Permanent, ValueError):
     """A record that does not have the EtcdMember shape; the message names the field."""
 
 
@@ -272,7 +273,11 @@ async def delete(store: Store, rec: EtcdMember) -> bool:
     return await store.delete_if(key(rec.name), rec.resource_version)
 
 
-class NotFound(LookupError):
+class RecordConflict(Temporary):
+    """Every compare-and-swap on a record lost: somebody else keeps writing it; try later."""
+
+
+class NotFound(Permanent, LookupError):
     pass
 
 
@@ -289,7 +294,7 @@ async def modify(store: Store, name: str, change: Callable[[EtcdMember], EtcdMem
             return cur
         if await update(store, nxt):
             return (await get(store, name)) or nxt
-    raise RuntimeError(f"record {name} kept changing under us ({attempts} compare-and-swap attempts lost)")
+    raise RecordConflict(f"record {name} kept changing under us ({attempts} compare-and-swap attempts lost)")
 
 
 async def upsert_self(store: Store, name: str, peer_address: str, member_id: str, live_ids: set[int],
@@ -319,4 +324,4 @@ async def upsert_self(store: Store, name: str, peer_address: str, member_id: str
             what = f"re-bound from departed member id {cur.member_id or '(none)'}"
         if nxt == cur or await update(store, nxt):
             return what
-    raise RuntimeError(f"record {name} kept changing under us ({attempts} compare-and-swap attempts lost)")
+    raise RecordConflict(f"record {name} kept changing under us ({attempts} compare-and-swap attempts lost)")

@@ -18,10 +18,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import datalock
+from . import datalock, localstate
 from .config import Config
 from .errors import Permanent
-from .paths import DataDir, atomic_write
+from .paths import DataDir
 
 log = logging.getLogger(__name__)
 
@@ -182,10 +182,6 @@ class Supervisor:
     _started_at: float = 0.0
     _fast_crashes: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_FAST_CRASHES))
 
-    @property
-    def pid_file(self) -> Path:
-        return self.data.state / "etcd.pid"
-
     def kill_leftover(self) -> None:
         """A previous controller may have died leaving its etcd behind (no PDEATHSIG on
         some kernels / when started by hand): terminate it if it runs on our data dir.
@@ -193,11 +189,8 @@ class Supervisor:
         Only while this process holds the data-dir lock (datalock): then no live controller
         owns that etcd, and its cmdline with our --data-dir= proves it is ours. Without the
         lock, the "leftover" may be the etcd of a controller that is running right now."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return
-        if runs_on_data_dir(pid, self.data):
+        pid = localstate.read_etcd_pid(self.data)
+        if pid is not None and runs_on_data_dir(pid, self.data):
             if not datalock.held_by_this_process(self.data):
                 raise SupervisorGaveUp(f"etcd (pid {pid}) already runs on {self.data.etcd} and this process "
                                        "does not hold the data-dir lock; not killing it, not starting another")
@@ -226,7 +219,7 @@ class Supervisor:
         finally:
             logf.close()
         self._started_at = time.monotonic()
-        atomic_write(self.pid_file, f"{self.proc.pid}\n")
+        localstate.write_etcd_pid(self.data, self.proc.pid)
         log.info("etcd started (pid %d), log %s", self.proc.pid, self.data.etcd_log)
 
     def alive(self) -> bool:
@@ -278,10 +271,7 @@ class Supervisor:
             log.warning("etcd did not stop within %.0fs; sending SIGKILL", grace)
             p.kill()
             await p.wait()
-        try:
-            self.pid_file.unlink()
-        except FileNotFoundError:
-            pass
+        localstate.clear_etcd_pid(self.data)
 
 
 def runs_on_data_dir(pid: int, data: DataDir) -> bool:

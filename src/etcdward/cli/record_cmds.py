@@ -207,7 +207,7 @@ def _patch(kind: str) -> click.Command:
             _, changed = _store_call(data_dir, go, f"patch etcdmember {name}")
         except records.NotFound:
             raise not_found(name) from None
-        except (records.RecordError, RuntimeError) as e:
+        except (records.RecordError, records.RecordConflict) as e:
             raise CLIError(f"can't patch etcdmember {name}: {e}") from None
         click.echo(f"etcdmember.etcd.etcdward.io/{name} {'patched' if changed else 'patched (no change)'}")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .. import identity
+from .. import localstate
 from ..paths import DataDir
 from ..membership import current_leader
 from ..store import Store
@@ -59,7 +59,7 @@ def status(data_dir: Path, output: str) -> None:
         info = with_store(data, gather)
     except E.StoreError as e:
         raise CLIError(f"can't get status: {e}") from None
-    pinned = identity.load(data)
+    pinned = localstate.load_identity(data)
     info["pinnedClusterID"] = pinned.cluster_id if pinned else None
     info["tombstone"] = json.loads(data.tombstone.read_text()) if data.tombstone.exists() else None
     info["clientURL"] = node_config(data).client_url

@@ -15,25 +15,23 @@ stands, about every 10 s.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import ssl
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-from .. import identity, tokens
-from ..identity import Identity
+from .. import localstate, tokens
+from ..config import Config
+from ..localstate import Identity, pin_join
+from ..paths import DataDir
 from ..crashpoints import crashpoint
 from ..errors import Permanent, Temporary
-from ..paths import atomic_write
 from ..retry import retry
 from ..supervisor import LaunchPlan
 
-if TYPE_CHECKING:
-    from ..node import Controller
 
 log = logging.getLogger(__name__)
 
@@ -226,35 +224,34 @@ def claim_interval(headers: httpx.Headers) -> float:
     return min(30.0, max(0.2, value)) if value == value else CLAIM_INTERVAL
 
 
-async def perform_join(ctl: "Controller", name: str) -> JoinResult:
+async def perform_join(data: DataDir, cfg: Config, token_text: str, join_timeout: float, name: str) -> JoinResult:
+    """Join as `name` with the token; returns what was learned (launch plan, identity, claim)."""
     try:
-        token = tokens.decode(ctl.opts.token or "")
+        token = tokens.decode(token_text)
     except tokens.TokenError as e:
         raise JoinFailed(str(e)) from None
-    data = ctl.data
     try:
-        client = JoinClient(token, ctl.opts.join_timeout)
+        client = JoinClient(token, join_timeout)
     except (ssl.SSLError, ValueError) as e:
         raise JoinFailed(f"join token is not valid: its CA cannot be used ({e})") from None
     # Pin the intent to join before the first request: from here on this node may get a
     # learner (the answer can be lost in a crash), so a restart without the token must
     # refuse instead of bootstrapping a second cluster. An earlier attempt's record is kept.
-    _pin_join(data, {"name": name, "server": token.server})
+    pin_join(data, {"name": name, "server": token.server})
     try:
-        return await _ask(client, ctl, name, token)
+        return await _ask(client, data, cfg, name, token)
     except JoinFailed as e:
         if e.refused:  # the join API said no: this request added no learner; the next start says so
-            _pin_join(data, {"refused": str(e)[:500]})
+            pin_join(data, {"refused": str(e)[:500]})
         raise
     finally:
         await client.close()
 
 
-async def _ask(client: JoinClient, ctl: "Controller", name: str, token: tokens.JoinToken) -> JoinResult:
-    data, cfg = ctl.data, ctl.cfg
+async def _ask(client: JoinClient, data: DataDir, cfg: Config, name: str, token: tokens.JoinToken) -> JoinResult:
     log.info("joining via %s as %s (%s)", token.server, name, cfg.peer_url)
     ca = await client.call("GET", "/v1beta1/ca")
-    pinned = identity.load(data)
+    pinned = localstate.load_identity(data)
     theirs = ca.get("clusterID") if isinstance(ca, dict) else None
     if pinned and pinned.cluster_id and theirs and theirs != pinned.cluster_id:
         raise JoinFailed(
@@ -269,34 +266,22 @@ async def _ask(client: JoinClient, ctl: "Controller", name: str, token: tokens.J
     if not isinstance(initial, list) or not initial or not isinstance(ans.get("ca"), dict):
         raise JoinFailed(f"join API answered without initialCluster/ca: {str(ans)[:300]}")
     # Pin what we are joining before etcd starts: see the module docstring.
-    _pin_join(data, {"name": name, "server": token.server, "clusterID": ans.get("clusterID"),
+    pin_join(data, {"name": name, "server": token.server, "clusterID": ans.get("clusterID"),
                      "memberID": ans.get("memberID"), "initialCluster": initial})
     from .. import pki  # cryptography is needed only from here on
 
     ca_crt, ca_key = data.etcd_cert("ca")
     _write_pair(ans["ca"], ca_crt, ca_key, "etcd CA")
     pki.ensure_node_pki(data, peer_address=cfg.peer_address, api_address=cfg.api_address, sans=cfg.api.sans,
-                        hostname=identity.hostname(), create_cas=False)
-    pinned = identity.load(data)
+                        hostname=localstate.hostname(), create_cas=False)
+    pinned = localstate.load_identity(data)
     ident = Identity(name=name, cluster_id=pinned.cluster_id if pinned else None)
-    identity.save(data, ident)
+    localstate.save_identity(data, ident)
     member_id = str(ans.get("memberID") or "")
     log.info("join accepted: learner %s (id %s) in cluster %s", name, member_id, ans.get("clusterID"))
     claim = LearnerClaim(token=token, request=request, member_id=member_id, interval=claim_interval(headers))
     return JoinResult(plan=LaunchPlan(name=name, initial_cluster=",".join(initial), state="existing"),
                       ident=ident, claim=claim)
-
-
-def _pin_join(data, fields: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
-    """Merge fields into state/join.json (values already there and not given stay)."""
-    try:
-        current = json.loads(data.join_file.read_text())
-        if not isinstance(current, dict):
-            current = {}
-    except (OSError, ValueError):
-        current = {}
-    current.update({k: v for k, v in fields.items() if v is not None})
-    atomic_write(data.join_file, json.dumps(current, indent=2) + "\n")
 
 
 def _write_pair(body: dict[str, Any], crt, key, what: str) -> None:  # type: ignore[no-untyped-def]

@@ -13,19 +13,17 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from .. import records
 from ..keys import ETCDMEMBERS, JOINS, JoinRecord, join_key, member_id_of
 from ..store import Store
 from ..store import errors as E
-from ..tasks import cancel_and_wait
-from . import rules
 from ..membership import alive_members
+from ..tasks import cancel_and_wait
+from ..voterdeps import VoterDeps
+from . import rules
 from .election import Election
 
-if TYPE_CHECKING:
-    from ..node import Controller
 
 log = logging.getLogger(__name__)
 
@@ -224,16 +222,16 @@ async def mark_removed(store: Store, name: str, member_hex: str) -> None:
         return r.with_status(reconcile_status="Success", message=records.MSG_REMOVED).with_joined(
             "False", records.MSG_REMOVED)
 
-    with contextlib.suppress(records.NotFound, records.RecordError, RuntimeError):
+    with contextlib.suppress(records.NotFound, records.RecordError, records.RecordConflict):
         await records.modify(store, name, change)
 
 
-async def run_reconciler(ctl: "Controller") -> None:
-    assert ctl.store is not None and ctl.ident is not None
-    store, name, my_id = ctl.store, ctl.ident.name, ctl.ident.member_id or ""
-    rec = Reconciler(store, learner_timeout=ctl.cfg.spec.reconciler.learner_start_timeout,
-                     self_id=int(my_id, 16) if my_id else 0, joiner_timeout=ctl.cfg.spec.reconciler.joiner_timeout)
-    election = Election(store, name, my_id, ttl=ctl.cfg.spec.reconciler.lease_ttl)
+async def run_reconciler(deps: VoterDeps) -> None:
+    store, name, my_id = deps.store, deps.ident.name, deps.ident.member_id or ""
+    spec = deps.cfg.spec.reconciler
+    rec = Reconciler(store, learner_timeout=spec.learner_start_timeout, self_id=deps.member_id,
+                     joiner_timeout=spec.joiner_timeout)
+    election = Election(store, name, my_id, ttl=spec.lease_ttl)
 
     async def eligible() -> bool:
         """A controller whose own record asks it to leave does not lead (it would have to

@@ -1,0 +1,172 @@
+"""Every file under state/ and the move-aside of etcd data: this node's local memory.
+
+    state/identity.json   pinned member name, cluster ID and member ID (Identity)
+    state/join.json       an unfinished join: where it went, what was answered or refused
+    state/removed.json    tombstone: this node was removed from its cluster
+    state/etcd.pid        pid of the etcd the supervisor runs
+    etcd.aside-<t>-<r>    an etcd data dir moved out of the way (partial, or of a removed member)
+
+`inspect_disk` reads them for the start decision. The member name is pinned at the first
+bootstrap/join and reused on later starts even when the hostname changes (k0s #5369); only an
+explicit extraArgs.name renames the node. (The data dir's lock is datalock.py: it is not state
+but who may touch the state.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .decision import Disk
+from .errors import Permanent
+from .paths import DataDir, atomic_write
+
+log = logging.getLogger(__name__)
+
+
+class StateFileError(Permanent):
+    """A file under state/ that cannot be read or parsed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    cluster_id: str | None = None  # lowercase hex, pinned after the first successful start
+    member_id: str | None = None
+
+    def with_(self, **kw: str | None) -> "Identity":
+        return replace(self, **kw)
+
+
+def normalise_name(hostname: str) -> str:
+    """Lowercased short hostname as a valid RFC 1123 label."""
+    short = hostname.strip().split(".")[0].lower()
+    short = re.sub(r"[^a-z0-9-]", "-", short).strip("-")[:63].strip("-")
+    return short or "etcdward"
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def load_identity(data: DataDir) -> Identity | None:
+    try:
+        raw = json.loads(data.identity_file.read_text())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError) as e:
+        raise StateFileError(f"cannot read {data.identity_file}: {e}; fix or restore it (it pins this node's name "
+                             "and cluster), or run `etcdward reset` to start over") from None
+    fields = ("name", "clusterID", "memberID")
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not all(
+            isinstance(raw.get(k), (str, type(None))) for k in fields):
+        raise StateFileError(f"{data.identity_file} is not an identity file (an object with string fields "
+                             f"{', '.join(fields)}); fix or restore it, or run `etcdward reset` to start over")
+    return Identity(name=raw["name"], cluster_id=raw.get("clusterID"), member_id=raw.get("memberID"))
+
+
+def save_identity(data: DataDir, ident: Identity) -> None:
+    body = {"name": ident.name, "clusterID": ident.cluster_id, "memberID": ident.member_id}
+    atomic_write(data.identity_file, json.dumps(body, indent=2) + "\n", 0o644)
+
+
+def resolve_name(pinned: Identity | None, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    if pinned:
+        return pinned.name
+    return normalise_name(hostname())
+
+
+# -- join.json ---------------------------------------------------------------------------------
+def read_join_pin(data: DataDir) -> dict[str, Any] | None:
+    """What state/join.json says about an unfinished join (an unreadable one still counts)."""
+    if not data.join_file.exists():
+        return None
+    try:
+        pin = json.loads(data.join_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return pin if isinstance(pin, dict) else {}
+
+
+def pin_join(data: DataDir, fields: dict[str, Any]) -> None:
+    """Merge fields into state/join.json (values already there and not given stay)."""
+    current = read_join_pin(data) or {}
+    current.update({k: v for k, v in fields.items() if v is not None})
+    atomic_write(data.join_file, json.dumps(current, indent=2) + "\n")
+
+
+def clear_join_pin(data: DataDir) -> None:
+    try:
+        data.join_file.unlink()
+    except FileNotFoundError:
+        pass
+
+
+# -- etcd.pid ----------------------------------------------------------------------------------
+def write_etcd_pid(data: DataDir, pid: int) -> None:
+    atomic_write(data.etcd_pid_file, f"{pid}\n")
+
+
+def read_etcd_pid(data: DataDir) -> int | None:
+    try:
+        return int(data.etcd_pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def clear_etcd_pid(data: DataDir) -> None:
+    try:
+        data.etcd_pid_file.unlink()
+    except FileNotFoundError:
+        pass
+
+
+# -- move aside, tombstone ---------------------------------------------------------------------
+def move_aside(path: Path) -> Path:
+    dest = path.with_name(f"{path.name}.aside-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}")
+    os.replace(path, dest)
+    return dest
+
+
+def write_tombstone(data: DataDir, ident: Identity | None, why: str) -> None:
+    """This member was removed: move its etcd data aside and leave a tombstone, so that it
+    neither rejoins nor bootstraps until `etcdward reset`."""
+    dest = move_aside(data.etcd) if data.etcd.exists() else None
+    body = {
+        "removedAt": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "reason": why,
+        "member": ident.name if ident else None,
+        "memberID": ident.member_id if ident else None,
+        "clusterID": ident.cluster_id if ident else None,
+        "etcdDataMovedTo": str(dest) if dest else None,
+    }
+    atomic_write(data.tombstone, json.dumps(body, indent=2) + "\n")
+    log.warning(
+        "this member was removed from the etcd cluster (%s); its etcd data dir was moved to %s. "
+        "To rejoin: `etcdward reset --data-dir %s`, then start the controller with a new join token.",
+        why, dest, data.root)
+
+
+# -- the start decision's view of the disk ---------------------------------------------------
+def inspect_disk(data: DataDir) -> Disk:
+    has_db = data.etcd_db.is_file()
+    partial = data.etcd.is_dir() and any(data.etcd.iterdir()) and not has_db
+    ident = load_identity(data)  # a broken identity file stops the start: it may pin a cluster
+    pin = None if has_db else read_join_pin(data)
+    # A learner exists only if a join request was answered (memberID); a refusal added none.
+    refused = pin.get("refused") if pin and not pin.get("memberID") else None
+    return Disk(has_db=has_db, has_partial_etcd=partial, pinned_cluster_id=ident.cluster_id if ident else None,
+                tombstone=data.tombstone.exists(),
+                join_started=None if pin is None else str(pin.get("server") or "an unknown join API"),
+                join_refused=str(refused) if refused else None)

@@ -1,0 +1,83 @@
+"""The "self" service of a voting controller: it upserts this node's own EtcdMember record,
+then every 0.5 s notices that its member is gone from the member list (-> MemberWasRemoved:
+stop etcd, tombstone, exit 0), and, when its record asks it to leave while it is the etcd
+leader, moves etcd leadership to a healthy voter (only the leader can: client ports listen on
+127.0.0.1, so nobody else can reach this node's etcd).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+
+from . import records
+from .membership import alive_members, handover_target, leave_blocker
+from .retry import retry
+from .store import Store
+from .store import errors as E
+from .supervisor import MemberWasRemoved
+from .voterdeps import VoterDeps
+
+log = logging.getLogger(__name__)
+
+SELF_POLL = 0.5
+
+
+async def upsert_own_record(store: Store, name: str, peer_address: str, member_id: str) -> None:
+    """Retry until this node's record is written (never clearing its own spec.leave); a record
+    that is not valid is left alone with a warning."""
+
+    async def upsert() -> None:
+        live = {m.id for m in await store.members()}
+        what = await records.upsert_self(store, name, peer_address, member_id, live)
+        log.info("own EtcdMember record %s (member id %s): %s", name, member_id, what)
+
+    try:
+        await retry(upsert, deadline=math.inf, backoff=(0.2, 0.4, 0.8, 1.6, 3.0), what=f"own record {name}",
+                    retry_on=(E.StoreError, records.RecordConflict))
+    except records.RecordError as e:
+        log.warning("own EtcdMember record %s is not a valid record (%s); leaving it alone: fix or delete it "
+                    "(`etcdward delete etcdmember %s`) and restart this controller", name, e, name)
+
+
+async def run_self(deps: VoterDeps) -> None:
+    store, name, hex_id = deps.store, deps.ident.name, deps.ident.member_id or ""
+    await upsert_own_record(store, name, deps.cfg.peer_address, hex_id)
+    while True:
+        await asyncio.sleep(SELF_POLL)
+        try:
+            await check_self(store, name, int(hex_id, 16))
+        except E.StoreError as e:
+            log.debug("self check: %s", e)
+
+
+async def check_self(store: Store, name: str, my_id: int) -> None:
+    members = await store.members()
+    me = next((m for m in members if m.id == my_id), None)
+    if members and me is None:
+        raise MemberWasRemoved(f"member {name} (id {my_id:x}) is no longer in the etcd member list")
+    if me is None:
+        return
+    try:
+        rec = await records.get(store, name)
+    except records.RecordError:
+        return
+    if rec is None or not rec.leave or rec.member_id_int != my_id:
+        return
+    status = await store.status()
+    if status.leader_id != my_id:
+        return
+    alive = await alive_members(store)
+    if leave_blocker(members, alive, my_id, me) is not None:
+        return  # the reconciler records why; leadership stays here
+    target = handover_target(members, alive, my_id, my_id)
+    if target is None:
+        return
+    log.info("this member (%s) is leaving and is the etcd leader: moving leadership to %s (id %s)",
+             name, target.name, target.hex_id)
+    try:
+        await store.move_leader(target.id)
+    except E.StoreError as e:
+        log.warning("moving etcd leadership to %s failed: %s; trying again", target.name, e)
+

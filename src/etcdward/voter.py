@@ -1,0 +1,27 @@
+"""What a controller runs once its etcd is a voting member, each task from explicit deps:
+
+    join-api     the join API (api.py)
+    reconciler   campaigns for the reconciler role and reconciles while leading (reconcile/)
+    liveness     keeps /etcdward/alive/<member id> while the local etcd answers linearizable reads
+    self         this node's own record, removal and leave handover (selfwatch.py)
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from .api import serve_api
+from .reconcile.election import Liveness
+from .reconcile.loop import run_reconciler
+from .selfwatch import run_self
+from .voterdeps import VoterDeps
+
+
+def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
+    ident, cfg = deps.ident, deps.cfg
+    body = {"name": ident.name, "memberID": ident.member_id or "", "peerAddress": cfg.peer_address}
+    alive = Liveness(deps.store, ident.member_id or "", body, ttl=cfg.spec.reconciler.lease_ttl)
+    return [asyncio.create_task(serve_api(deps), name="join-api"),
+            asyncio.create_task(alive.run(), name="liveness"),
+            asyncio.create_task(run_self(deps), name="self"),
+            asyncio.create_task(run_reconciler(deps), name="reconciler")]

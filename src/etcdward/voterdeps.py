@@ -1,0 +1,27 @@
+"""What the services of a voting controller are given: one small frozen object instead of the
+controller itself, so that none of them reaches into another's state (and the import graph has
+no loop back to node.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .config import Config
+from .localstate import Identity
+from .paths import DataDir
+
+if TYPE_CHECKING:  # the store pulls in gRPC; types only
+    from .store import Store
+
+
+@dataclass(frozen=True)
+class VoterDeps:
+    store: Store
+    cfg: Config  # the effective config
+    data: DataDir
+    ident: Identity  # with the member ID: the services run only once this member votes
+
+    @property
+    def member_id(self) -> int:
+        return int(self.ident.member_id or "0", 16)
