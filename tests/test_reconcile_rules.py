@@ -40,7 +40,7 @@ def snap(members: list[Member], recs: list[records.EtcdMember], *, alive: set[in
 
 def first(s: Snapshot) -> rules.Action:
     actions = rules.decide(s)
-    assert actions, rules.idle_message(s)
+    assert actions, rules.idle(s).message
     return actions[0]
 
 
@@ -51,7 +51,8 @@ THREE = [M1, M2, M3]
 def test_in_sync_is_idle() -> None:
     s = snap(THREE, [record(M1), record(M2), record(M3)])
     assert rules.decide(s) == []
-    assert rules.idle_message(s) == "no action: 3 voters, 0 learners, 3 records"
+    assert rules.idle(s).message == "no action: 3 voters, 0 learners, 3 records"
+    assert not rules.idle(s).waiting
 
 
 def test_promotion_comes_first() -> None:
@@ -119,7 +120,7 @@ def test_leave_refused_for_the_last_voter() -> None:
     assert a.message.startswith("refused leave of n1 (id 1): Refusing to remove the last voting member")
     s = snap([M1], [a.record])  # recorded: nothing more to write, the line says why
     assert rules.decide(s) == []
-    assert rules.idle_message(s) == "no action: 1 voters, 0 learners, 1 records; leave of n1 refused"
+    assert rules.idle(s).message == "no action: 1 voters, 0 learners, 1 records; leave of n1 refused"
 
 
 def test_leave_refused_when_the_rest_would_lose_quorum() -> None:
@@ -148,7 +149,8 @@ def test_etcd_leader_hands_over_first() -> None:
     assert a.record.message == "Waiting for n2 to hand over etcd leadership"
     s = snap(THREE, [recs[0], a.record, recs[2]], self_id=1, leader=2, handover_since={"n2": NOW - 1})
     assert rules.decide(s) == []
-    assert rules.idle_message(s).startswith("waiting: leave of n2: it is the etcd leader")
+    assert rules.idle(s).message.startswith("waiting: leave of n2: it is the etcd leader")
+    assert rules.idle(s).waiting
     late = dataclasses.replace(s, handover_since={"n2": NOW - 10})
     a = first(late)
     assert a.kind == "remove-member" and "still the etcd leader" in a.message
@@ -190,7 +192,7 @@ def test_status_follows_etcd() -> None:
 def test_invalid_records_are_noted_and_never_overwritten() -> None:
     s = snap([M1, M2], [record(M1)], invalid_records=((records.key("n2"), "kind: expected 'EtcdMember'"),))
     assert rules.decide(s) == []
-    assert "invalid record /etcdward/etcdmembers/n2" in rules.idle_message(s)
+    assert "invalid record /etcdward/etcdmembers/n2" in rules.idle(s).message
 
 
 def test_guard_counts() -> None:
@@ -317,14 +319,16 @@ def test_a_refused_promotion_does_not_hold_back_the_next_action() -> None:
 
     rec.snapshot = snapshot  # type: ignore[method-assign]
     rec.apply = apply  # type: ignore[method-assign]
-    message, _, done = asyncio.run(rec.run_pass())
+    result = asyncio.run(rec.run_pass())
+    message, done = result.message, result.done
     assert applied == ["delete-duplicate"]
     assert done is not None and message.startswith("deleted duplicate record n1.example.org")
 
     rec.leading = lambda: False  # a leader that lost its lease acts on nothing
     applied.clear()
-    message, _, done = asyncio.run(rec.run_pass())
-    assert applied == [] and done is None and "leadership not confirmed" in message
+    result = asyncio.run(rec.run_pass())
+    assert applied == [] and result.done is None and "leadership not confirmed" in result.message
+    assert result.waiting
 
 
 def test_no_promotion_in_a_degraded_cluster() -> None:
@@ -333,7 +337,7 @@ def test_no_promotion_in_a_degraded_cluster() -> None:
     assert first(ok).kind == "promote"  # 2 healthy voters + the learner = quorum of 4
     bad = snap([M1, M2, M3, learner], [record(M1), record(M2), record(M3)], alive={1})
     assert all(a.kind != "promote" for a in rules.decide(bad))
-    assert rules.idle_message(bad).startswith(
+    assert rules.idle(bad).message.startswith(
         "waiting: not promoting learner n4 (id 4): only 1 of 3 voters are healthy, and 4 voters need 3")
     single = snap([M1, member(2, learner=True)], [record(M1)], alive=set())  # the reconciler counts itself
     assert first(single).kind == "promote"
@@ -357,3 +361,47 @@ def test_unstarted_learner_is_kept_while_its_joiner_is_heard_and_removed_when_si
     # a started learner is not judged by its joiner's silence (it may be catching up)
     started = dataclasses.replace(silent, members=(M1, member(2, learner=True)), alive=frozenset({1}))
     assert [a.kind for a in rules.decide(started)][:1] == ["promote"]
+
+
+class RecordingStore:
+    """Stands in for etcd in the dispatch test only: records which store call each action makes
+    (the calls themselves are exercised against real etcd in test_reconcile_cluster.py)."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self.fail = fail
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        async def call(*args: object, **kw: object) -> object:
+            self.calls.append((name, args[0] if args else None))
+            if self.fail is not None:
+                raise self.fail
+            return None if name == "get" else True  # get: no such key
+        return call
+
+
+def test_every_action_kind_has_a_handler_that_makes_its_store_call() -> None:
+    import asyncio
+
+    from etcdward.reconcile.loop import Reconciler
+    from etcdward.store import errors as E
+
+    assert set(Reconciler.HANDLERS) == set(rules.Kind)
+    rec_n2 = record(M2)
+    expected = {
+        rules.Kind.PROMOTE: [("promote", 2)],
+        rules.Kind.REMOVE_STALLED_LEARNER: [("remove_member", 2), ("delete", "/etcdward/joins/2")],
+        rules.Kind.FORGET_JOIN: [("delete", "/etcdward/joins/2")],
+    }
+    for kind, calls in expected.items():
+        store = RecordingStore()
+        assert asyncio.run(Reconciler(store).apply(rules.Action(kind, 2, "x"))) is None  # type: ignore[arg-type]
+        assert store.calls == calls, kind
+    store = RecordingStore()
+    asyncio.run(Reconciler(store).apply(rules.Action(rules.Kind.REMOVE_MEMBER, 2, "x", rec_n2)))  # type: ignore[arg-type]
+    assert store.calls[0] == ("remove_member", 2)
+    # etcd refusing for now is a reason to wait, not an error; "already done" counts as done
+    for exc, want in ((E.LearnerNotReady("not in sync"), "etcd refused it for now"), (E.MemberNotFound("gone"), None)):
+        why = asyncio.run(Reconciler(RecordingStore(exc)).apply(  # type: ignore[arg-type]
+            rules.Action(rules.Kind.PROMOTE, 2, "x")))
+        assert (why is None) if want is None else (why is not None and why.startswith(want)), why

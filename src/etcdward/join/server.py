@@ -163,19 +163,17 @@ class JoinService:
                         raise JoinAbandoned(f"the client asking for {node} went away before its turn")
                     try:
                         member, members = await self.store.add_learner(peer_url)
-                    except (E.TooManyLearners, E.UnhealthyCluster, E.NotEnoughStarted, E.LeaderChanged) as e:
-                        log.debug("join %s: add refused for now (%s)", node, e)
-                        refused = str(e)
-                    except E.PeerURLExists:
-                        pass  # an earlier attempt of ours landed: the next pass finds it
-                    except E.MemberNotFound as e:
-                        # etcd derives a new member's ID from its peer URLs and the current
-                        # second; re-adding a peer URL within the second it was removed gives
-                        # a removed ID, reported as "member not found". The next second works.
-                        log.debug("join %s: add refused for now (%s)", node, e)
-                        refused = str(e)
                     except E.Unavailable as e:
                         log.info("join %s: add outcome unknown (%s); re-reading the member list", node, e)
+                    except E.PeerURLExists:
+                        pass  # an earlier attempt of ours landed: the next pass finds it
+                    except (E.Temporary, E.MemberNotFound) as e:
+                        # Refused for now; the next pass (POLL) asks again. MemberNotFound: etcd
+                        # derives a new member's ID from its peer URLs and the current second;
+                        # re-adding a peer URL within the second it was removed gives a removed
+                        # ID, reported as "member not found". The next second works.
+                        log.debug("join %s: add refused for now (%s)", node, e)
+                        refused = str(e)
                     else:
                         log.info("added learner %s (id %x, %s)", node, member.id, peer_url)
                         # The joiner is waiting for this answer: do the bookkeeping in parallel.

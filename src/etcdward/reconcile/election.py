@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -27,6 +28,7 @@ from ..store import errors as E
 log = logging.getLogger(__name__)
 
 from ..keys import ALIVE, RECONCILER_LEADER
+from ..retry import retry
 
 
 class Election:
@@ -94,13 +96,14 @@ class Liveness:
         self.lease = 0
 
     async def run(self) -> None:
+        period = max(0.5, self.ttl / 4)
         try:
             while True:
-                try:
-                    await self._beat()
-                except E.StoreError as e:
-                    log.debug("liveness %s: %s", self.key, e)
-                await asyncio.sleep(max(0.5, self.ttl / 4))
+                # A failed beat is tried again every period until one passes; meanwhile the key
+                # expires with its lease, which is the point: no linearizable read, no liveness.
+                await retry(self._beat, deadline=math.inf, backoff=(period,), jitter=0, what=f"liveness {self.key}",
+                            retry_on=(E.StoreError,))
+                await asyncio.sleep(period)
         finally:
             if self.lease:
                 with contextlib.suppress(E.StoreError):

@@ -12,7 +12,8 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from .. import records
 from ..keys import ETCDMEMBERS, JOINS, JoinRecord, join_key, member_id_of
@@ -30,7 +31,16 @@ log = logging.getLogger(__name__)
 FAST = 0.1  # while a learner is pending or a leave is in progress
 SLOW = 1.0  # a full pass at least this often
 MEMBER_POLL = 0.25  # the member list alone (one cheap RPC) this often; a change wakes a pass
-RETRYABLE = (E.LearnerNotReady, E.UnhealthyCluster, E.NotEnoughStarted, E.LeaderChanged, E.TooManyLearners)
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """One pass: its decision line, the snapshot it read, the action it applied (None: none),
+    and whether it waits on something in progress (the loop then polls fast)."""
+    message: str
+    snapshot: rules.Snapshot | None
+    done: rules.Action | None
+    waiting: bool = False
 
 
 class Reconciler:
@@ -96,57 +106,79 @@ class Reconciler:
         return {mid: now - (mono - seen) for mid, (_, seen) in heard.items()}
 
     async def apply(self, a: rules.Action) -> str | None:
-        """None if applied; else why not yet (the next pass decides again from a fresh snapshot)."""
+        """None if applied; else why not yet (the next pass decides again from a fresh snapshot).
+        Whatever etcd refuses for now (Temporary) waits for the next pass; an action somebody
+        else already did counts as done."""
         try:
-            if a.kind == "promote":
-                await self.store.promote(a.member_id)
-            elif a.kind == "remove-stalled-learner":
-                await self.store.remove_member(a.member_id)
-                await self.store.delete(join_key(a.member_id))
-            elif a.kind == "forget-join":
-                await self.store.delete(join_key(a.member_id))
-            elif a.kind == "delete-duplicate":
-                assert a.record is not None
-                if not await records.delete(self.store, a.record):
-                    return f"record {a.record.name} changed while deleting it"
-            elif a.kind in ("write-record", "resign"):
-                assert a.record is not None
-                r = a.record
-                ok = await (records.update(self.store, r) if r.resource_version else records.create(self.store, r))
-                if not ok and a.kind == "write-record":
-                    return f"record {r.name} changed concurrently"
-            elif a.kind == "remove-member":
-                assert a.record is not None
-                with contextlib.suppress(E.MemberNotFound):
-                    await self.store.remove_member(a.member_id)
-                await mark_removed(self.store, a.record.name, a.record.member_id)
-            else:
-                raise ValueError(a.kind)
-        except RETRYABLE as e:
+            return await self.HANDLERS[a.kind](self, a)
+        except E.Temporary as e:
             return f"etcd refused it for now ({e})"
         except (E.MemberNotLearner, E.MemberNotFound):
-            return None  # somebody else already did it
+            return None
+
+    async def _promote(self, a: rules.Action) -> str | None:
+        await self.store.promote(a.member_id)
         return None
 
-    async def run_pass(self) -> tuple[str, rules.Snapshot, rules.Action | None]:
+    async def _remove_stalled_learner(self, a: rules.Action) -> str | None:
+        await self.store.remove_member(a.member_id)
+        await self.store.delete(join_key(a.member_id))
+        return None
+
+    async def _forget_join(self, a: rules.Action) -> str | None:
+        await self.store.delete(join_key(a.member_id))
+        return None
+
+    async def _delete_duplicate(self, a: rules.Action) -> str | None:
+        assert a.record is not None
+        if not await records.delete(self.store, a.record):
+            return f"record {a.record.name} changed while deleting it"
+        return None
+
+    async def _write_record(self, a: rules.Action) -> str | None:
+        assert a.record is not None
+        r = a.record
+        ok = await (records.update(self.store, r) if r.resource_version else records.create(self.store, r))
+        # a resign's status write is best effort: the role is handed over either way
+        return None if ok or a.kind is rules.Kind.RESIGN else f"record {r.name} changed concurrently"
+
+    async def _remove_member(self, a: rules.Action) -> str | None:
+        assert a.record is not None
+        with contextlib.suppress(E.MemberNotFound):
+            await self.store.remove_member(a.member_id)
+        await mark_removed(self.store, a.record.name, a.record.member_id)
+        return None
+
+    HANDLERS: dict[rules.Kind, Callable[[Reconciler, rules.Action], Awaitable[str | None]]] = {
+        rules.Kind.PROMOTE: _promote,
+        rules.Kind.REMOVE_STALLED_LEARNER: _remove_stalled_learner,
+        rules.Kind.FORGET_JOIN: _forget_join,
+        rules.Kind.DELETE_DUPLICATE: _delete_duplicate,
+        rules.Kind.WRITE_RECORD: _write_record,
+        rules.Kind.RESIGN: _write_record,
+        rules.Kind.REMOVE_MEMBER: _remove_member,
+    }
+
+    async def run_pass(self) -> PassResult:
         started = time.monotonic()
         snap = await self.snapshot()
         actions = rules.decide(snap)
         if not actions:
-            return rules.idle_message(snap), snap, None
+            idle = rules.idle(snap)
+            return PassResult(idle.message, snap, None, waiting=idle.waiting)
         first_refusal = ""
         # The first action etcd accepts is this pass's decision: one that etcd refuses for now
         # (a learner still catching up) must not hold back a leave or a duplicate behind it.
         for a in actions:
             if not self.may_act(started):
-                return "waiting: leadership not confirmed; dropped this pass", snap, None
+                return PassResult("waiting: leadership not confirmed; dropped this pass", snap, None, waiting=True)
             why = await self.apply(a)
             if why is None:
-                return a.message, snap, a
+                return PassResult(a.message, snap, a)
             if not first_refusal:
                 # not the action's own line (tests and operators grep for those), but what it waits for
                 first_refusal = f"waiting: {a.kind} {a.message.split(' ', 1)[1]}: not done yet, {why}"
-        return first_refusal, snap, None
+        return PassResult(first_refusal, snap, None, waiting=True)
 
     def may_act(self, pass_started: float) -> bool:
         """Membership changes are not CAS writes: act only while leadership is confirmed and the
@@ -155,12 +187,11 @@ class Reconciler:
             return True
         return self.leading() and time.monotonic() - pass_started < self.max_pass_age
 
-    def log_decision(self, message: str) -> None:
-        # "no action"/"waiting" lines repeat every pass; log them only when they change.
-        quiet = message.startswith(("no action", "waiting"))
-        if not quiet or message != self.last_message:
-            log.info("reconcile: %s", message)
-        self.last_message = message
+    def log_decision(self, result: PassResult) -> None:
+        # A pass that did nothing repeats its line every pass: log it only when it changes.
+        if result.done is not None or result.message != self.last_message:
+            log.info("reconcile: %s", result.message)
+        self.last_message = result.message
 
     async def _watch_records(self) -> None:
         """Wake the loop on any change under the records prefix."""
@@ -195,16 +226,15 @@ class Reconciler:
         try:
             while await election.still_leader():
                 try:
-                    message, snap, done = await self.run_pass()
+                    result = await self.run_pass()
                 except E.StoreError as e:
-                    message, snap, done = f"waiting: etcd unavailable ({e})", None, None
-                self.log_decision(message)
-                if done is not None and done.kind == "resign":
+                    result = PassResult(f"waiting: etcd unavailable ({e})", None, None, waiting=True)
+                self.log_decision(result)
+                if result.done is not None and result.done.kind is rules.Kind.RESIGN:
                     await election.resign()
                     return "resigned"
-                pending = snap is not None and any(m.is_learner for m in snap.members)
-                acted = done is not None
-                delay = 0 if acted else (FAST if pending or message.startswith("waiting") else SLOW)
+                pending = result.snapshot is not None and any(m.is_learner for m in result.snapshot.members)
+                delay = 0 if result.done is not None else (FAST if pending or result.waiting else SLOW)
                 self.wakeup.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), delay)

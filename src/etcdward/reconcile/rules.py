@@ -20,6 +20,7 @@ The etcd member list is the truth; the EtcdMember records converge to it:
 from __future__ import annotations
 
 from collections.abc import Mapping
+import enum
 from dataclasses import dataclass, field
 
 from ..addresses import is_member_name
@@ -60,11 +61,20 @@ class Snapshot:
         return next((m for m in self.members if m.id == member_id), None)
 
 
+class Kind(enum.StrEnum):
+    """What an action does; the loop has one handler per kind (loop.Reconciler.HANDLERS)."""
+    PROMOTE = "promote"
+    REMOVE_STALLED_LEARNER = "remove-stalled-learner"
+    FORGET_JOIN = "forget-join"
+    DELETE_DUPLICATE = "delete-duplicate"
+    WRITE_RECORD = "write-record"
+    REMOVE_MEMBER = "remove-member"
+    RESIGN = "resign"
+
+
 @dataclass(frozen=True)
 class Action:
-    # promote | remove-stalled-learner | forget-join | delete-duplicate | write-record |
-    # remove-member | resign
-    kind: str
+    kind: Kind
     member_id: int
     message: str
     record: EtcdMember | None = None  # write-record: the new state (resource_version 0 = create)
@@ -94,19 +104,19 @@ def membership_actions(s: Snapshot) -> list[Action]:
         if m.started and learner_age(s, m) > STARTED_LEARNER_FACTOR * s.learner_timeout:
             # It started once but etcd never found it in sync: most likely it died after
             # starting. It holds etcd's only learner slot, so it would block every later join.
-            out.append(Action("remove-stalled-learner", m.id, (
+            out.append(Action(Kind.REMOVE_STALLED_LEARNER, m.id, (
                 f"removed learner {m.name} (id {m.hex_id}, {m.peer_url}) that was not promotable within "
                 f"{STARTED_LEARNER_FACTOR * s.learner_timeout:.0f}s")))
         elif m.started and promotion_blocker(s.members, s.alive, s.self_id, m) is None:
-            out.append(Action("promote", m.id, f"promoted learner {m.name} (id {m.hex_id})"))
+            out.append(Action(Kind.PROMOTE, m.id, f"promoted learner {m.name} (id {m.hex_id})"))
         elif learner_age(s, m) > s.learner_timeout:
-            out.append(Action("remove-stalled-learner", m.id, (
+            out.append(Action(Kind.REMOVE_STALLED_LEARNER, m.id, (
                 f"removed learner {s.name_of(m)} (id {m.hex_id}, {m.peer_url}) that did not start within "
                 f"{s.learner_timeout:.0f}s")))
         elif not m.started and joiner_silence(s, m) > s.joiner_timeout:
             # A live joiner repeats its join request every few seconds until its etcd is ready:
             # silence means it died or never meant to start, and the learner slot is the only one.
-            out.append(Action("remove-stalled-learner", m.id, (
+            out.append(Action(Kind.REMOVE_STALLED_LEARNER, m.id, (
                 f"removed learner {s.name_of(m)} (id {m.hex_id}, {m.peer_url}) that did not start: its joiner "
                 f"was not heard from for {s.joiner_timeout:g}s (joinerTimeout)")))
     return out
@@ -119,7 +129,7 @@ def join_actions(s: Snapshot) -> list[Action]:
     for mid in sorted(s.joins):
         if mid not in pending:
             state = "gone" if mid not in ids else "voting"
-            out.append(Action("forget-join", mid, f"forgot join record of {s.joins[mid].node} (id {mid:x}, {state})"))
+            out.append(Action(Kind.FORGET_JOIN, mid, f"forgot join record of {s.joins[mid].node} (id {mid:x}, {state})"))
     return out
 
 
@@ -150,7 +160,7 @@ def duplicate_actions(s: Snapshot) -> list[Action]:
     for r in sorted(s.records, key=lambda r: r.name):
         keep = canon.get(r.member_id)
         if keep is not None and keep.name != r.name:
-            out.append(Action("delete-duplicate", r.member_id_int or 0, (
+            out.append(Action(Kind.DELETE_DUPLICATE, r.member_id_int or 0, (
                 f"deleted duplicate record {r.name} of member id {r.member_id} "
                 f"(record {keep.name} is the canonical one)"), r))
     return out
@@ -169,7 +179,7 @@ def successors(members: tuple[Member, ...] | list[Member], recs: tuple[EtcdMembe
 def _status_write(r: EtcdMember, reconcile_status: str, message: str, line: str) -> Action | None:
     if (r.reconcile_status, r.message) == (reconcile_status, message):
         return None
-    return Action("write-record", r.member_id_int or 0, line,
+    return Action(Kind.WRITE_RECORD, r.member_id_int or 0, line,
                   r.with_status(reconcile_status=reconcile_status, message=message))
 
 
@@ -194,7 +204,7 @@ def leave_actions(s: Snapshot) -> tuple[list[Action], list[str]]:
             continue  # gone members: rule 4; duplicates never act on leave (k0s #5369)
         who = f"{r.name} (id {m.hex_id})"
         if m.is_learner:
-            out.append(Action("remove-member", m.id, f"removed leaving learner {who} on request (spec.leave)", r))
+            out.append(Action(Kind.REMOVE_MEMBER, m.id, f"removed leaving learner {who} on request (spec.leave)", r))
             continue
         blocker = leave_blocker(s.members, s.alive, s.self_id, m)
         if blocker:
@@ -208,7 +218,7 @@ def leave_actions(s: Snapshot) -> tuple[list[Action], list[str]]:
                 # the last voter and is refused, instead of nobody leading
                 notes.append(f"leave of {r.name} waits: every other healthy voter is leaving too")
                 continue
-            out.append(Action("resign", m.id, (
+            out.append(Action(Kind.RESIGN, m.id, (
                 f"leave of {who}: this controller is the member leaving; resigned the reconciler role so that "
                 "another controller removes it"), r.with_status(reconcile_status="", message=MSG_TAKEOVER)))
             continue
@@ -220,12 +230,12 @@ def leave_actions(s: Snapshot) -> tuple[list[Action], list[str]]:
                 out.extend([a] if a else [])
                 notes.append(f"waiting: leave of {r.name}: it is the etcd leader, waiting for the handover")
                 continue
-            out.append(Action("remove-member", m.id, (
+            out.append(Action(Kind.REMOVE_MEMBER, m.id, (
                 f"removed member {who} on request (spec.leave) while it was still the etcd leader (no handover "
                 f"within {s.handover_timeout:.0f}s; etcd elects a new leader)"), r))
             continue
         voters = sum(1 for x in s.members if not x.is_learner) - 1
-        out.append(Action("remove-member", m.id, (
+        out.append(Action(Kind.REMOVE_MEMBER, m.id, (
             f"removed member {who} on request (spec.leave); {voters} voters left"), r))
     return out, notes
 
@@ -250,7 +260,7 @@ def record_actions(s: Snapshot) -> tuple[list[Action], list[str]]:
             continue  # noted as an invalid record; never overwritten
         old = by_name.get(m.name)
         if old is None:
-            out.append(Action("write-record", m.id, f"created missing record {m.name} for member id {m.hex_id}",
+            out.append(Action(Kind.WRITE_RECORD, m.id, f"created missing record {m.name} for member id {m.hex_id}",
                               for_member(m, s.now)))
         elif old.member_id_int in live:
             notes.append(f"record {m.name} belongs to another live member ({old.member_id})")
@@ -259,7 +269,7 @@ def record_actions(s: Snapshot) -> tuple[list[Action], list[str]]:
             new = old.with_status(member_id=m.hex_id, peer_address=fresh.peer_address, leave=False,
                                   reconcile_status="", message="").with_joined(fresh.joined,
                                                                                fresh.conditions[0].message, s.now)
-            out.append(Action("write-record", m.id, (
+            out.append(Action(Kind.WRITE_RECORD, m.id, (
                 f"re-bound record {m.name} from departed member id {old.member_id or '(none)'} to member id "
                 f"{m.hex_id}"), new))
     # rule 4: records of members that are not in etcd
@@ -278,7 +288,7 @@ def record_actions(s: Snapshot) -> tuple[list[Action], list[str]]:
             new = r.with_status(reconcile_status="Success", message=MSG_NO_SUCH_MEMBER).with_joined(
                 "False", MSG_NO_SUCH_MEMBER, s.now)
             line = f"marked record {r.name} Joined=False: no member id {r.member_id or '(none)'} in etcd"
-        out.append(Action("write-record", r.member_id_int or 0, line, new))
+        out.append(Action(Kind.WRITE_RECORD, r.member_id_int or 0, line, new))
     # rule 5: canonical records follow their member's state
     for mid, r in sorted(canonical_records(s).items()):
         m = s.member(int(mid, 16))
@@ -295,7 +305,7 @@ def record_actions(s: Snapshot) -> tuple[list[Action], list[str]]:
             want, MSG_JOINED if want == "True" else "Learner, not promoted yet", s.now)
         if stale:
             new = new.with_status(reconcile_status="", message="")
-        out.append(Action("write-record", m.id, (
+        out.append(Action(Kind.WRITE_RECORD, m.id, (
             f"synced record {r.name} with member id {m.hex_id}: Joined={want}, peerAddress {peer}"
             + (", cleared the status of a withdrawn leave" if stale and r.reconcile_status == "Failed" else "")), new))
     return out, notes
@@ -316,14 +326,20 @@ def analyse(s: Snapshot) -> tuple[list[Action], list[str]]:
     return actions, notes
 
 
-def idle_message(s: Snapshot) -> str:
-    """The decision line of a pass with nothing to do; starts with "waiting" while a leave is in
-    progress (the loop then polls fast)."""
+@dataclass(frozen=True)
+class Idle:
+    """A pass with nothing to do: its decision line, and whether something is in progress that
+    the loop should poll for quickly (a leave waiting on a handover, a promotion held back)."""
+    message: str
+    waiting: bool
+
+
+def idle(s: Snapshot) -> Idle:
     voters = sum(1 for m in s.members if not m.is_learner)
     learners = len(s.members) - voters
     _, notes = analyse(s)
     waits = [n for n in notes if n.startswith("waiting: ")]
     if waits:
-        return "; ".join([waits[0], *(n.removeprefix("waiting: ") for n in waits[1:])])
+        return Idle("; ".join([waits[0], *(n.removeprefix("waiting: ") for n in waits[1:])]), waiting=True)
     line = f"no action: {voters} voters, {learners} learners, {len(s.records)} records"
-    return "; ".join([line, *notes])
+    return Idle("; ".join([line, *notes]), waiting=False)
