@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ipaddress
 import json
 import logging
@@ -40,7 +41,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from . import tokens
-from .addresses import host_port, is_dns_name, is_member_name
+from .addresses import canonical_host, host_port, is_member_name
 from .join.server import JoinAbandoned, JoinBusy, JoinConflict, JoinService
 from .paths import DataDir
 from .store import Store
@@ -95,22 +96,13 @@ def validate_join(body: Any) -> tuple[str, str]:
             host = str(ipaddress.IPv6Address(host[1:-1]))
         except ValueError:
             raise BadRequest(f"peerAddress: {host!r} is not an IPv6 address") from None
-    elif _is_ip(host):
-        host = str(ipaddress.ip_address(host))
-    elif is_dns_name(host):
-        host = host.lower()
     else:
-        raise BadRequest(f"peerAddress: {host!r} is neither an IP address nor a DNS name")
+        canonical = canonical_host(host)
+        if canonical is None:
+            raise BadRequest(f"peerAddress: {host!r} is neither an IP address nor a DNS name")
+        host = canonical
     # Canonical form, so that the same peer URL always compares equal (idempotency by peer URL).
     return node, f"https://{host_port(host, port)}"
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
 
 
 def b64(data: bytes) -> str:
@@ -315,8 +307,6 @@ class _Server(uvicorn.Server):
     """uvicorn inside our loop: the controller owns the signal handlers."""
 
     def capture_signals(self) -> Any:  # type: ignore[override]
-        import contextlib
-
         return contextlib.nullcontext()
 
 

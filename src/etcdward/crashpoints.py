@@ -10,6 +10,7 @@ point (a slow step, not a crash). Points: join-before-etcd-start.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 
@@ -22,8 +23,6 @@ def crashpoint(name: str) -> None:
 async def crashpoint_after(name: str, delay: float) -> None:
     """Like crashpoint, but first lets the process run on for `delay` seconds (only when armed)."""
     if os.environ.get("ETCDWARD_TEST_CRASH_AT") == name:
-        import asyncio
-
         await asyncio.sleep(delay)
         crashpoint(name)
 
@@ -32,6 +31,4 @@ async def delay_point(name: str) -> None:
     """Pause `seconds` at this point when ETCDWARD_TEST_DELAY_AT=<name>:<seconds> names it."""
     point, _, seconds = os.environ.get("ETCDWARD_TEST_DELAY_AT", "").partition(":")
     if point == name:
-        import asyncio
-
         await asyncio.sleep(float(seconds or 0))

@@ -195,12 +195,6 @@ class Controller:
             return self._removed(str(e))
         except SupervisorGaveUp as e:
             raise ControllerError(str(e)) from None
-        except Exception as e:
-            from .join.client import JoinFailed
-
-            if isinstance(e, JoinFailed):
-                raise ControllerError(f"join failed: {e}") from None
-            raise
         finally:
             await self.shutdown()
 
@@ -208,9 +202,13 @@ class Controller:
         pinned = localstate.load_identity(self.data)
         name = localstate.resolve_name(pinned, self.cfg.etcd.name)
         if action is Action.JOIN:
-            from .join.client import perform_join  # the join protocol owns the joining side
+            # the join protocol owns the joining side (httpx: imported only by a joiner)
+            from .join.client import JoinFailed, perform_join
 
-            joined = await perform_join(self.data, self.cfg, self.opts.token or "", self.opts.join_timeout, name)
+            try:
+                joined = await perform_join(self.data, self.cfg, self.opts.token or "", self.opts.join_timeout, name)
+            except JoinFailed as e:
+                raise ControllerError(f"join failed: {e}") from None
             self.ident = joined.ident
             self._claim = asyncio.create_task(joined.claim.keep(), name="learner-claim")
             return joined.plan

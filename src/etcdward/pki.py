@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .addresses import is_ip
 from .errors import Permanent
 from .paths import DataDir, atomic_write
 
@@ -164,16 +165,8 @@ def leaf_is_current(crt: Path, key: Path, ca: KeyPair, sans: list[str]) -> bool:
         return False
     if pair.cert.not_valid_after_utc - _now() < RENEW_BEFORE:
         return False
-    want = {str(ipaddress.ip_address(s)) if _is_ip(s) else s for s in sans}
+    want = {str(ipaddress.ip_address(s)) if is_ip(s) else s for s in sans}
     return _sans_of(pair.cert) == want
-
-
-def _is_ip(s: str) -> bool:
-    try:
-        ipaddress.ip_address(s)
-        return True
-    except ValueError:
-        return False
 
 
 def ensure_leaf(

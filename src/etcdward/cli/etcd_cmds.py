@@ -11,7 +11,7 @@ import click
 from ..paths import DataDir
 from ..store import Member, Store
 from ..store import errors as E
-from .common import CLIError, data_dir_option, print_data, print_table, with_store
+from .common import CLIError, data_dir_option, print_table, with_store
 
 
 @click.group("etcd")
@@ -52,5 +52,3 @@ def member_list(data_dir: Path, output: str) -> None:
         rows.append(row + ([str(m.id)] if output == "wide" else []))
     print_table(cols, rows)
 
-
-__all__ = ["etcd_group", "k0s_member_list", "print_data"]

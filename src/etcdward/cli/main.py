@@ -133,5 +133,3 @@ def fail(why: str) -> None:
     click.echo(f"etcdward: {why}", err=True)
     sys.exit(1)
 
-
-__all__ = ["cli", "main", "DataDir"]

@@ -14,6 +14,7 @@ stands, about every 10 s.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import ssl
@@ -174,8 +175,6 @@ class LearnerClaim:
     async def keep(self) -> None:
         """Repeat the join request every `interval` seconds until cancelled (the controller
         stops it once its etcd is ready) or the server says the learner is gone."""
-        import asyncio
-
         if not self.member_id:
             return  # a server that named no member (not etcdward): nothing to name in a repeat
         headers = {"Authorization": f"Bearer {self.token.bearer}", "X-Etcdward-Learner-ID": self.member_id}
