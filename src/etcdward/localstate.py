@@ -158,6 +158,17 @@ def write_tombstone(data: DataDir, ident: Identity | None, why: str) -> None:
         why, dest, data.root)
 
 
+def read_tombstone(data: DataDir) -> dict[str, Any] | None:
+    """The tombstone's content; one that is not a JSON object is still a tombstone."""
+    if not data.tombstone.exists():
+        return None
+    try:
+        body = json.loads(data.tombstone.read_text(errors="replace"))
+    except (OSError, ValueError):
+        body = None
+    return body if isinstance(body, dict) else {"reason": f"(unreadable tombstone {data.tombstone})"}
+
+
 # -- the start decision's view of the disk ---------------------------------------------------
 def inspect_disk(data: DataDir) -> Disk:
     has_db = data.etcd_db.is_file()

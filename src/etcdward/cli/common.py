@@ -83,9 +83,13 @@ def node_config(data: DataDir) -> cfgmod.Config:
         raise CLIError(f"no effective config in {p}: is {data.root} the data dir of a controller that has started "
                        "(--data-dir)? The controller writes this file each time it starts")
     try:
-        return cfgmod.load(p)
+        cfg = cfgmod.load(p)
     except cfgmod.ConfigError as e:
         raise CLIError(f"{e} (the controller writes this file; start it again or fix the file)") from None
+    if not cfg.etcd.peer_address:  # an effective config is fully explicit; this one would mean default ports
+        raise CLIError(f"{p}: not an effective config (no spec.storage.etcd.peerAddress); the controller writes this "
+                       "file each time it starts: start it again or fix the file")
+    return cfg
 
 
 def open_store(data: DataDir, timeout: float = 5.0) -> Store:

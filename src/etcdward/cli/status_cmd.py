@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,7 @@ def status(data_dir: Path, output: str) -> None:
         raise CLIError(f"can't get status: {e}") from None
     pinned = localstate.load_identity(data)
     info["pinnedClusterID"] = pinned.cluster_id if pinned else None
-    info["tombstone"] = json.loads(data.tombstone.read_text()) if data.tombstone.exists() else None
+    info["tombstone"] = localstate.read_tombstone(data)
     info["clientURL"] = node_config(data).client_url
     if output != "table":
         print_data(info, output)
