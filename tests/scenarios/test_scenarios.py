@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.prereqs import needs
+
 from .harness import (
     LEASE_TTL,
     Host,
@@ -18,14 +20,12 @@ from .harness import (
     World,
     get_records,
     joined,
-    netbed_ok,
     records_cli_available,
     tail,
     wait_until,
 )
 
-_OK, _WHY = netbed_ok()
-pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.skipif(not _OK, reason=_WHY or "-")]
+pytestmark = [pytest.mark.root, pytest.mark.slow, needs("netbed", "etcd", "etcdctl")]
 
 
 
