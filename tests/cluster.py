@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import shutil
 import signal
@@ -24,7 +23,6 @@ from typing import Any
 
 from httpx import HTTPError as _HTTPError
 
-from etcdward import tokens
 from etcdward.procs import ControllerProcess, deep_merge, free_port, loopback_address, running, wait_gone
 from etcdward.store import Member, Store, local_store
 from etcdward.store import errors as E
@@ -182,11 +180,3 @@ def _api_up(n: Node) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex((n.address, 9443)) == 0
-
-
-def decode_token(token: str) -> tokens.JoinToken:
-    return tokens.decode(token)
-
-
-def json_line(text: str) -> Any:
-    return json.loads(text.strip().splitlines()[-1])

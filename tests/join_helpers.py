@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import os
-import shutil
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,19 +19,15 @@ import httpx
 import pytest
 import yaml
 
+from tests import prereqs
 from tests.cluster import Cluster, Node, next_address, wait_for
 
 TOKEN_BEARER_RE = r"[a-z0-9]{6}\.[a-z0-9]{16}"
 
 
-def have_etcd() -> bool:
-    return bool(os.environ.get("ETCDWARD_ETCD_BIN") or shutil.which("etcd"))
-
-
 def shared_cluster(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Cluster]:
     """Body of a module-scoped cluster fixture (the `cluster` fixture is per test)."""
-    if not have_etcd():
-        pytest.skip("no etcd binary (apt-get install etcd-server)")
+    prereqs.require("etcd")  # module-scoped: the per-test `needs` marker comes too late
     c = Cluster(tmp_path_factory.mktemp(name))
     try:
         yield c

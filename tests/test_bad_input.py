@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import os
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from etcdward.paths import DataDir
+from tests.prereqs import needs
 
 
 def etcdward(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -186,7 +186,7 @@ def small_tmpfs_cluster(tmp_path: Path):
             subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="a data dir on a small tmpfs needs root")
+@needs("root", "etcd")  # root: a data dir on a small tmpfs
 def test_disk_full_while_running(small_tmpfs_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster, mnt = small_tmpfs_cluster
     n1 = cluster.bootstrap("n1")

@@ -73,6 +73,8 @@ def tls_version(node: Node, version: ssl.TLSVersion) -> str:
         return tls.version() or ""
 
 
+# Not a missing install: an OpenSSL built without TLS 1.1 cannot make the client that probes for it.
+@pytest.mark.allow_skip("this OpenSSL cannot offer TLS 1.1")
 def test_tls_is_signed_by_cluster_ca_and_at_least_1_2(n1: Node) -> None:
     with api_client(n1) as c:
         assert c.get("/v1beta1/ca").status_code == 401  # reachable, verified against pki/ca.crt (IP SAN)

@@ -1,4 +1,4 @@
-"""Self-test of the namespace test bed (tests/netbed.py).  Needs root; skipped elsewhere."""
+"""Self-test of the namespace test bed (tests/netbed.py).  Needs root and the bed's tools (tests/prereqs.py)."""
 from __future__ import annotations
 
 import os
@@ -11,9 +11,9 @@ import pytest
 
 from tests import netbed
 from tests.netbed import NetBed
+from tests.prereqs import needs
 
-_OK, _WHY = netbed.netbed_available()
-pytestmark = [pytest.mark.root, pytest.mark.skipif(not _OK, reason=_WHY)]
+pytestmark = [pytest.mark.root, needs("netbed")]
 
 PY = [sys.executable, "-I", "-S", "-c"]  # -S: no site import, faster start inside nodes
 LISTENER = """

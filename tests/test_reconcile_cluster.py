@@ -4,13 +4,12 @@ and the record CLI. Several controllers on loopback (tests/cluster.py)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 
 import pytest
 import yaml
 from tests.cluster import Cluster, wait_for
+from tests.prereqs import needs
 from tests.test_records_support import (LATENCY_BUDGET, form_in_sync, in_sync, inject_duplicate, put_raw, record_is,
                                         recs, timed_wait)
 
@@ -23,7 +22,7 @@ def uts(hostname: str) -> list[str]:
 
 
 @pytest.mark.root
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare (UTS namespace)")
+@needs("root", "unshare")
 def test_seed2_hostname_flips_keep_one_record_per_member(cluster: Cluster) -> None:
     """k0s #5369: a node whose hostname flips between c1 and c1.example.org got a second record
     with the same member ID. Here names are pinned and duplicates are deleted."""

@@ -40,7 +40,8 @@ def etcd_binary() -> str | None:
 
 
 def netbed_ok() -> tuple[bool, str]:
-    """(True, "") when scenarios can run here, else (False, the reason for the skip)."""
+    """(True, "") when scenarios can run here (conftest then cleans up stale beds), else (False,
+    why).  Whether a scenario runs is decided by its needs() marker (tests/prereqs.py)."""
     ok, why = netbed.netbed_available()
     if not ok:
         return False, f"network-namespace bed unavailable: {why}"

@@ -55,7 +55,7 @@ from .common import (
     wait_until,
 )
 from .host import Host
-from .invariants import Checked, get_records, joined, leave_cli_available, records_cli_available
+from .invariants import Checked, get_records, joined
 from .writer import Writer
 
 _WORLDS: set["World"] = set()  # open worlds of this process
@@ -318,5 +318,5 @@ def prune_for_artifacts(root: Path) -> None:
 
 
 __all__ = ["BED_PREFIX", "CTLWRAP", "ETCDCTL", "LEASE_TTL", "OUTPUT_ROOT", "REPO", "WRITES", "Checked", "Host",
-           "ScenarioError", "World", "Writer", "etcd_binary", "get_records", "joined", "leave_cli_available",
-           "netbed_ok", "records_cli_available", "safe_name", "tail", "wait_until"]
+           "ScenarioError", "World", "Writer", "etcd_binary", "get_records", "joined",
+           "netbed_ok", "safe_name", "tail", "wait_until"]

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,7 +21,7 @@ class Checked:
     """What check_invariants saw, for the caller and the events log."""
     cluster_id: str = ""
     members: list[dict[str, Any]] = field(default_factory=list)
-    records: list[dict[str, Any]] | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
     acked_writes: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -80,8 +78,6 @@ def check_invariants(w: "World", expected: Iterable[str], timeout: float = 120.0
                 w.violation(f"{h.node} runs etcd of another cluster {cid} (main cluster {res.cluster_id})")
     # (3) records == members
     res.records = check_records(w, hosts, res.members, timeout=min(timeout, 60.0))
-    if res.records is None:
-        res.notes.append("invariant 3 skipped: `etcdward get etcdmembers` is not available yet")
     # (4) no acknowledged write lost
     if w.writer is not None:
         w.writer.stop()
@@ -122,12 +118,10 @@ def check_invariants(w: "World", expected: Iterable[str], timeout: float = 120.0
     return res
 
 def check_records(w: "World", hosts: list[Host], members: list[dict[str, Any]], timeout: float = 60.0
-                  ) -> list[dict[str, Any]] | None:
+                  ) -> list[dict[str, Any]]:
     """(3) One record per member (same member ID, Joined=True), no two records with one
-    member ID, and a record whose member is gone is Joined=False.  None if the records CLI
-    does not exist yet."""
-    if not records_cli_available():
-        return None
+    member ID, and a record whose member is gone is Joined=False.  Never skipped: a records
+    CLI that fails (or does not exist) is a violation like any other mismatch."""
     member_ids = {m["id"]: m["name"] for m in members}
     seen: list[dict[str, Any]] = []
 
@@ -198,30 +192,7 @@ def check_processes(w: "World", expect_none: bool = False) -> None:
                     w.violation(f"orphan etcd pid {pid}: {' '.join(argv[:3])}")
 
 
-# ---- the records CLI (issue 4; being written in parallel) ---------------------------------
-
-_records_cli: bool | None = None
-
-
-def records_cli_available() -> bool:
-    """True once `etcdward get etcdmembers` exists (probed once per process)."""
-    global _records_cli
-    if _records_cli is None:
-        p = subprocess.run([sys.executable, "-m", "etcdward", "get", "etcdmembers", "--help"],
-                           capture_output=True, text=True, timeout=60)
-        _records_cli = p.returncode == 0
-    return _records_cli
-
-
-def leave_cli_available() -> bool:
-    """`etcdward patch etcdmember NAME --leave` and `etcdward reset` both exist."""
-    checks = [["patch", "etcdmember", "--help"], ["reset", "--help"]]
-    for args in checks:
-        p = subprocess.run([sys.executable, "-m", "etcdward", *args], capture_output=True, text=True, timeout=60)
-        if p.returncode != 0:
-            return False
-    return True
-
+# ---- the records CLI (issue 4) ------------------------------------------------------------
 
 def get_records(h: Host) -> list[dict[str, Any]]:
     p = h.cli("get", "etcdmembers", "-o", "json")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.prereqs import needs
+
 from .harness import (
     LEASE_TTL,
     Host,
@@ -18,14 +20,11 @@ from .harness import (
     World,
     get_records,
     joined,
-    netbed_ok,
-    records_cli_available,
     tail,
     wait_until,
 )
 
-_OK, _WHY = netbed_ok()
-pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.skipif(not _OK, reason=_WHY or "-")]
+pytestmark = [pytest.mark.root, pytest.mark.slow, needs("netbed", "etcd", "etcdctl")]
 
 
 
@@ -247,8 +246,7 @@ def test_hostname_flips(world) -> None:
     w.wait_voters({"n1", "n2", "n3"}, timeout=120)
     checked = w.check_invariants({"n1", "n2", "n3"})
     assert sorted(m["name"] for m in checked.members) == ["n1", "n2", "n3"]
-    if checked.records is not None:
-        assert sorted(r["metadata"]["name"] for r in checked.records) == ["n1", "n2", "n3"]
+    assert sorted(r["metadata"]["name"] for r in checked.records) == ["n1", "n2", "n3"]
 
 
 # ---- 6 ----------------------------------------------------------------------------------
@@ -354,10 +352,10 @@ def test_minority_leave(world) -> None:
         assert count_lines(w, f"removed member {lone.node} (id") == 1, "leave applied twice"
     else:
         assert lone.alive(), f"{lone.node} stopped although it was not removed:\n{tail(lone.log_file)}"
-    if records_cli_available():  # whatever happened, its record ends Joined=True (it is a member)
-        rec = wait_until(lambda: (r := _record(majority[0], lone.node)) and joined(r) is True and r, 60,
-                         f"record {lone.node} Joined=True")
-        w.event(f"record {lone.node}: spec {rec.get('spec')}, status {rec.get('status')}")
+    # whatever happened, its record ends Joined=True (it is a member)
+    rec = wait_until(lambda: (r := _record(majority[0], lone.node)) and joined(r) is True and r, 60,
+                     f"record {lone.node} Joined=True")
+    w.event(f"record {lone.node}: spec {rec.get('spec')}, status {rec.get('status')}")
     w.check_invariants(w.names())
 
 
