@@ -27,7 +27,7 @@ if [ "${1:-}" = test ]; then
   etcd=$(bash "$0")
   log "running the tests with ETCDWARD_ETCD_BIN=$etcd ($("$etcd" --version | head -n 1))"
   cd "$repo"
-  ETCDWARD_ETCD_BIN="$etcd" exec .venv/bin/python -m pytest "$@"
+  ETCDWARD_REQUIRE_PREREQS=1 ETCDWARD_ETCD_BIN="$etcd" exec .venv/bin/python -m pytest "$@"
 elif [ $# -gt 0 ]; then
   echo "usage: bash scripts/etcd35.sh [test [pytest args...]]" >&2
   exit 2
