@@ -28,6 +28,7 @@ LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
     "reset": ("admin_cmds:reset",),
     "status": ("status_cmd:status",),
     "up": ("playground_cmd:up",),
+    "backup": ("backup_cmds:backup_group",),
 }
 
 

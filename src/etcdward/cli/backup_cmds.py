@@ -1,0 +1,83 @@
+"""`etcdward backup --save-path DIR|-` and `etcdward backup list`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..backup.archive import ArchiveError, verify_file
+from ..backup.take import take_backup
+from ..paths import DataDir
+from ..store import Store
+from ..store import errors as E
+from .common import CLIError, data_dir_option, node_config, print_data, print_table, with_store
+
+
+@click.group("backup", invoke_without_command=True)
+@click.option("--save-path", help="directory to write the archive to, or - for stdout")
+@data_dir_option
+@click.pass_context
+def backup_group(ctx: click.Context, save_path: str | None, data_dir: Path) -> None:
+    """Back up this node's etcd, CAs and config into one archive (its controller must run).
+
+    The archive holds the CA keys: keep it as safe as the data dir (it is written 0600)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not save_path:
+        raise CLIError("--save-path: required: a directory, or - to write the archive to stdout")
+    data = DataDir.at(data_dir)
+    if save_path == "-":
+        if sys.stdout.isatty():
+            raise CLIError("--save-path -: refusing to write a binary archive to a terminal; redirect stdout")
+        dest: Path | None = None
+    else:
+        dest = Path(save_path).absolute()
+        if dest.exists() and not dest.is_dir():
+            raise CLIError(f"--save-path: {dest} is not a directory")
+    cfg = node_config(data)
+
+    async def go(store: Store) -> Path | None:
+        out = dest if dest is not None else sys.stdout.buffer
+        return (await take_backup(store, data, cfg.to_yaml().encode(), out)).path
+
+    try:
+        path = with_store(data, go, timeout=10.0)
+    except E.StoreError as e:
+        raise CLIError(f"backup failed: etcd of {data.root} is not reachable or failed: {e}") from None
+    except ArchiveError as e:
+        raise CLIError(f"backup failed: {e}") from None
+    except OSError as e:
+        raise CLIError(f"backup failed: {e.strerror}: {e.filename or save_path}") from None
+    if path is not None:
+        click.echo(str(path))
+
+
+@backup_group.command("list")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="directory of archives (default <data-dir>/backups)")
+@data_dir_option
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def backup_list(directory: Path | None, data_dir: Path, output: str) -> None:
+    """List backup archives with their cluster, revision and whether each verifies."""
+    root = directory or DataDir.at(data_dir).root / "backups"
+    if not root.is_dir():
+        raise CLIError(f"--dir: {root} is not a directory")
+    rows = []
+    for path in sorted(root.glob("etcdward_backup_*.tar.gz")):
+        row = {"name": path.name, "path": str(path), "size": path.stat().st_size}
+        try:
+            m = verify_file(path)
+            row.update(created=m.created, clusterID=m.cluster_id, revision=m.revision, member=m.member_name,
+                       etcdVersion=m.etcd_version, verified=True, error=None)
+        except ArchiveError as e:
+            row.update(created=None, clusterID=None, revision=None, member=None, etcdVersion=None, verified=False,
+                       error=str(e))
+        rows.append(row)
+    if output == "json":
+        print_data(rows, "json")
+        return
+    print_table(["NAME", "CREATED", "SIZE", "CLUSTER ID", "REVISION", "VERIFIED"],
+                [[r["name"], r["created"] or "-", r["size"], r["clusterID"] or "-", r["revision"] or "-",
+                  "yes" if r["verified"] else f"NO: {r['error']}"] for r in rows])

@@ -1,0 +1,165 @@
+"""Backups (issue 10): one archive from a running node, read back with every check, and every
+kind of damaged archive refused with a message that names what is wrong."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from etcdward.backup.archive import MANIFEST, SNAPSHOT, ArchiveError, read_archive, verify_file
+from tests.cluster import Cluster, Node
+from tests.test_bad_input import etcdward
+
+
+@pytest.fixture(scope="module")
+def backed_up(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("backup")
+    cluster = Cluster(root)
+    try:
+        n1 = cluster.bootstrap("n1")
+        for i in range(50):
+            assert n1.etcdctl("put", f"/data/{i}", f"value-{i}").returncode == 0
+        p = etcdward("backup", "--save-path", str(root / "out"), "--data-dir", str(n1.data.root))
+        assert p.returncode == 0, p.stderr
+        yield n1, Path(p.stdout.strip())
+    finally:
+        cluster.teardown()
+
+
+def test_backup_writes_a_verified_0600_archive(backed_up: tuple[Node, Path]) -> None:
+    n1, path = backed_up
+    assert path.name.startswith("etcdward_backup_") and path.name.endswith("Z.tar.gz")
+    assert path.stat().st_mode & 0o777 == 0o600
+    m = verify_file(path)
+    st = n1.status()
+    assert m.cluster_id == format(st.cluster_id, "x") and m.member_name == "n1" and m.revision >= 51
+    assert [x["name"] for x in m.members] == ["n1"]
+    names = [ti.name for ti in tarfile.open(path)]
+    assert names[0] == MANIFEST and names[-1] == SNAPSHOT
+    assert {"config.yaml", "pki/ca.key", "pki/etcd/ca.key"} <= set(names)
+    listing = json.loads(etcdward("backup", "list", "--dir", str(path.parent), "-o", "json").stdout)
+    assert [(r["name"], r["verified"], r["revision"]) for r in listing] == [(path.name, True, m.revision)]
+
+
+def test_snapshot_restores_with_etcdctl(backed_up: tuple[Node, Path], tmp_path: Path) -> None:
+    """The snapshot in the archive is what etcd's own tools restore (hash check included)."""
+    _, path = backed_up
+    read_archive(path.open("rb"), tmp_path)
+    out = subprocess.run(["etcdctl", "snapshot", "status", str(tmp_path / SNAPSHOT), "-w", "json"],
+                         capture_output=True, text=True, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["revision"] >= 51
+
+
+def test_backup_streams_to_stdout(backed_up: tuple[Node, Path], tmp_path: Path) -> None:
+    n1, _ = backed_up
+    with (tmp_path / "s.tar.gz").open("wb") as fh:
+        p = subprocess.run([*etcdward_argv(), "backup", "--save-path", "-", "--data-dir", str(n1.data.root)],
+                           stdout=fh, stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert verify_file(tmp_path / "s.tar.gz").member_name == "n1"
+
+
+def etcdward_argv() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "etcdward"]
+
+
+def rewrite(src: Path, dest: Path, change) -> Path:  # type: ignore[no-untyped-def]
+    """A copy of the archive with change(name, bytes) -> bytes | None (None drops the member)."""
+    out = io.BytesIO()
+    with tarfile.open(src) as tin, tarfile.open(fileobj=out, mode="w:gz") as tout:
+        for ti in tin:
+            body = tin.extractfile(ti).read()  # type: ignore[union-attr]
+            new = change(ti.name, body)
+            if new is None:
+                continue
+            ti.size = len(new)
+            tout.addfile(ti, io.BytesIO(new))
+    dest.write_bytes(out.getvalue())
+    return dest
+
+
+def flip_last_byte(name: str, body: bytes) -> bytes:
+    return body[:-1] + bytes([body[-1] ^ 1]) if name == SNAPSHOT else body
+
+
+def wrong_sha(name: str, body: bytes) -> bytes:
+    if name != MANIFEST:
+        return body
+    d = json.loads(body)
+    d["snapshot"]["sha256"] = "0" * 64
+    return json.dumps(d).encode()
+
+
+def bad_db_same_sha(src: Path):  # type: ignore[no-untyped-def]
+    """Damage the db and make the manifest agree: only etcd's own hash can tell."""
+    import hashlib
+
+    snap = tarfile.open(src).extractfile(SNAPSHOT).read()  # type: ignore[union-attr]
+    damaged = snap[:100] + bytes([snap[100] ^ 1]) + snap[101:]
+
+    def change(name: str, body: bytes) -> bytes:
+        if name == SNAPSHOT:
+            return damaged
+        if name == MANIFEST:
+            d = json.loads(body)
+            d["snapshot"]["sha256"] = hashlib.sha256(damaged).hexdigest()
+            return json.dumps(d).encode()
+        return body
+    return change
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("not-gzip", "not a gzip-compressed tar archive"),
+    ("gzip-not-tar", "not a gzip-compressed tar archive"),
+    ("truncated", "truncated"),
+    ("foreign-tar", "unexpected member"),
+    ("missing-ca-key", "missing member(s): pki/ca.key"),
+    ("wrong-sha", "do not match the manifest"),
+    ("snapshot-flipped", "do not match the manifest"),
+    ("etcd-hash-broken", "etcd's own integrity hash does not match"),
+])
+def test_damaged_archives_are_refused_naming_the_problem(backed_up: tuple[Node, Path], tmp_path: Path,
+                                                         case: str, needle: str) -> None:
+    _, good = backed_up
+    bad = tmp_path / "bad.tar.gz"
+    if case == "not-gzip":
+        bad.write_bytes(b"hello, this is not an archive" * 10)
+    elif case == "gzip-not-tar":
+        bad.write_bytes(gzip.compress(b"plain text, no tar here" * 100))
+    elif case == "truncated":
+        bad.write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 3])
+    elif case == "foreign-tar":
+        with tarfile.open(bad, "w:gz") as t:
+            t.add(__file__, arcname="etc/passwd")
+    elif case == "missing-ca-key":
+        rewrite(good, bad, lambda n, b: None if n == "pki/ca.key" else b)
+    elif case == "wrong-sha":
+        rewrite(good, bad, wrong_sha)
+    elif case == "snapshot-flipped":
+        rewrite(good, bad, flip_last_byte)
+    else:
+        rewrite(good, bad, bad_db_same_sha(good))
+    with pytest.raises(ArchiveError) as e:
+        read_archive(bad.open("rb"), tmp_path / "staging")
+    assert needle in str(e.value), str(e.value)
+    listing = json.loads(etcdward("backup", "list", "--dir", str(tmp_path), "-o", "json").stdout)
+    assert listing == [] or all(not r["verified"] for r in listing)
+
+
+def test_backup_without_a_running_controller_is_one_line(tmp_path: Path, cluster: Cluster) -> None:
+    n = cluster.bootstrap("b1")
+    assert n.stop() == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    p = etcdward("backup", "--save-path", str(out), "--data-dir", str(n.data.root))
+    assert p.returncode == 1 and "backup failed: etcd of" in p.stderr and "Traceback" not in p.stderr
+    assert list(out.iterdir()) == []  # no archive, no temp file left
