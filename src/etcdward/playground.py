@@ -18,6 +18,7 @@ import yaml
 from . import datalock, tokens
 from .config import Config
 from .durations import parse_duration
+from .errors import Permanent
 from .procs import ControllerProcess
 from .store import Member, local_store
 from .store import errors as E
@@ -26,6 +27,10 @@ BASE_CLIENT_PORT = 22379  # loopback client ports 22379+i: clear of a package-st
 
 
 @dataclass
+class PlaygroundError(Permanent):
+    """The playground cannot go on; the message says why and where the logs are."""
+
+
 class PlayNode(ControllerProcess):
     index: int
     root: Path
@@ -77,12 +82,12 @@ class Playground:
         while time.monotonic() < end:
             for n in self.nodes:
                 if n.proc and n.proc.poll() is not None:
-                    raise RuntimeError(f"{n.name} exited with code {n.proc.returncode}; see {n.log_file}")
+                    raise PlaygroundError(f"{n.name} exited with code {n.proc.returncode}; see {n.log_file}")
             with contextlib.suppress(E.StoreError, OSError):
                 if await check():
                     return
             await asyncio.sleep(0.25)
-        raise RuntimeError(f"timed out waiting for {what}")
+        raise PlaygroundError(f"timed out waiting for {what}")
 
     def check_not_running(self) -> None:
         """Refuse before anything is written or started when another `up` (or any controller)
@@ -91,7 +96,7 @@ class Playground:
         for n in self.nodes:
             holder = datalock.holder(n.data)
             if holder:
-                raise RuntimeError(f"data dir {n.data.root} is in use by {holder}; stop the `etcdward up` "
+                raise PlaygroundError(f"data dir {n.data.root} is in use by {holder}; stop the `etcdward up` "
                                    f"running there first or use another --dir")
 
     async def form(self, timeout: float = 180.0) -> list[Member]:
@@ -144,9 +149,9 @@ class Playground:
                 status = await st.status()
             views.append((status.cluster_id, sorted((m.id, m.name, m.is_learner) for m in ms)))
         if len({v[0] for v in views}) != 1:
-            raise RuntimeError(f"nodes disagree on the cluster ID: {[format(v[0], 'x') for v in views]}")
+            raise PlaygroundError(f"nodes disagree on the cluster ID: {[format(v[0], 'x') for v in views]}")
         if any(v[1] != views[0][1] for v in views):
-            raise RuntimeError("nodes disagree on the member list")
+            raise PlaygroundError("nodes disagree on the member list")
 
     def stop(self) -> None:
         for n in reversed(self.nodes):

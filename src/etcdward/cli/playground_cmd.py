@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..playground import Playground
+from ..playground import Playground, PlaygroundError
 from .common import CLIError, print_table
 
 
@@ -38,7 +38,7 @@ def up(nodes: int, root: Path, once: bool) -> None:
         while not stop.is_set():
             dead = [n.name for n in pg.nodes if not n.alive()]
             if dead:
-                raise RuntimeError(f"controller(s) {', '.join(dead)} exited; see logs in {pg.root}")
+                raise PlaygroundError(f"controller(s) {', '.join(dead)} exited; see logs in {pg.root}")
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
             except asyncio.TimeoutError:
@@ -46,7 +46,7 @@ def up(nodes: int, root: Path, once: bool) -> None:
 
     try:
         asyncio.run(main())
-    except RuntimeError as e:
+    except PlaygroundError as e:
         raise CLIError(f"up: {e}") from None
     finally:
         pg.stop()
