@@ -26,11 +26,11 @@ from .store import errors as E
 BASE_CLIENT_PORT = 22379  # loopback client ports 22379+i: clear of a package-started etcd on 2379
 
 
-@dataclass
 class PlaygroundError(Permanent):
     """The playground cannot go on; the message says why and where the logs are."""
 
 
+@dataclass
 class PlayNode(ControllerProcess):
     index: int
     root: Path
@@ -103,9 +103,13 @@ class Playground:
         self.check_not_running()
         self.root.mkdir(parents=True, exist_ok=True)
         first = self.nodes[0]
+        # Members with data restart together: alone, the first one has no quorum to be ready.
         existing = first.data.etcd_db.exists()
-        first.start()
-        self.say(f"started {first.name} ({first.address}) {'(existing data)' if existing else 'bootstrapping'}")
+        members = [n for n in self.nodes if n.data.etcd_db.exists()] if existing else [first]
+        for n in members:
+            n.start()
+        self.say(f"started {', '.join(n.name for n in members)} "
+                 f"{'(existing data)' if existing else f'({first.address}) bootstrapping'}")
 
         async def first_ready() -> bool:
             async with local_store(first.data, first.client_port, timeout=2) as st:
@@ -113,13 +117,12 @@ class Playground:
                 return True
 
         await self._wait(f"{first.name} to be ready", first_ready, 60)
-        token = None
-        if len(self.nodes) > 1:
+        joiners = [n for n in self.nodes if n not in members]
+        if joiners:
             token = await self.create_token(first)
-        for n in self.nodes[1:]:
-            n.start(None if n.data.etcd_db.exists() else token)
-        if len(self.nodes) > 1:
-            self.say(f"started {', '.join(n.name for n in self.nodes[1:])} (joining in parallel with one token)")
+            for n in joiners:
+                n.start(token)
+            self.say(f"started {', '.join(n.name for n in joiners)} (joining in parallel with one token)")
         want = {n.name for n in self.nodes}
         seen: set[str] = set()
 
