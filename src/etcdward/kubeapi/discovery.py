@@ -124,11 +124,23 @@ SCHEMAS: dict[str, Any] = {
 _GVK = {"group": GROUP, "kind": KIND, "version": VERSION}
 # `kubectl explain` finds the kind through a GET operation's x-kubernetes-group-version-kind on
 # /apis/<group>/<version>/<plural>[/{name}], then the schema carrying the same GVK.
-_GET = {"get": {"x-kubernetes-group-version-kind": _GVK, "responses": {"200": {"description": "OK", "content": {
-    "application/json": {"schema": {"$ref": f"#/components/schemas/{_SCHEMA}"}}}}}}}
+_REF = {"schema": {"$ref": f"#/components/schemas/{_SCHEMA}"}}
+_OK = {"200": {"description": "OK", "content": {"application/json": _REF}}}
+# kubectl create/replace/apply first look for a fieldValidation parameter of the operation: with
+# it they leave validation to the server (which answers create with 405 and ignores nothing
+# silently) instead of downloading the OpenAPI v2 schema that is not served here.
+_FIELD_VALIDATION = [{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}}]
+
+
+def _operations(*verbs: str) -> dict[str, Any]:
+    return {verb: {"x-kubernetes-group-version-kind": _GVK, "responses": _OK,
+                   **({} if verb in ("get", "delete") else {"parameters": _FIELD_VALIDATION})} for verb in verbs}
+
+
 OPENAPI_V3_GV: dict[str, Any] = {
     "openapi": "3.0.0", "info": {"title": "etcdward", "version": VERSION},
-    "paths": {f"/apis/{GROUP_VERSION}/{PLURAL}": _GET, f"/apis/{GROUP_VERSION}/{PLURAL}/{{name}}": _GET},
+    "paths": {f"/apis/{GROUP_VERSION}/{PLURAL}": _operations("get", "post"),
+              f"/apis/{GROUP_VERSION}/{PLURAL}/{{name}}": _operations("get", "put", "patch", "delete")},
     "components": {"schemas": SCHEMAS},
 }
 _HASH = hashlib.sha512(json.dumps(OPENAPI_V3_GV, sort_keys=True).encode()).hexdigest()[:32].upper()
