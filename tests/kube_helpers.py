@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import os
 import shutil
 import ssl
@@ -58,6 +59,12 @@ class Kubectl:
         if check and p.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({p.returncode}): {p.stderr}")
         return p
+
+    @property
+    def minor(self) -> int:
+        """The client's minor version (Debian 12's kubernetes-client is 1.20)."""
+        out = json.loads(self("version", "--client", "-o", "json").stdout)["clientVersion"]
+        return int("".join(ch for ch in out["minor"] if ch.isdigit()))
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

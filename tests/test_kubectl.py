@@ -66,6 +66,8 @@ def test_get_one_as_yaml_and_json(nodes: list[Node], kubectl: Kubectl) -> None:
 
 
 def test_explain(kubectl: Kubectl) -> None:
+    if kubectl.minor < 27:  # older clients explain from OpenAPI v2 (protobuf), which is not served
+        pytest.skip(f"kubectl 1.{kubectl.minor} explains from OpenAPI v2 only")
     out = kubectl("explain", "etcdmember.spec").stdout
     assert "KIND:       EtcdMember" in out and "leave\t<boolean>" in out, out
 
@@ -98,13 +100,14 @@ def test_errors_as_kubectl_prints_them(nodes: list[Node], kubectl: Kubectl, tmp_
                                                                 '{"spec":{"color":"red"}}')
     smp = err("patch", "em", "n1", "-p", '{"spec":{"leave":true}}')
     assert "application/merge-patch+json" in smp and "application/json-patch+json" in smp, smp
-    assert 'cannot patch resource "etcdmembers/status"' in err(
-        "patch", "em", "n1", "--subresource", "status", "--type", "merge", "-p", '{"status":{"message":"x"}}')
+    if kubectl.minor >= 24:  # --subresource is new in 1.24 (test_kube_client checks the 403 for all)
+        assert 'cannot patch resource "etcdmembers/status"' in err(
+            "patch", "em", "n1", "--subresource", "status", "--type", "merge", "-p", '{"status":{"message":"x"}}')
     obj = json.loads(kubectl("get", "em", "n2", "-o", "json").stdout)
-    created = err("create", "-f", "-", input=json.dumps({**obj, "metadata": {"name": "new"}}))
+    created = err("create", "--validate=false", "-f", "-", input=json.dumps({**obj, "metadata": {"name": "new"}}))
     assert "MethodNotAllowed" in created and "created by the controllers" in created, created
     stale = {**obj, "metadata": {**obj["metadata"], "resourceVersion": "1"}, "spec": {"leave": False}}
-    assert err("replace", "-f", "-", input=json.dumps(stale)) == (
+    assert err("replace", "--validate=false", "-f", "-", input=json.dumps(stale)) == (
         'Error from server (Conflict): error when replacing "STDIN": Operation cannot be fulfilled on '
         'etcdmembers.etcd.etcdward.io "n2": the object has been modified; please apply your changes to the '
         'latest version and try again')

@@ -249,6 +249,12 @@ def test_hostname_flips(world) -> None:
     assert sorted(m["name"] for m in checked.members) == ["n1", "n2", "n3"]
     if checked.records is not None:
         assert sorted(r["metadata"]["name"] for r in checked.records) == ["n1", "n2", "n3"]
+    ids = sorted(m["id"] for m in checked.members)
+    for h in (n1, n2, n3):  # what an operator sees with kubectl on every node: one record per member
+        p = h.kubectl("get", "etcdmembers", "--no-headers", "-o", "custom-columns=N:.metadata.name,ID:.status.memberID")
+        assert p.returncode == 0, f"{h.node}: kubectl get etcdmembers: {p.stderr}"
+        rows = [ln.split() for ln in p.stdout.splitlines() if ln.strip()]
+        assert sorted(r[0] for r in rows) == ["n1", "n2", "n3"] and sorted(r[1] for r in rows) == ids, (h.node, rows)
 
 
 # ---- 6 ----------------------------------------------------------------------------------
