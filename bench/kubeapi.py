@@ -21,15 +21,14 @@ import shutil
 import ssl
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
 from etcdward import pki, records
-from tests.cluster import Cluster, Node
+from bench.common import temp_cluster
+from tests.cluster import Node
 from tests.kube_helpers import GROUP_PATH, kubectl_binary, write_kubeconfig
 from tests.test_records_support import form_in_sync
 
@@ -91,9 +90,8 @@ def main() -> None:
     ap.add_argument("--changes", type=int, default=50)
     ap.add_argument("--keep", action="store_true", help="keep data and logs")
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="etcdward-bench-kube-"))
-    cluster = Cluster(root)
-    try:
+    with temp_cluster("etcdward-bench-kube-", args.keep) as cluster:
+        root = cluster.root
         (n1, _, _), _ = form_in_sync(cluster, ["n1", "n2", "n3"], sync_timeout=60)
         kc = write_kubeconfig(n1, root / "kubeconfig")
         # the bench's own client certificate, for the raw watch stream
@@ -109,12 +107,6 @@ def main() -> None:
         print(f"  kubectl version --client  median {statistics.median(s):.3f}s  (kubectl's start-up alone)")
         print(f"watch, {args.changes} changes: etcd write -> MODIFIED event  median {statistics.median(lat):.4f}s  "
               f"p95 {p95(lat):.4f}s  max {max(lat):.4f}s  (target p95 <= 0.2 s)")
-    finally:
-        cluster.teardown()
-        if args.keep:
-            print(f"data and logs kept in {root}", file=sys.stderr)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
