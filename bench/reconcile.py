@@ -27,11 +27,10 @@ import asyncio
 import random
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from etcdward import records
+from bench.common import temp_cluster
 from tests.cluster import Cluster, Node, wait_for
 from tests.test_records_support import form_in_sync, in_sync, inject_duplicate
 
@@ -108,10 +107,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--keep", action="store_true", help="keep the data dirs and logs")
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="etcdward-reconcile-bench-"))
-    cluster = Cluster(root)
     results: dict[str, list[float]] = {"duplicate": [], "member-remove": [], "leave": []}
-    try:
+    with temp_cluster("etcdward-reconcile-bench-", args.keep) as cluster:
         (n1, n2, n3), token = form_in_sync(cluster, ["n1", "n2", "n3"], sync_timeout=60)
         names = {"n1", "n2", "n3"}
         time.sleep(GATE)
@@ -133,14 +130,6 @@ def main() -> None:
             report(k, v)
         print("k0s: a duplicate is never deleted; a member removed behind its back shows at the next resync "
               f"(every {K0S_RESYNC:.0f} s +- 10 %).")
-    finally:
-        cluster.teardown()
-        if args.keep:
-            print(f"data and logs kept in {root}", file=sys.stderr)
-        else:
-            import shutil
-
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

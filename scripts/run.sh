@@ -16,6 +16,8 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ "$mode" = test ]; then
   command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
   command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
+  # The kube API tests drive the real kubectl; Debian's kubernetes-client when none is installed.
+  command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "run as root to install: ${need_apt[*]}" >&2; exit 1; fi

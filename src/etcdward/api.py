@@ -4,6 +4,9 @@
     POST /v1beta1/etcd/members    {"node", "peerAddress"} -> etcd CA + initialCluster (bearer token)
     GET  /openapi.json            the schema of the above
     GET  /livez /readyz /metrics  health and Prometheus metrics (no auth)
+    /version /api /apis /openapi/v3 /apis/etcd.etcdward.io/...
+                                  the EtcdMember records as a Kubernetes API (kubeapi/), for
+                                  client certificates signed by the cluster CA
 
 Order of checks: method (405), size (413), auth (401), body (400), then the join itself
 (409 conflict, 503 + Retry-After while queued or etcd is unavailable). A rejected request
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from cryptography import x509
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -42,6 +46,8 @@ from starlette.routing import Route
 
 from . import tokens
 from .addresses import canonical_host, host_port, is_member_name
+from .kubeapi.routes import kube_routes
+from .kubeapi.tlsauth import PeerCertProtocol, request_any_client_certificate
 from .join.server import JoinAbandoned, JoinBusy, JoinConflict, JoinService
 from .paths import DataDir
 from .store import Store
@@ -216,6 +222,7 @@ def build_app(deps: ApiDeps) -> Starlette:
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        *kube_routes(deps.store, x509.load_pem_x509_certificate(deps.data.ca_crt.read_bytes())),
     ])
 
 
@@ -300,6 +307,8 @@ def server_ssl_context(data: DataDir) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(data.api_crt, data.api_key)
+    # Ask for a client certificate (the kube API's credential), require none (join clients).
+    request_any_client_certificate(ctx, data.ca_crt)
     return ctx
 
 
@@ -330,7 +339,7 @@ async def serve_api(voter: VoterDeps) -> None:
         build_app(deps), host=cfg.api_address, port=cfg.api.port, log_level="warning", lifespan="off",
         ssl_certfile=str(data.api_crt), ssl_keyfile=str(data.api_key),
         ssl_context_factory=lambda _cfg, _default: server_ssl_context(data),
-        timeout_keep_alive=5,
+        timeout_keep_alive=5, http=PeerCertProtocol,
     )
     server = _Server(config)
     log.info("join API listening on https://%s:%d", cfg.api_address, cfg.api.port)

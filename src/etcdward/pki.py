@@ -126,7 +126,9 @@ def _sans_of(cert: x509.Certificate) -> set[str]:
     return {str(v) for v in ext.get_values_for_type(x509.IPAddress)} | set(ext.get_values_for_type(x509.DNSName))
 
 
-def new_leaf(ca: KeyPair, common_name: str, sans: list[str], *, server: bool, client: bool) -> KeyPair:
+def new_leaf(ca: KeyPair, common_name: str, sans: list[str], *, server: bool, client: bool,
+             lifetime: dt.timedelta = dt.timedelta(days=LEAF_DAYS)) -> KeyPair:
+    """A leaf certificate signed by ca, valid for lifetime (never beyond the CA)."""
     key = ec.generate_private_key(ec.SECP256R1())
     usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
         [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
@@ -138,7 +140,7 @@ def new_leaf(ca: KeyPair, common_name: str, sans: list[str], *, server: bool, cl
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(_now() - dt.timedelta(minutes=5))
-        .not_valid_after(min(_now() + dt.timedelta(days=LEAF_DAYS), ca.cert.not_valid_after_utc))
+        .not_valid_after(min(_now() + lifetime, ca.cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True

@@ -1,12 +1,14 @@
 """EtcdMember records: the k0s-shaped objects under /etcdward/etcdmembers/<name>.
 
     {"apiVersion": "etcd.etcdward.io/v1beta1", "kind": "EtcdMember",
-     "metadata": {"name", "uid", "creationTimestamp", "resourceVersion"},
+     "metadata": {"name", "uid", "creationTimestamp", "resourceVersion", "labels", "annotations"},
      "spec": {"leave": false},
      "status": {"peerAddress", "memberID", "reconcileStatus", "message",
                 "conditions": [{"type": "Joined", "status", "lastTransitionTime", "message"}]}}
 
 `resourceVersion` is the key's etcd mod revision: it is filled in on read and never stored.
+`labels` and `annotations` (string maps, written by users through the kube API) are shown only
+when not empty, so records without them keep their original shape.
 Every write is a compare-and-swap on it (`create` = key absent, `update`/`delete` = mod
 revision unchanged); a lost compare returns False and the caller re-reads.
 
@@ -90,6 +92,9 @@ class EtcdMember:
     message: str = ""
     conditions: tuple[Condition, ...] = ()
     resource_version: int = 0  # etcd mod revision of the key; 0 = not stored
+    # sorted (key, value) pairs: hashable like the rest of the record
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
     create_revision: int = field(default=0, compare=False)
 
     # -- views -----------------------------------------------------------------------------
@@ -126,6 +131,10 @@ class EtcdMember:
         meta: dict[str, Any] = {"name": self.name, "uid": self.uid, "creationTimestamp": self.creation_timestamp}
         if with_version:
             meta["resourceVersion"] = str(self.resource_version)
+        if self.labels:
+            meta["labels"] = dict(self.labels)
+        if self.annotations:
+            meta["annotations"] = dict(self.annotations)
         return {
             "apiVersion": API_VERSION, "kind": KIND, "metadata": meta,
             "spec": {"leave": self.leave},
@@ -176,6 +185,18 @@ def _field(d: Any, path: str, kind: type | tuple[type, ...], default: Any = None
     return cur
 
 
+def string_map(pairs: Any, path: str) -> tuple[tuple[str, str], ...]:
+    """A {str: str} object as sorted pairs (labels, annotations); RecordError names the field."""
+    if pairs is None:
+        return ()
+    if not isinstance(pairs, dict):
+        raise RecordError(f"{path}: expected an object of strings, got {type(pairs).__name__}")
+    for k, v in pairs.items():
+        if not isinstance(v, str):
+            raise RecordError(f"{path}.{k}: expected a string, got {type(v).__name__} {v!r}")
+    return tuple(sorted(pairs.items()))
+
+
 def from_dict(d: Any, *, name: str | None = None, mod_revision: int = 0, create_revision: int = 0) -> EtcdMember:
     """Parse and validate an EtcdMember object. `name` (from the key) must match metadata.name."""
     if not isinstance(d, dict):
@@ -219,6 +240,8 @@ def from_dict(d: Any, *, name: str | None = None, mod_revision: int = 0, create_
         peer_address=_field(d, "status.peerAddress", str, ""), member_id=member_id.lower(),
         reconcile_status=rs, message=_field(d, "status.message", str, ""), conditions=tuple(conds),
         resource_version=mod_revision, create_revision=create_revision,
+        labels=string_map(_field(d, "metadata.labels", dict), "metadata.labels"),
+        annotations=string_map(_field(d, "metadata.annotations", dict), "metadata.annotations"),
     )
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -180,6 +181,20 @@ class Host(ControllerProcess):
         """`etcdward ARGS [--data-dir <this host's>]` inside the node."""
         extra = ["--data-dir", str(self.data_root)] if data_dir else []
         return self.run([sys.executable, "-m", "etcdward", *args, *extra], timeout=timeout)
+
+    def kubectl(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """The real kubectl inside the node, against this node's kube API (a kubeconfig from
+        `etcdward kubeconfig`, its own HOME so no discovery cache is shared)."""
+        kc = self.dir / "kubeconfig"
+        if not kc.exists():
+            p = self.cli("kubeconfig")
+            if p.returncode != 0:
+                return p
+            kc.write_text(p.stdout)
+            kc.chmod(0o600)
+        binary = os.environ.get("ETCDWARD_KUBECTL") or shutil.which("kubectl") or "kubectl"
+        return self.run([binary, f"--kubeconfig={kc}", *args], timeout=timeout,
+                        env={"HOME": str(self.dir / "kube-home")})
 
     def etcdctl(self, *args: str, timeout: float = 5.0) -> subprocess.CompletedProcess[str]:
         ca, _ = self.pki("ca")

@@ -244,9 +244,22 @@ def test_hostname_flips(world) -> None:
         current["n1"] = n1.fqdn() if current["n1"] == "n1" else "n1"
         n1.set_hostname(current["n1"])
     w.wait_voters({"n1", "n2", "n3"}, timeout=120)
+    # What an operator sees with kubectl on every node (before the invariants stop them): exactly
+    # one record per member, named like it, with its member ID.
+    want = sorted((m["name"], m["id"]) for m in n1.members()[1])
+    wait_until(lambda: all(_kubectl_records(h) == want for h in (n1, n2, n3)), 30,
+               f"kubectl get etcdmembers == {want} on every node",
+               detail=lambda: "; ".join(f"{h.node}: {_kubectl_records(h)}" for h in (n1, n2, n3)))
     checked = w.check_invariants({"n1", "n2", "n3"})
     assert sorted(m["name"] for m in checked.members) == ["n1", "n2", "n3"]
     assert sorted(r["metadata"]["name"] for r in checked.records) == ["n1", "n2", "n3"]
+
+
+def _kubectl_records(h: Host) -> list[tuple[str, str]]:
+    p = h.kubectl("get", "etcdmembers", "--no-headers", "-o", "custom-columns=N:.metadata.name,ID:.status.memberID")
+    if p.returncode != 0:
+        raise ScenarioError(f"{h.node}: kubectl get etcdmembers: {p.stderr.strip()[-300:]}")
+    return sorted((ln.split()[0], ln.split()[1]) for ln in p.stdout.splitlines() if ln.strip())
 
 
 # ---- 6 ----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
     "get": ("record_cmds:get_group",),
     "delete": ("record_cmds:delete_group",),
     "patch": ("record_cmds:patch_group",),
+    "kubeconfig": ("kubeconfig_cmd:kubeconfig",),
     "reset": ("admin_cmds:reset",),
     "status": ("status_cmd:status",),
     "up": ("playground_cmd:up",),

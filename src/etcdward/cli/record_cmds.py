@@ -1,28 +1,32 @@
 """`etcdward get|delete|patch etcdmember(s)`: kubectl-style access to the EtcdMember records.
 
 All of them talk to the local etcd of --data-dir (through `etcdward.store`), so they work while
-that node's etcd answers; every write is a compare-and-swap on the record's mod revision.
+that node's etcd answers. They are thin: the verbs (and their compare-and-swap writes) are
+`kubeapi.resource`, the same code the kube API serves to kubectl; errors print as kubectl's.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import click
 
 from .. import records
 from ..addresses import is_member_name
+from ..kubeapi import resource
+from ..kubeapi.patch import merge_patch
+from ..kubeapi.routes import list_object
+from ..kubeapi.status import KubeError, not_found
+from ..kubeapi.table import cli_cell, cli_columns
 from ..paths import DataDir
 from ..store import Store
 from ..store import errors as E
 from .common import CLIError, data_dir_option, print_data, print_table, with_store
 
 T = TypeVar("T")
-RESOURCE = "etcdmembers.etcd.etcdward.io"
 KINDS = ("etcdmembers", "etcdmember", "em")
 
 
@@ -30,6 +34,10 @@ def _store_call(data_dir: Path, fn: Callable[[Store], Awaitable[T]], what: str) 
     data = DataDir.at(data_dir)
     try:
         return with_store(data, fn)
+    except KubeError as e:
+        if e.code == 503:
+            raise CLIError(f"can't {what}: etcd of {data.root} is not reachable or failed: {e.message}") from None
+        raise CLIError(e.cli_line()) from None
     except E.StoreError as e:
         raise CLIError(f"can't {what}: etcd of {data.root} is not reachable or failed: {e}") from None
     except OSError as e:
@@ -42,39 +50,8 @@ def _check_name(name: str) -> str:
     return name
 
 
-def not_found(name: str) -> CLIError:
-    return CLIError(f'Error from server (NotFound): {RESOURCE} "{name}" not found')
-
-
-def age(created: str, now: dt.datetime | None = None) -> str:
-    try:
-        t = dt.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
-    except ValueError:
-        return "<unknown>"
-    secs = max(0, int(((now or dt.datetime.now(dt.timezone.utc)) - t).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs >= size * (2 if unit != "m" else 1):
-            return f"{secs // size}{unit}"
-    return f"{secs}s"
-
-
-COLUMNS = ["NAME", "PEER ADDRESS", "MEMBER ID", "JOINED", "RECONCILE STATUS"]
-WIDE = ["LEAVE", "MESSAGE", "AGE"]
-
-
 def rows(recs: list[records.EtcdMember], wide: bool) -> list[list[str]]:
-    out = []
-    for r in sorted(recs, key=lambda r: r.name):
-        row = [r.name, r.peer_address, r.member_id, r.joined, r.reconcile_status]
-        if wide:
-            row += [str(r.leave).lower(), r.message, age(r.creation_timestamp)]
-        out.append(row)
-    return out
-
-
-def as_list(recs: list[records.EtcdMember]) -> dict[str, Any]:
-    return {"apiVersion": records.API_VERSION, "kind": records.LIST_KIND,
-            "items": [r.to_dict() for r in sorted(recs, key=lambda r: r.name)]}
+    return [[cli_cell(c, r) for c in cli_columns(wide)] for r in sorted(recs, key=lambda r: r.name)]
 
 
 @click.group("get")
@@ -93,27 +70,28 @@ def _get(kind: str) -> click.Command:
             _check_name(name)
 
         async def fetch(store: Store) -> records.Listing:
-            return await records.list_records(store)
+            return await resource.list_members(store)
 
         listing = _store_call(data_dir, fetch, "list EtcdMember records")
         for k, why in listing.invalid:
             click.echo(f"warning: {k} is not a valid EtcdMember record ({why}); skipped", err=True)
         recs = list(listing.records)
+        header = [c.name for c in cli_columns(output == "wide")]
         if name is not None:
             one = next((r for r in recs if r.name == name), None)
             if one is None:
-                raise not_found(name)
+                raise CLIError(not_found(name).cli_line())
             if output in ("json", "yaml"):
                 print_data(one.to_dict(), output)
             else:
-                print_table(COLUMNS + (WIDE if output == "wide" else []), rows([one], output == "wide"))
+                print_table(header, rows([one], output == "wide"))
             return
         if output in ("json", "yaml"):
-            print_data(as_list(recs), output)
+            print_data(list_object(listing.records), output)
         elif not recs:
             click.echo("No resources found", err=True)
         else:
-            print_table(COLUMNS + (WIDE if output == "wide" else []), rows(recs, output == "wide"))
+            print_table(header, rows(recs, output == "wide"))
 
     return cmd
 
@@ -131,22 +109,10 @@ def _delete(kind: str) -> click.Command:
     def cmd(name: str, data_dir: Path) -> None:
         _check_name(name)
 
-        async def go(store: Store) -> bool:
-            for _ in range(5):
-                cur = await records.get(store, name)
-                if cur is None:
-                    return False
-                if await records.delete(store, cur):
-                    return True
-            raise CLIError(f"record {name} kept changing while deleting it; try again")
+        async def go(store: Store) -> records.EtcdMember:
+            return await resource.delete_member(store, name)
 
-        try:
-            found = _store_call(data_dir, go, f"delete etcdmember {name}")
-        except records.RecordError as e:
-            raise CLIError(f"record {name} is not a valid EtcdMember ({e}); delete the key "
-                           f"{records.key(name)} by hand") from None
-        if not found:
-            raise not_found(name)
+        _store_call(data_dir, go, f"delete etcdmember {name}")
         click.echo(f'etcdmember.etcd.etcdward.io "{name}" deleted')
 
     return cmd
@@ -194,21 +160,12 @@ def _patch(kind: str) -> click.Command:
             leave = parse_patch(patch)
         if leave is None:
             raise CLIError("nothing to patch: give --leave, --no-leave or -p '{\"spec\":{\"leave\":true}}'")
-        want = leave
+        body = {"spec": {"leave": leave}}
 
         async def go(store: Store) -> tuple[records.EtcdMember, bool]:
-            before = await records.get(store, name)
-            if before is None:
-                raise not_found(name)
-            after = await records.modify(store, name, lambda r: None if r.leave == want else r.with_status(leave=want))
-            return after, before.leave != want
+            return await resource.patch_member(store, name, lambda obj: merge_patch(obj, body))
 
-        try:
-            _, changed = _store_call(data_dir, go, f"patch etcdmember {name}")
-        except records.NotFound:
-            raise not_found(name) from None
-        except (records.RecordError, records.RecordConflict) as e:
-            raise CLIError(f"can't patch etcdmember {name}: {e}") from None
+        _, changed = _store_call(data_dir, go, f"patch etcdmember {name}")
         click.echo(f"etcdmember.etcd.etcdward.io/{name} {'patched' if changed else 'patched (no change)'}")
 
     return cmd

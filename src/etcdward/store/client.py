@@ -101,6 +101,8 @@ class WatchEvent:
     key: str
     value: bytes
     mod_revision: int
+    create_revision: int = 0  # of the key as written by this event (puts only)
+    prev_value: bytes | None = None  # the value before this event, when the watch asked for it
 
 
 def _member(m: Any) -> Member:
@@ -109,6 +111,12 @@ def _member(m: Any) -> Member:
 
 def _kv(kv: Any) -> KV:
     return KV(kv.key.decode(), bytes(kv.value), int(kv.create_revision), int(kv.mod_revision), int(kv.lease))
+
+
+def _watch_event(ev: Any, with_prev: bool) -> WatchEvent:
+    prev = bytes(ev.prev_kv.value) if with_prev and ev.HasField("prev_kv") else None
+    return WatchEvent("delete" if ev.type == 1 else "put", ev.kv.key.decode(), bytes(ev.kv.value),
+                      int(ev.kv.mod_revision), int(ev.kv.create_revision), prev)
 
 
 def map_error(exc: BaseException, op: str) -> E.StoreError:
@@ -258,22 +266,25 @@ class Store:
         return int(r.deleted) > 0
 
 
-    async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
-        """Batches of events under prefix from start_revision on.
+    async def watch_prefix(self, prefix: str, start_revision: int,
+                           prev_kv: bool = False) -> AsyncIterator[list[WatchEvent]]:
+        """Batches of events under prefix from start_revision on; with prev_kv each event also
+        carries the value before it (what a delete removed).
 
-        Raises Unavailable when the watch is cancelled (e.g. compaction): the caller re-lists
-        and watches again from the new revision (etcd3aio would otherwise hang silently).
+        Raises Compacted (an Unavailable) when etcd has compacted start_revision away, and
+        Unavailable when the watch is cancelled otherwise: the caller re-lists and watches again
+        from the new revision (etcd3aio would otherwise hang silently).
         """
         try:
-            async for resp in self._client.watch.watch(prefix, prefix_range_end(prefix), start_revision):
-                if resp.canceled or resp.compact_revision:
-                    raise E.Unavailable(f"watch {prefix} cancelled (compacted at {resp.compact_revision})")
+            async for resp in self._client.watch.watch(prefix, prefix_range_end(prefix), start_revision,
+                                                       prev_kv=prev_kv):
+                if resp.compact_revision:
+                    raise E.Compacted(f"watch {prefix} from revision {start_revision}: compacted at "
+                                      f"{resp.compact_revision}", int(resp.compact_revision))
+                if resp.canceled:
+                    raise E.Unavailable(f"watch {prefix} cancelled ({resp.cancel_reason or 'no reason given'})")
                 if resp.events:
-                    yield [
-                        WatchEvent("delete" if ev.type == 1 else "put", ev.kv.key.decode(), bytes(ev.kv.value),
-                                   int(ev.kv.mod_revision))
-                        for ev in resp.events
-                    ]
+                    yield [_watch_event(ev, prev_kv) for ev in resp.events]
         except asyncio.CancelledError:
             raise
         except E.StoreError:

@@ -19,6 +19,15 @@ class Unavailable(StoreError, Temporary):
     """etcd could not be reached or did not answer in time (connection refused, no quorum)."""
 
 
+class Compacted(Unavailable):
+    """A watch asked for revisions etcd has compacted away: re-list, then watch from the new
+    revision (an Unavailable, so that callers that simply re-list need not know it)."""
+
+    def __init__(self, message: str, compact_revision: int) -> None:
+        super().__init__(message)
+        self.compact_revision = compact_revision
+
+
 class PermissionDenied(StoreError, Permanent):
     pass
 
