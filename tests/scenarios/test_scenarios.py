@@ -18,14 +18,13 @@ from .harness import (
     Host,
     ScenarioError,
     World,
-    get_records,
     joined,
     tail,
     wait_until,
 )
+from .steps import kubectl_records, leave_via_record, record, rejoin
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, needs("netbed", "etcd", "etcdctl")]
-
 
 
 def form(w: World, joiners: list[Host] | None = None, writer: bool = True) -> tuple[Host, str]:
@@ -247,43 +246,12 @@ def test_hostname_flips(world) -> None:
     # What an operator sees with kubectl on every node (before the invariants stop them): exactly
     # one record per member, named like it, with its member ID.
     want = sorted((m["name"], m["id"]) for m in n1.members()[1])
-    wait_until(lambda: all(_kubectl_records(h) == want for h in (n1, n2, n3)), 30,
+    wait_until(lambda: all(kubectl_records(h) == want for h in (n1, n2, n3)), 30,
                f"kubectl get etcdmembers == {want} on every node",
-               detail=lambda: "; ".join(f"{h.node}: {_kubectl_records(h)}" for h in (n1, n2, n3)))
+               detail=lambda: "; ".join(f"{h.node}: {kubectl_records(h)}" for h in (n1, n2, n3)))
     checked = w.check_invariants({"n1", "n2", "n3"})
     assert sorted(m["name"] for m in checked.members) == ["n1", "n2", "n3"]
     assert sorted(r["metadata"]["name"] for r in checked.records) == ["n1", "n2", "n3"]
-
-
-def _kubectl_records(h: Host) -> list[tuple[str, str]]:
-    p = h.kubectl("get", "etcdmembers", "--no-headers", "-o", "custom-columns=N:.metadata.name,ID:.status.memberID")
-    if p.returncode != 0:
-        raise ScenarioError(f"{h.node}: kubectl get etcdmembers: {p.stderr.strip()[-300:]}")
-    return sorted((ln.split()[0], ln.split()[1]) for ln in p.stdout.splitlines() if ln.strip())
-
-
-# ---- 6 ----------------------------------------------------------------------------------
-
-def _leave_via_record(w: World, target: Host, via: Host) -> None:
-    p = via.cli("patch", "etcdmember", target.node, "--leave")
-    assert p.returncode == 0, f"patch --leave {target.node} via {via.node}: {p.stderr}"
-    w.event(f"{via.node}: patch etcdmember {target.node} --leave: {p.stdout.strip()}")
-    rc = wait_until(lambda: target.returncode() is not None and [target.returncode()], 90,
-                    f"{target.node} controller exits after its removal", detail=lambda: tail(target.log_file))[0]
-    assert rc == 0, f"{target.node} exited {rc} after being removed:\n{tail(target.log_file)}"
-    assert target.tombstone().exists(), "no tombstone"
-    w.event(f"{target.node}: removed, controller exited 0 with a tombstone")
-
-
-def _rejoin(w: World, target: Host, via: Host) -> None:
-    p = target.cli("reset")
-    assert p.returncode == 0, f"reset {target.node}: {p.stderr}"
-    w.event(f"{target.node}: reset")
-    target.start(via.token())
-
-
-def _record(via: Host, name: str) -> dict | None:
-    return next((r for r in get_records(via) if r["metadata"]["name"] == name), None)
 
 
 def test_leave_and_rejoin(world) -> None:
@@ -299,9 +267,9 @@ def test_leave_and_rejoin(world) -> None:
         rest = [h for h in w.hosts.values() if h is not target]
         via = rest[0]
         removals_before = count_lines(w, f"removed member {target.node} (id")
-        _leave_via_record(w, target, via)
+        leave_via_record(w, target, via)
         w.wait_voters({h.node for h in rest}, timeout=120, via=rest)
-        rec = wait_until(lambda: (r := _record(via, target.node)) and joined(r) is False and r, 30,
+        rec = wait_until(lambda: (r := record(via, target.node)) and joined(r) is False and r, 30,
                          f"record {target.node} Joined=False")
         w.event(f"record {target.node} after leave: {rec.get('status')}")
         assert count_lines(w, f"removed member {target.node} (id") == removals_before + 1
@@ -309,7 +277,7 @@ def test_leave_and_rejoin(world) -> None:
             new_leader = wait_until(lambda: (n := w.reconciler_leader()) and n != target.node and n, 60,
                                     "another reconciler leader")
             w.event(f"reconciler leader is now {new_leader}")
-        _rejoin(w, target, via)
+        rejoin(w, target, via)
         w.wait_voters(w.names(), timeout=180)
         time.sleep(2 * LEASE_TTL)  # give a stale spec.leave every chance to be applied again
         w.wait_voters(w.names(), timeout=30)
@@ -359,18 +327,17 @@ def test_minority_leave(world) -> None:
         wait_until(lambda: lone.returncode() is not None, 60, f"{lone.node} exits after its removal")
         assert lone.returncode() == 0 and lone.tombstone().exists()
         w.wait_voters({h.node for h in majority}, timeout=120, via=majority)
-        _rejoin(w, lone, majority[0])
+        rejoin(w, lone, majority[0])
         w.wait_voters(w.names(), timeout=180)
         time.sleep(2 * LEASE_TTL)
         assert count_lines(w, f"removed member {lone.node} (id") == 1, "leave applied twice"
     else:
         assert lone.alive(), f"{lone.node} stopped although it was not removed:\n{tail(lone.log_file)}"
     # whatever happened, its record ends Joined=True (it is a member)
-    rec = wait_until(lambda: (r := _record(majority[0], lone.node)) and joined(r) is True and r, 60,
+    rec = wait_until(lambda: (r := record(majority[0], lone.node)) and joined(r) is True and r, 60,
                      f"record {lone.node} Joined=True")
     w.event(f"record {lone.node}: spec {rec.get('spec')}, status {rec.get('status')}")
     w.check_invariants(w.names())
-
 
 
 
@@ -388,9 +355,9 @@ def test_leave_deferred_by_minority(world) -> None:
     assert p.returncode == 0, p.stderr
     w.event(f"{leader.node}: patch etcdmember {leaving.node} --leave while {cut.node} is cut off: {p.stdout.strip()}")
     # while cut off: removing `leaving` would leave 1 healthy voter of 2: refused, recorded
-    rec = wait_until(lambda: (r := _record(leader, leaving.node)) and r["status"].get("reconcileStatus") == "Failed"
+    rec = wait_until(lambda: (r := record(leader, leaving.node)) and r["status"].get("reconcileStatus") == "Failed"
                      and r, 60, f"leave of {leaving.node} refused while {cut.node} is cut off",
-                     detail=lambda: str(_record(leader, leaving.node)))
+                     detail=lambda: str(record(leader, leaving.node)))
     w.event(f"refused: {rec['status'].get('message')}")
     time.sleep(LEASE_TTL)
     members = sorted(m["name"] for m in leader.members()[1])
@@ -399,12 +366,12 @@ def test_leave_deferred_by_minority(world) -> None:
     w.heal(cut)
     # healed: the deferred leave goes through, once
     wait_until(lambda: leaving.returncode() is not None, 90, f"{leaving.node} removed after the heal",
-               detail=lambda: str(_record(leader, leaving.node)))
+               detail=lambda: str(record(leader, leaving.node)))
     assert leaving.returncode() == 0 and leaving.tombstone().exists(), tail(leaving.log_file)
     rest = [leader, cut]
     w.wait_voters({h.node for h in rest}, timeout=120, via=rest)
     assert count_lines(w, f"removed member {leaving.node} (id") == 1
-    _rejoin(w, leaving, leader)
+    rejoin(w, leaving, leader)
     w.wait_voters(w.names(), timeout=180)
     time.sleep(2 * LEASE_TTL)
     w.wait_voters(w.names(), timeout=30)
