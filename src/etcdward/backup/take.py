@@ -43,8 +43,8 @@ async def snapshot_manifest(store: Store, snap: Path, now: dt.datetime) -> Manif
     status = await store.status()
     members = await store.members()
     _, revision = await store.get_prefix("/etcdward/backup-revision-probe/")
-    await store.snapshot(snap)
-    digest = await asyncio.to_thread(SnapshotDigest.of_file, snap)
+    digest = SnapshotDigest()  # hashed as it streams: no second pass over the file
+    await store.snapshot(snap, digest.update)
     if not digest.etcd_hash_ok:
         raise ArchiveError("the snapshot etcd sent does not match its own integrity hash; try again")
     me = next((m for m in members if m.id == status.member_id), None)
