@@ -67,7 +67,8 @@ async def record(store: Store, field: str, entry: dict[str, Any], attempts: int 
             status = parse_status(kv.value if kv else None)
             status[field] = entry
             body = json.dumps(status)
-            done = await (store.update(BACKUP_STATUS, body, kv.mod_revision) if kv else store.create(BACKUP_STATUS, body))
+            done = await (store.update(BACKUP_STATUS, body, kv.mod_revision) if kv
+                          else store.create(BACKUP_STATUS, body))
             if done:
                 return
         log.warning("backup status: %s not recorded: the record kept changing", field)

@@ -113,7 +113,7 @@ class BackupService:
         assert taken.path is not None
         duration = time.monotonic() - t0
         self.metrics.succeeded(unix, duration)
-        log.info("backup (%s): %s in %.1fs (revision %d)", trigger, taken.path, duration, taken.manifest.revision)
+        log.info("backup (%s): %s in %.2fs (revision %d)", trigger, taken.path, duration, taken.manifest.revision)
         await report.record(self.store, "lastSuccess", report.success_entry(
             unix, self.node, trigger, str(taken.path), duration, taken.manifest.revision))
         try:
