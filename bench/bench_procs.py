@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from etcdward.config import Config
-from etcdward.procs import ControllerProcess, free_port, loopback_address, proc_stat
+from etcdward.procs import ControllerProcess, deep_merge, free_port, loopback_address, proc_stat
 
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
 POLL = 0.05  # both sides: 50 ms between checks / retries
 RUN_TIMEOUT = 180.0
 
 _addr = itertools.count()
+EXTRA_CONFIG: dict[str, Any] = {}  # merged into every node's config (formation --backup-before-change)
 
 
 def next_address() -> str:
@@ -114,9 +115,10 @@ class Node(ControllerProcess):
         return f"https://{self.address}:2380"
 
     def config_dict(self) -> dict[str, Any]:
-        return {"spec": {"api": {"address": self.address},
-                         "storage": {"etcd": {"peerAddress": self.address, "clientPort": self.client_port,
-                                              "extraArgs": {"name": self.name}}}}}
+        etcd = {"peerAddress": self.address, "clientPort": self.client_port, "extraArgs": {"name": self.name}}
+        cfg: dict[str, Any] = {"spec": {"api": {"address": self.address}, "storage": {"etcd": etcd}}}
+        deep_merge(cfg, EXTRA_CONFIG)
+        return cfg
 
     def config(self) -> Config:
         return Config.model_validate(self.config_dict()).effective()

@@ -2,7 +2,7 @@
 """Formation benchmark: how long until N controllers are N voting etcd members, against the floor.
 
     .venv/bin/python -m bench.formation [--nodes 3 5] [--runs 3] [--timeline] [--keep]
-                                       [--only etcdward|floor] [--json FILE]
+                                       [--only etcdward|floor] [--json FILE] [--backup-before-change]
 
 Two measurements per run, interleaved on the same machine with the same etcd binary and flags:
 
@@ -55,8 +55,8 @@ from etcdward.store import errors as E
 from etcdward.supervisor import LaunchPlan, etcd_args, find_etcd
 
 from .bench_logs import STARTUP_KEYS, controller_events, etcd_events, phases, startup_phases
-from .bench_procs import (ETCDCTL, POLL, RUN_TIMEOUT, Node, Result, _etcd_pids_under, cpu_seconds, kill_all,
-                          port_open, roots, spawn)
+from .bench_procs import (ETCDCTL, EXTRA_CONFIG, POLL, RUN_TIMEOUT, Node, Result, _etcd_pids_under, cpu_seconds,
+                          kill_all, port_open, roots, spawn)
 
 async def _wait_store_ready(node: Node, proc: subprocess.Popen[bytes], deadline: float) -> Store:
     """Poll every 50 ms: TCP port open, then a linearizable read (a fresh gRPC channel only once
@@ -263,9 +263,13 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs (logs, data) and print where")
     ap.add_argument("--only", choices=["etcdward", "floor"], help="measure one side only (no ratio)")
     ap.add_argument("--json", type=Path, help="also write all results to this JSON file")
+    ap.add_argument("--backup-before-change", action="store_true",
+                    help="controllers run with spec.backup.beforeMembershipChange: true")
     args = ap.parse_args()
     if any(n < 2 or n > 9 for n in args.nodes):
         ap.error("--nodes: sizes between 2 and 9")
+    if args.backup_before_change:
+        EXTRA_CONFIG["spec"] = {"backup": {"beforeMembershipChange": True}}
 
     etcd = find_etcd()
     ver = subprocess.run([etcd, "--version"], capture_output=True, text=True).stdout.split("\n")[0]

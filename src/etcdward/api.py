@@ -33,7 +33,7 @@ import logging
 import re
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
@@ -68,6 +68,7 @@ class ApiDeps:
     data: DataDir
     join: JoinService
     ready: Callable[[], Awaitable[str | None]]  # None = ready, else the reason
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)  # /metrics: the controller's own
 
 
 class BadRequest(Exception):
@@ -116,7 +117,7 @@ def b64(data: bytes) -> str:
 
 
 def build_app(deps: ApiDeps) -> Starlette:
-    registry = CollectorRegistry()
+    registry = deps.registry
     requests_total = Counter("etcdward_api_requests", "join API requests", ["path", "code"], registry=registry)
     join_seconds = Histogram("etcdward_join_request_seconds", "time to answer a join request", registry=registry)
 
@@ -323,7 +324,8 @@ class ApiListenError(Permanent):
     """The join API's address:port cannot be listened on."""
 
 
-async def serve_api(voter: VoterDeps) -> None:
+async def serve_api(voter: VoterDeps, registry: CollectorRegistry | None = None,
+                    before_add: Callable[[str], Awaitable[bool]] | None = None) -> None:
     store, data, cfg = voter.store, voter.data, voter.cfg
 
     async def ready() -> str | None:
@@ -333,8 +335,8 @@ async def serve_api(voter: VoterDeps) -> None:
         except E.StoreError as e:
             return f"etcd not ready: {e}"
 
-    join = JoinService(store, joiner_timeout=cfg.spec.reconciler.joiner_timeout)
-    deps = ApiDeps(store=store, data=data, join=join, ready=ready)
+    join = JoinService(store, joiner_timeout=cfg.spec.reconciler.joiner_timeout, before_add=before_add)
+    deps = ApiDeps(store=store, data=data, join=join, ready=ready, registry=registry or CollectorRegistry())
     config = uvicorn.Config(
         build_app(deps), host=cfg.api_address, port=cfg.api.port, log_level="warning", lifespan="off",
         ssl_certfile=str(data.api_crt), ssl_keyfile=str(data.api_key),

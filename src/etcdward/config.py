@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .addresses import canonical_host, host_port, ip_literal, is_member_name
+from .backupspec import BackupSpec
 from .errors import Permanent
 
 # etcd flags that etcdward owns: overriding them through extraArgs would break the layout
@@ -172,6 +173,7 @@ class Spec(_Strict):
     api: ApiSpec = ApiSpec()
     storage: StorageSpec = StorageSpec()
     reconciler: ReconcilerSpec = ReconcilerSpec()
+    backup: BackupSpec = BackupSpec()
 
 
 class Config(_Strict):

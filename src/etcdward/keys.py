@@ -7,6 +7,9 @@
     /etcdward/election/reconciler      the reconciler leader, bound to its lease (reconcile/election.py)
     /etcdward/alive/<member id hex>    a controller's liveness, on its own lease (membership.py)
     /etcdward/health                   read (never written) by the readiness probe
+    /etcdward/backup/status            last backup success and failure, any node (backup/report.py)
+    /etcdward/backup/before-change     a backup before a membership change was taken within its
+                                       lease (30 s): the cluster-wide rate limit (backup/schedule.py)
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ JOINS = "/etcdward/joins/"
 RECONCILER_LEADER = "/etcdward/election/reconciler"
 ALIVE = "/etcdward/alive/"
 HEALTH = "/etcdward/health"
+BACKUP_STATUS = "/etcdward/backup/status"
+BACKUP_BEFORE_CHANGE = "/etcdward/backup/before-change"
 
 
 def join_key(member_id: int) -> str:

@@ -1,8 +1,12 @@
 """Taking a backup from this node's etcd: snapshot -> temp file (0600, hashed) -> archive ->
-verified. Used by `etcdward backup` and by the controller's scheduled backups."""
+verified. Used by `etcdward backup` and by the controller's scheduled backups.
+
+Hashing, compressing and verifying run in a worker thread (zlib and hashlib release the GIL):
+inside the controller they must never hold up its event loop (join API, reconciler, leases)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import tempfile
@@ -39,8 +43,8 @@ async def snapshot_manifest(store: Store, snap: Path, now: dt.datetime) -> Manif
     status = await store.status()
     members = await store.members()
     _, revision = await store.get_prefix("/etcdward/backup-revision-probe/")
-    await store.snapshot(snap)
-    digest = SnapshotDigest.of_file(snap)
+    digest = SnapshotDigest()  # hashed as it streams: no second pass over the file
+    await store.snapshot(snap, digest.update)
     if not digest.etcd_hash_ok:
         raise ArchiveError("the snapshot etcd sent does not match its own integrity hash; try again")
     me = next((m for m in members if m.id == status.member_id), None)
@@ -68,21 +72,31 @@ async def take_backup(store: Store, data: DataDir, config_yaml: bytes, dest: Pat
     with _temp_file(staging, ".etcdward-snapshot-") as snap:
         manifest = await snapshot_manifest(store, snap, now)
         if not isinstance(dest, Path):
-            write_archive(dest, manifest, snap, config_yaml, pki)
-            dest.flush()
+            await asyncio.to_thread(_write_stream, dest, manifest, snap, config_yaml, pki)
             return Taken(None, manifest)
         final = dest / archive_name(now)
         with _temp_file(dest, f".{final.name}.") as tmp:
-            with tmp.open("wb") as fh:
-                write_archive(fh, manifest, snap, config_yaml, pki)
-                fh.flush()
-                os.fsync(fh.fileno())
-            if verify_file(tmp) != manifest:
-                raise ArchiveError(f"{final}: the archive read back does not match what was written")
-            os.replace(tmp, final)
-    dir_fd = os.open(dest, os.O_RDONLY)
+            await asyncio.to_thread(_write_verified, tmp, final, manifest, snap, config_yaml, pki)
+    return Taken(final, manifest)
+
+
+def _write_stream(out: IO[bytes], manifest: Manifest, snap: Path, config_yaml: bytes, pki: dict[str, bytes]) -> None:
+    write_archive(out, manifest, snap, config_yaml, pki)
+    out.flush()
+
+
+def _write_verified(tmp: Path, final: Path, manifest: Manifest, snap: Path, config_yaml: bytes,
+                    pki: dict[str, bytes]) -> None:
+    """Write the archive to tmp, fsync, read it back with every check, then rename it to final."""
+    with tmp.open("wb") as fh:
+        write_archive(fh, manifest, snap, config_yaml, pki)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if verify_file(tmp) != manifest:
+        raise ArchiveError(f"{final}: the archive read back does not match what was written")
+    os.replace(tmp, final)
+    dir_fd = os.open(final.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return Taken(final, manifest)

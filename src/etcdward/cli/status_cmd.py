@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .. import localstate
+from ..backup.report import read_status
 from ..paths import DataDir
 from ..membership import current_leader
 from ..store import Store
@@ -29,6 +30,10 @@ async def gather(store: Store) -> dict[str, Any]:
         rec_leader = await current_leader(store)
     except E.StoreError:
         rec_leader = None
+    try:
+        backups = await read_status(store)
+    except E.StoreError:
+        backups = {"lastSuccess": None, "lastFailure": None}
     return {
         "member": me.name if me else None,
         "memberID": format(st.member_id, "x"),
@@ -45,6 +50,7 @@ async def gather(store: Store) -> dict[str, Any]:
         "raftTerm": st.raft_term,
         "raftIndex": st.raft_index,
         "errors": list(st.errors),
+        "backup": backups,
     }
 
 
@@ -61,11 +67,32 @@ def status(data_dir: Path, output: str) -> None:
     pinned = localstate.load_identity(data)
     info["pinnedClusterID"] = pinned.cluster_id if pinned else None
     info["tombstone"] = localstate.read_tombstone(data)
-    info["clientURL"] = node_config(data).client_url
+    cfg = node_config(data)
+    info["clientURL"] = cfg.client_url
+    spec = cfg.spec.backup
+    info["backup"] = {"interval": spec.interval, "dir": spec.dir or str(data.root / "backups"), "keep": spec.keep,
+                      "beforeMembershipChange": spec.before_membership_change, **info["backup"]}
     if output != "table":
         print_data(info, output)
         return
     width = max(len(k) for k in info)
     for k, v in info.items():
-        click.echo(f"{k + ':':<{width + 2}}{'' if v is None else v}")
+        if k != "backup":
+            click.echo(f"{k + ':':<{width + 2}}{'' if v is None else v}")
+    click.echo("backup:")
+    for line in backup_lines(info["backup"]):
+        click.echo(f"  {line}")
+
+
+def backup_lines(b: dict[str, Any]) -> list[str]:
+    """The backup block of the table: the schedule of this node's config, the cluster's last outcomes."""
+    every = "off" if b["interval"] == "0" else f"every {b['interval']}"
+    lines = [f"scheduled:    {every} into {b['dir']} (keep {b['keep']}; before membership changes: "
+             f"{'yes' if b['beforeMembershipChange'] else 'no'})"]
+    ok, bad = b.get("lastSuccess"), b.get("lastFailure")
+    lines.append("lastSuccess:  " + (f"{ok.get('time')} on {ok.get('node')} ({ok.get('trigger')}, "
+                                     f"{ok.get('durationSeconds')}s): {ok.get('path')}" if ok else "none"))
+    lines.append("lastFailure:  " + (f"{bad.get('time')} on {bad.get('node')} ({bad.get('trigger')}): "
+                                     f"{bad.get('reason')}" if bad else "none"))
+    return lines
 

@@ -124,8 +124,11 @@ class JoinAbandoned(Exception):
 
 
 class JoinService:
-    def __init__(self, store: Store, hold: float = HOLD, joiner_timeout: float = 60.0) -> None:
+    def __init__(self, store: Store, hold: float = HOLD, joiner_timeout: float = 60.0,
+                 before_add: Callable[[str], Awaitable[bool]] | None = None) -> None:
         self.store = store
+        # spec.backup.beforeMembershipChange: True when it waited for a backup (look again)
+        self.before_add = before_add
         self.hold = hold
         self.heartbeat_interval = heartbeat_interval(joiner_timeout)
         self._cluster_id = 0
@@ -161,6 +164,8 @@ class JoinService:
                     if still_wanted is not None and not await still_wanted():
                         # A learner nobody will start would block every join behind it.
                         raise JoinAbandoned(f"the client asking for {node} went away before its turn")
+                    if self.before_add is not None and await self.before_add(f"learner add of {node}"):
+                        continue  # the backup took a while: read the queue and members again
                     try:
                         member, members = await self.store.add_learner(peer_url)
                     except E.Unavailable as e:

@@ -59,6 +59,10 @@ class Reconciler:
         self.last_message = ""
         self.leading: Callable[[], bool] | None = None  # set while leading: is the lease still ours?
         self.max_pass_age = 5.0
+        # spec.backup: runs beside the loop while leading (scheduled backups); awaited before a
+        # member removal (beforeMembershipChange), True when it waited for a backup
+        self.while_leading: Callable[[], Awaitable[None]] | None = None
+        self.before_removal: Callable[[str], Awaitable[bool]] | None = None
 
     async def snapshot(self) -> rules.Snapshot:
         members = await self.store.members()
@@ -163,6 +167,13 @@ class Reconciler:
         started = time.monotonic()
         snap = await self.snapshot()
         actions = rules.decide(snap)
+        removal = next((a for a in actions if a.kind in rules.REMOVALS), None)
+        if removal is not None and self.before_removal is not None and await self.before_removal(
+                f"removal of member {removal.member_id:x}"):
+            # the backup took a while: decide again from a fresh snapshot (may_act's age check)
+            started = time.monotonic()
+            snap = await self.snapshot()
+            actions = rules.decide(snap)
         if not actions:
             idle = rules.idle(snap)
             return PassResult(idle.message, snap, None, waiting=idle.waiting)
@@ -221,6 +232,8 @@ class Reconciler:
         """Reconcile while leading; returns "lost" or "resigned"."""
         watchers = [asyncio.create_task(self._watch_records(), name="records-watch"),
                     asyncio.create_task(self._watch_members(), name="members-poll")]
+        if self.while_leading is not None:
+            watchers.append(asyncio.create_task(self.while_leading(), name="while-leading"))
         self.leading = lambda: election.leading
         self.max_pass_age = max(1.0, election.lease.ttl * 0.5)
         try:
@@ -256,11 +269,13 @@ async def mark_removed(store: Store, name: str, member_hex: str) -> None:
         await records.modify(store, name, change)
 
 
-async def run_reconciler(deps: VoterDeps) -> None:
+async def run_reconciler(deps: VoterDeps, while_leading: Callable[[], Awaitable[None]] | None = None,
+                         before_removal: Callable[[str], Awaitable[bool]] | None = None) -> None:
     store, name, my_id = deps.store, deps.ident.name, deps.ident.member_id or ""
     spec = deps.cfg.spec.reconciler
     rec = Reconciler(store, learner_timeout=spec.learner_start_timeout, self_id=deps.member_id,
                      joiner_timeout=spec.joiner_timeout)
+    rec.while_leading, rec.before_removal = while_leading, before_removal
     election = Election(store, name, my_id, ttl=spec.lease_ttl)
 
     async def eligible() -> bool:

@@ -72,6 +72,10 @@ class Kind(enum.StrEnum):
     RESIGN = "resign"
 
 
+# The actions that take a member out of etcd (spec.backup.beforeMembershipChange backs up first).
+REMOVALS = frozenset({Kind.REMOVE_MEMBER, Kind.REMOVE_STALLED_LEARNER})
+
+
 @dataclass(frozen=True)
 class Action:
     kind: Kind

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -340,14 +340,17 @@ class Store:
         await self._call("move leader", self._client.maintenance.move_leader, target_id, max_attempts=1,
                          timeout=10.0)
 
-    async def snapshot(self, path: Path) -> int:
-        """Stream a snapshot of this member's backend into path; returns its size."""
+    async def snapshot(self, path: Path, on_chunk: Callable[[bytes], None] | None = None) -> int:
+        """Stream a snapshot of this member's backend into path; returns its size. on_chunk sees
+        every chunk as it is written (a hash, without reading the file again)."""
 
         async def save() -> int:
             n = 0
             with path.open("wb") as fh:
                 async for chunk in self._client.maintenance.snapshot(max_attempts=1):
                     fh.write(chunk)
+                    if on_chunk is not None:
+                        on_chunk(chunk)
                     n += len(chunk)
             return n
 
