@@ -24,7 +24,7 @@ class Taken:
 
 
 @contextmanager
-def _temp_file(directory: Path, prefix: str) -> Iterator[Path]:
+def temp_file(directory: Path, prefix: str) -> Iterator[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
     os.close(fd)  # mkstemp makes it 0600
@@ -65,24 +65,32 @@ async def take_backup(store: Store, data: DataDir, config_yaml: bytes, dest: Pat
     now = now or dt.datetime.now(dt.timezone.utc)
     pki = pki_files(data)  # before the snapshot: a node without its CAs cannot be backed up
     staging = dest if isinstance(dest, Path) else data.root
-    with _temp_file(staging, ".etcdward-snapshot-") as snap:
+    with temp_file(staging, ".etcdward-snapshot-") as snap:
         manifest = await snapshot_manifest(store, snap, now)
         if not isinstance(dest, Path):
             write_archive(dest, manifest, snap, config_yaml, pki)
             dest.flush()
             return Taken(None, manifest)
-        final = dest / archive_name(now)
-        with _temp_file(dest, f".{final.name}.") as tmp:
-            with tmp.open("wb") as fh:
-                write_archive(fh, manifest, snap, config_yaml, pki)
-                fh.flush()
-                os.fsync(fh.fileno())
-            if verify_file(tmp) != manifest:
-                raise ArchiveError(f"{final}: the archive read back does not match what was written")
-            os.replace(tmp, final)
+        return Taken(write_verified(dest, now, manifest, snap, config_yaml, pki), manifest)
+
+
+def write_verified(dest: Path, now: dt.datetime, manifest: Manifest, snap: Path, config_yaml: bytes,
+                   pki: dict[str, bytes]) -> Path:
+    """The archive of snap in the directory dest: written to a temp file (0600), read back and
+    verified, then renamed into place and the directory synced. Its path."""
+    dest.mkdir(parents=True, exist_ok=True)
+    final = dest / archive_name(now)
+    with temp_file(dest, f".{final.name}.") as tmp:
+        with tmp.open("wb") as fh:
+            write_archive(fh, manifest, snap, config_yaml, pki)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if verify_file(tmp) != manifest:
+            raise ArchiveError(f"{final}: the archive read back does not match what was written")
+        os.replace(tmp, final)
     dir_fd = os.open(dest, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return Taken(final, manifest)
+    return final

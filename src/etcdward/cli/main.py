@@ -30,6 +30,7 @@ LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
     "up": ("playground_cmd:up",),
     "backup": ("backup_cmds:backup_group",),
     "restore": ("restore_cmds:restore",),
+    "recover": ("restore_cmds:recover_cmd",),
 }
 
 
