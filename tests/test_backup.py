@@ -117,20 +117,16 @@ def bad_db_same_sha(src: Path):  # type: ignore[no-untyped-def]
     return change
 
 
-@pytest.mark.parametrize("case,needle", [
-    ("not-gzip", "not a gzip-compressed tar archive"),
-    ("gzip-not-tar", "not a gzip-compressed tar archive"),
-    ("truncated", "truncated"),
-    ("foreign-tar", "unexpected member"),
-    ("missing-ca-key", "missing member(s): pki/ca.key"),
-    ("wrong-sha", "do not match the manifest"),
-    ("snapshot-flipped", "do not match the manifest"),
-    ("etcd-hash-broken", "etcd's own integrity hash does not match"),
-])
-def test_damaged_archives_are_refused_naming_the_problem(backed_up: tuple[Node, Path], tmp_path: Path,
-                                                         case: str, needle: str) -> None:
-    _, good = backed_up
-    bad = tmp_path / "bad.tar.gz"
+def newer_etcd(name: str, body: bytes) -> bytes:
+    if name != MANIFEST:
+        return body
+    d = json.loads(body)
+    d["etcdVersion"] = "3.99.0"
+    return json.dumps(d).encode()
+
+
+def damage(good: Path, bad: Path, case: str) -> Path:
+    """A copy of the good archive at bad, broken as case says (missing:<member> drops one)."""
     if case == "not-gzip":
         bad.write_bytes(b"hello, this is not an archive" * 10)
     elif case == "gzip-not-tar":
@@ -140,14 +136,28 @@ def test_damaged_archives_are_refused_naming_the_problem(backed_up: tuple[Node, 
     elif case == "foreign-tar":
         with tarfile.open(bad, "w:gz") as t:
             t.add(__file__, arcname="etc/passwd")
-    elif case == "missing-ca-key":
-        rewrite(good, bad, lambda n, b: None if n == "pki/ca.key" else b)
-    elif case == "wrong-sha":
-        rewrite(good, bad, wrong_sha)
-    elif case == "snapshot-flipped":
-        rewrite(good, bad, flip_last_byte)
+    elif case.startswith("missing:"):
+        rewrite(good, bad, lambda n, b: None if n == case.split(":", 1)[1] else b)
     else:
-        rewrite(good, bad, bad_db_same_sha(good))
+        change = {"wrong-sha": wrong_sha, "snapshot-flipped": flip_last_byte, "newer-etcd": newer_etcd}.get(case)
+        rewrite(good, bad, change or bad_db_same_sha(good))
+    return bad
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("not-gzip", "not a gzip-compressed tar archive"),
+    ("gzip-not-tar", "not a gzip-compressed tar archive"),
+    ("truncated", "truncated"),
+    ("foreign-tar", "unexpected member"),
+    ("missing:pki/ca.key", "missing member(s): pki/ca.key"),
+    ("wrong-sha", "do not match the manifest"),
+    ("snapshot-flipped", "do not match the manifest"),
+    ("etcd-hash-broken", "etcd's own integrity hash does not match"),
+])
+def test_damaged_archives_are_refused_naming_the_problem(backed_up: tuple[Node, Path], tmp_path: Path,
+                                                         case: str, needle: str) -> None:
+    _, good = backed_up
+    bad = damage(good, tmp_path / "bad.tar.gz", case)
     with pytest.raises(ArchiveError) as e:
         read_archive(bad.open("rb"), tmp_path / "staging")
     assert needle in str(e.value), str(e.value)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from . import datalock, localstate
 from .config import Config
 from .errors import EtcdwardError, Permanent
+from .fence import ClusterGone, watch_cluster_gone
 from .crashpoints import crashpoint, crashpoint_after, delay_point
 from .decision import Action, Decision, Token, decide
 from .localstate import Identity, inspect_disk, move_aside
@@ -175,11 +176,16 @@ class Controller:
             await self.store.connect()
             ready = asyncio.create_task(self._wait_ready(decision.action), name="wait-ready")
             stop = asyncio.create_task(self._stop.wait(), name="stop")
-            done, _ = await asyncio.wait({sup_task, ready, stop}, return_when=asyncio.FIRST_COMPLETED)
+            fence = self._start_fence(decision.action)
+            done, _ = await asyncio.wait({sup_task, ready, stop, *fence}, return_when=asyncio.FIRST_COMPLETED)
+            await cancel_and_wait(fence)
             if stop in done:
                 return 0
             if sup_task in done:
                 sup_task.result()  # raises the supervisor's reason
+            for t in fence & done:
+                await cancel_and_wait([ready])
+                t.result()  # raises ClusterGone
             ready.result()
             await self._stop_claim()  # a voter now: nothing left to keep alive
             await self._after_ready()
@@ -193,10 +199,22 @@ class Controller:
         except MemberWasRemoved as e:
             await self.shutdown()  # etcd must be stopped before its data dir is moved aside
             return self._removed(str(e))
+        except ClusterGone as e:
+            await self.shutdown()
+            self._removed(str(e))
+            raise ControllerError(str(e)) from None
         except SupervisorGaveUp as e:
             raise ControllerError(str(e)) from None
         finally:
             await self.shutdown()
+
+    def _start_fence(self, action: Action) -> set[asyncio.Task[None]]:
+        """On existing data: until etcd is ready, watch whether the cluster of that data is gone
+        (restored or rebuilt elsewhere; fence.py)."""
+        if action is not Action.START:
+            return set()
+        pinned = self.ident.cluster_id if self.ident else None
+        return {asyncio.create_task(watch_cluster_gone(self.data, self.cfg, pinned), name="fence")}
 
     async def _plan(self, action: Action) -> LaunchPlan:
         pinned = localstate.load_identity(self.data)

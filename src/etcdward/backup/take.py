@@ -28,7 +28,7 @@ class Taken:
 
 
 @contextmanager
-def _temp_file(directory: Path, prefix: str) -> Iterator[Path]:
+def temp_file(directory: Path, prefix: str) -> Iterator[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
     os.close(fd)  # mkstemp makes it 0600
@@ -69,15 +69,12 @@ async def take_backup(store: Store, data: DataDir, config_yaml: bytes, dest: Pat
     now = now or dt.datetime.now(dt.timezone.utc)
     pki = pki_files(data)  # before the snapshot: a node without its CAs cannot be backed up
     staging = dest if isinstance(dest, Path) else data.root
-    with _temp_file(staging, ".etcdward-snapshot-") as snap:
+    with temp_file(staging, ".etcdward-snapshot-") as snap:
         manifest = await snapshot_manifest(store, snap, now)
         if not isinstance(dest, Path):
             await asyncio.to_thread(_write_stream, dest, manifest, snap, config_yaml, pki)
             return Taken(None, manifest)
-        final = dest / archive_name(now)
-        with _temp_file(dest, f".{final.name}.") as tmp:
-            await asyncio.to_thread(_write_verified, tmp, final, manifest, snap, config_yaml, pki)
-    return Taken(final, manifest)
+        return Taken(await asyncio.to_thread(write_verified, dest, now, manifest, snap, config_yaml, pki), manifest)
 
 
 def _write_stream(out: IO[bytes], manifest: Manifest, snap: Path, config_yaml: bytes, pki: dict[str, bytes]) -> None:
@@ -85,18 +82,24 @@ def _write_stream(out: IO[bytes], manifest: Manifest, snap: Path, config_yaml: b
     out.flush()
 
 
-def _write_verified(tmp: Path, final: Path, manifest: Manifest, snap: Path, config_yaml: bytes,
-                    pki: dict[str, bytes]) -> None:
-    """Write the archive to tmp, fsync, read it back with every check, then rename it to final."""
-    with tmp.open("wb") as fh:
-        write_archive(fh, manifest, snap, config_yaml, pki)
-        fh.flush()
-        os.fsync(fh.fileno())
-    if verify_file(tmp) != manifest:
-        raise ArchiveError(f"{final}: the archive read back does not match what was written")
-    os.replace(tmp, final)
-    dir_fd = os.open(final.parent, os.O_RDONLY)
+def write_verified(dest: Path, now: dt.datetime, manifest: Manifest, snap: Path, config_yaml: bytes,
+                   pki: dict[str, bytes]) -> Path:
+    """The archive of snap in the directory dest: written to a temp file (0600), read back and
+    verified, then renamed into place and the directory synced. Its path. (Blocking: the
+    controller runs it in a worker thread.)"""
+    dest.mkdir(parents=True, exist_ok=True)
+    final = dest / archive_name(now)
+    with temp_file(dest, f".{final.name}.") as tmp:
+        with tmp.open("wb") as fh:
+            write_archive(fh, manifest, snap, config_yaml, pki)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if verify_file(tmp) != manifest:
+            raise ArchiveError(f"{final}: the archive read back does not match what was written")
+        os.replace(tmp, final)
+    dir_fd = os.open(dest, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+    return final

@@ -30,6 +30,8 @@ LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
     "status": ("status_cmd:status",),
     "up": ("playground_cmd:up",),
     "backup": ("backup_cmds:backup_group",),
+    "restore": ("restore_cmds:restore",),
+    "recover": ("restore_cmds:recover_cmd",),
 }
 
 

@@ -60,6 +60,12 @@ async def gather(store: Store) -> dict[str, Any]:
 def status(data_dir: Path, output: str) -> None:
     """Show this node's member, role, health and the cluster's leaders."""
     data = DataDir.at(data_dir)
+    tomb = localstate.read_tombstone(data)
+    if tomb is not None:  # its controller stopped etcd and will not start it again
+        raise CLIError(f"this node is fenced off its etcd cluster (state/removed.json, {tomb.get('removedAt') or '?'}): "
+                       f"{tomb.get('reason')}" + ("" if "etcdward reset" in str(tomb.get("reason")) else
+                                                  f"; to rejoin: `etcdward reset --data-dir {data.root}`, then start "
+                                                  "the controller with a join token"))
     try:
         info = with_store(data, gather)
     except E.StoreError as e:
