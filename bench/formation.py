@@ -20,11 +20,9 @@ floor      The scripted etcdctl sequence of etcd-behaviour.md §11.2: launch n1'
            command line comes from etcdward.supervisor.etcd_args, so TLS, cipher suites,
            --strict-reconfig-check=true and --pre-vote are identical.
 
-The machine is noisy (2 cores, other work): compare the ratio, not absolute seconds.
-`--timeline` prints, for every run, when each step happened (from the controllers' logs and
-the floor's own clock), which shows where the time goes.
-Every process started here is killed at the end, also on failure, Ctrl-C and SIGTERM (after
-a failure the temp dir with all logs is kept and its path printed).
+Compare the ratio, not absolute seconds (2 noisy cores). `--timeline` prints when each step
+happened. Every process started here is killed at the end, also on failure, Ctrl-C and SIGTERM
+(after a failure the temp dir with all logs is kept and its path printed).
 
 The controllers run whatever `python -m etcdward` imports. To measure one commit while src/ is
 being edited: `git archive HEAD src | tar -x -C /tmp/snap` and run with PYTHONPATH=/tmp/snap/src

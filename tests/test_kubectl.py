@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cluster import Cluster, Node, wait_for
+from tests.cluster import Node, wait_for
 from tests.join_helpers import shared_cluster
 from tests.kube_helpers import Kubectl, b64, expired_client, foreign_client, kubeconfig_with, write_kubeconfig
 from tests.test_leave import three
