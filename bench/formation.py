@@ -24,9 +24,8 @@ Compare the ratio, not absolute seconds (2 noisy cores). `--timeline` prints whe
 happened. Every process started here is killed at the end, also on failure, Ctrl-C and SIGTERM
 (after a failure the temp dir with all logs is kept and its path printed).
 
-The controllers run whatever `python -m etcdward` imports. To measure one commit while src/ is
-being edited: `git archive HEAD src | tar -x -C /tmp/snap` and run with PYTHONPATH=/tmp/snap/src
-(the bench itself and every controller it starts then use that copy).
+To measure one commit while src/ is being edited: `git archive HEAD src | tar -x -C /tmp/snap`
+and run with PYTHONPATH=/tmp/snap/src (the bench and every controller then use that copy).
 """
 
 from __future__ import annotations
@@ -55,6 +54,7 @@ from etcdward.supervisor import LaunchPlan, etcd_args, find_etcd
 from .bench_logs import STARTUP_KEYS, controller_events, etcd_events, phases, startup_phases
 from .bench_procs import (ETCDCTL, EXTRA_CONFIG, POLL, RUN_TIMEOUT, Node, Result, _etcd_pids_under, cpu_seconds,
                           kill_all, port_open, roots, spawn)
+
 
 async def _wait_store_ready(node: Node, proc: subprocess.Popen[bytes], deadline: float) -> Store:
     """Poll every 50 ms: TCP port open, then a linearizable read (a fresh gRPC channel only once
