@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Formation benchmark: how long until N controllers are N voting etcd members, against the floor.
 
     .venv/bin/python -m bench.formation [--nodes 3 5] [--runs 3] [--timeline] [--keep]
