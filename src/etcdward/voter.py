@@ -2,7 +2,9 @@
 
     join-api     the join API (api.py)
     reconciler   campaigns for the reconciler role and reconciles while leading (reconcile/)
-    liveness     keeps /etcdward/alive/<member id> while the local etcd answers linearizable reads
+    liveness     keeps /etcdward/alive/<member id> (with its etcd version) while the local etcd answers
+                 linearizable reads
+    etcd-version keeps state/etcd-version.json current (the cluster version moves after upgrades)
     self         this node's own record, removal and leave handover (selfwatch.py)
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 
 from .api import serve_api
+from .etcdversions import keep_pinned
 from .reconcile.election import Liveness
 from .reconcile.loop import run_reconciler
 from .selfwatch import run_self
@@ -19,9 +22,12 @@ from .voterdeps import VoterDeps
 
 def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
     ident, cfg = deps.ident, deps.cfg
-    body = {"name": ident.name, "memberID": ident.member_id or "", "peerAddress": cfg.peer_address}
+    body = {"name": ident.name, "memberID": ident.member_id or "", "peerAddress": cfg.peer_address,
+            "etcdVersion": str(deps.etcd_version or "")}
     alive = Liveness(deps.store, ident.member_id or "", body, ttl=cfg.spec.reconciler.lease_ttl)
-    return [asyncio.create_task(serve_api(deps), name="join-api"),
+    version = ([asyncio.create_task(keep_pinned(deps.data, cfg.etcd.client_port, deps.etcd_version),
+                                    name="etcd-version")] if deps.etcd_version else [])
+    return [*version, asyncio.create_task(serve_api(deps), name="join-api"),
             asyncio.create_task(alive.run(), name="liveness"),
             asyncio.create_task(run_self(deps), name="self"),
             asyncio.create_task(run_reconciler(deps), name="reconciler")]
