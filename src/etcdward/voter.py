@@ -6,6 +6,7 @@
                  linearizable reads
     etcd-version keeps state/etcd-version.json current (the cluster version moves after upgrades)
     self         this node's own record, removal and leave handover (selfwatch.py)
+    unstick      restarts the local etcd when it refuses every add on a stale peer status (etcd#14523)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .api import serve_api
 from .etcdversions import keep_pinned
 from .reconcile.election import Liveness
 from .reconcile.loop import run_reconciler
+from .reconcile.unstick import run_unstick
 from .selfwatch import run_self
 from .voterdeps import VoterDeps
 
@@ -30,4 +32,5 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
     return [*version, asyncio.create_task(serve_api(deps), name="join-api"),
             asyncio.create_task(alive.run(), name="liveness"),
             asyncio.create_task(run_self(deps), name="self"),
-            asyncio.create_task(run_reconciler(deps), name="reconciler")]
+            asyncio.create_task(run_reconciler(deps), name="reconciler"),
+            asyncio.create_task(run_unstick(deps), name="unstick")]
