@@ -18,7 +18,7 @@
 # mirror is the one this machine already uses (from /etc/apt/sources.list{,.d/*}); override it
 # with ETCD_MIRROR.  Idempotent: a cache that already holds the wanted binary is reused
 # (ETCD_REFRESH=1 fetches again).  Settings: ETCD_CACHE (default <repo>/.etcd-cache), ETCD_MIRROR,
-# ETCD_REFRESH.
+# ETCD_REFRESH, ETCDWARD_PYTHON (for `test`; default .venv/bin/python).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 log() { echo "etcd.sh: $*" >&2; }
@@ -46,7 +46,7 @@ if [ "${1:-}" = test ]; then
   ctl="$(dirname "$etcd")/etcdctl"
   log "running the tests with ETCDWARD_ETCD_BIN=$etcd ($("$etcd" --version | head -n 1))"
   cd "$repo"
-  py=.venv/bin/python; [ -x "$py" ] || py=python3
+  py="${ETCDWARD_PYTHON:-.venv/bin/python}"  # the venv scripts/run.sh makes
   set +e
   ETCDWARD_REQUIRE_PREREQS=1 ETCDWARD_ETCD_BIN="$etcd" ETCDWARD_ETCDCTL="$ctl" "$py" -m pytest "$@"
   rc=$?

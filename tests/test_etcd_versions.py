@@ -128,3 +128,15 @@ def test_upgrade_3_4_to_3_5_then_no_way_back(cluster: Cluster) -> None:
     p = etcdward("controller", "-c", str(n1.config_file), "--data-dir", str(n1.data.root))
     assert_refused(p, "below this cluster's version 3.5")
     assert fingerprint(n1.data.root) == before
+
+
+def test_member_update_is_never_called() -> None:
+    """Before 3.5.31/3.6.12, MemberUpdate on a learner silently promotes it: etcdward never
+    updates a member (peer URLs are fixed at the add; a changed address means leave and rejoin)."""
+    import re
+
+    src = Path(__file__).resolve().parents[1] / "src" / "etcdward"
+    hits = [f"{p.relative_to(src)}:{i}" for p in sorted(src.rglob("*.py"))
+            for i, line in enumerate(p.read_text().splitlines(), 1)
+            if re.search(r"member_?update|update_?member", line, re.IGNORECASE)]
+    assert hits == [], hits
