@@ -60,6 +60,8 @@ def decide(first: float | None, last: float, now: float, members: list[Member], 
 
 async def step(store: Store, refusals: AddRefusals, restart: Callable[[], Awaitable[None]]) -> Unstick | None:
     """One check; acts and returns what it did, or None."""
+    if refusals.first is None or time.monotonic() - refusals.first < STREAK:
+        return None  # nothing to judge: no etcd round trips
     status = await store.status()
     members = await store.members()
     alive = await alive_members(store)
