@@ -45,6 +45,9 @@ fi
 # A missing prerequisite (etcd, root, iptables, ...) fails the run, naming it, instead of
 # skipping: a broken install step must not look green (tests/prereqs.py).
 export ETCDWARD_REQUIRE_PREREQS=1
+# The upgrade tests also need etcd 3.5.30 (scripts/etcd.sh caches it under .etcd-cache/); if it
+# cannot be fetched, those tests fail naming it.
+bash scripts/etcd.sh 3.5.30 >/dev/null || echo "could not fetch etcd 3.5.30 (scripts/etcd.sh)" >&2
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -68,7 +68,18 @@ def _netbed() -> str | None:
     return None if ok else f"network-namespace test bed (tests/netbed.py) unavailable: {why}"
 
 
+def _etcd_version(version: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        from tests.etcdbins import etcd_of
+
+        return None if etcd_of(version) else (f"no etcd {version} binary: `bash scripts/etcd.sh {version}` fetches it "
+                                              f"(or set ETCDWARD_ETCD_{version.replace('.', '_')})")
+    return check
+
+
 CHECKS: dict[str, Callable[[], str | None]] = {
+    "etcd-3.4.23": _etcd_version("3.4.23"),
+    "etcd-3.5.30": _etcd_version("3.5.30"),
     "etcd": _etcd,
     "etcdctl": _etcdctl,
     "root": _root,

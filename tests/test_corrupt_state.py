@@ -23,6 +23,7 @@ def test_each_state_file_corrupted_in_turn(stopped: Node) -> None:
     cases = [  # (file, what the refusal names)
         (data.identity_file, "identity.json"),
         (data.tombstone, "removed from its etcd cluster"),  # a tombstone counts whatever it holds
+        (data.etcd_version_file, "etcd-version.json"),
     ]
     for path, needle in cases:
         original = path.read_bytes() if path.exists() else None

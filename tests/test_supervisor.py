@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from etcdward.paths import DataDir
-from etcdward.supervisor import MemberWasRemoved, Supervisor, SupervisorGaveUp, last_run_output
+from etcdward.supervisor import MAX_FAST_CRASHES, MemberWasRemoved, Supervisor, SupervisorGaveUp, last_run_output
 
 MARKER = "the member has been permanently removed from the cluster"
 
@@ -61,3 +61,25 @@ def test_gave_up_names_the_cause_in_its_first_line(tmp_path: Path, monkeypatch: 
         asyncio.run(asyncio.wait_for(Supervisor(str(script), [], data).run(), 60))
     first = str(e.value).splitlines()[0]
     assert "last exit code 2): no space left on device" in first, first
+
+
+def test_restart_on_request_is_not_a_crash(tmp_path: Path) -> None:
+    """Supervisor.restart() (the etcd#14523 workaround) starts etcd again at once, uncounted."""
+    data = DataDir(tmp_path)
+
+    async def go() -> None:
+        sup = Supervisor("/bin/sleep", ["60"], data)
+        task = asyncio.create_task(sup.run())
+        while sup.proc is None:
+            await asyncio.sleep(0.01)
+        first = sup.proc.pid
+        for _ in range(MAX_FAST_CRASHES + 1):  # more than a crash loop would allow
+            await sup.restart()
+            while sup.proc.pid == first or not sup.alive():
+                await asyncio.sleep(0.01)
+            first = sup.proc.pid
+        assert sup.restarts == 0 and not task.done()
+        await sup.stop()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(asyncio.wait_for(go(), 30))

@@ -4,6 +4,7 @@
     state/join.json       an unfinished join: where it went, what was answered or refused
     state/removed.json    tombstone: this node was removed from its cluster
     state/etcd.pid        pid of the etcd the supervisor runs
+    state/etcd-version.json  the etcd version this member last ran, and its cluster's version
     etcd.aside-<t>-<r>    an etcd data dir moved out of the way (partial, or of a removed member)
 
 `inspect_disk` reads them for the start decision. The member name is pinned at the first
@@ -130,6 +131,31 @@ def clear_etcd_pid(data: DataDir) -> None:
         data.etcd_pid_file.unlink()
     except FileNotFoundError:
         pass
+
+
+# -- etcd-version.json --------------------------------------------------------------------------
+def read_etcd_versions(data: DataDir) -> tuple[str | None, str | None]:
+    """(etcd version this member last ran, cluster version then), pinned after each successful
+    start; (None, None) when not pinned yet."""
+    try:
+        raw = json.loads(data.etcd_version_file.read_text())
+    except (FileNotFoundError, NotADirectoryError):
+        return None, None
+    except (OSError, ValueError) as e:
+        raise StateFileError(f"cannot read {data.etcd_version_file}: {e}; fix or restore it (it pins the etcd "
+                             "version this member last ran), or delete it to skip the version check once") from None
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(k), (str, type(None))) for k in ("etcd", "cluster")):
+        raise StateFileError(f"{data.etcd_version_file} is not an etcd version pin (an object with string fields "
+                             "etcd, cluster); fix or restore it, or delete it to skip the version check once")
+    return raw.get("etcd"), raw.get("cluster")
+
+
+def pin_etcd_versions(data: DataDir, etcd: str, cluster: str | None) -> None:
+    """Pin what this member runs now; a cluster version not known now keeps the pinned one."""
+    if cluster is None:
+        cluster = read_etcd_versions(data)[1]
+    body = {"etcd": etcd, "cluster": cluster}
+    atomic_write(data.etcd_version_file, json.dumps(body, indent=2) + "\n")
 
 
 # -- move aside, tombstone ---------------------------------------------------------------------

@@ -80,6 +80,20 @@ async def alive_members(store: Store) -> frozenset[int]:
     return frozenset(mid for kv in kvs if (mid := member_id_of(kv.key, ALIVE)) is not None)
 
 
+async def alive_versions(store: Store) -> dict[str, str]:
+    """Member name -> the etcd version its controller runs, from the live liveness keys."""
+    kvs, _ = await store.get_prefix(ALIVE)
+    out = {}
+    for kv in kvs:
+        try:
+            body = json.loads(kv.value)
+        except ValueError:
+            continue
+        if isinstance(body, dict) and isinstance(body.get("etcdVersion"), str) and body["etcdVersion"]:
+            out[str(body.get("name") or kv.key.removeprefix(ALIVE))] = body["etcdVersion"]
+    return out
+
+
 class LeaveRefused(Permanent):
     """A member that cannot be removed now (not found, or the quorum guard says no)."""
 

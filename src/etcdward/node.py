@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import datalock, localstate
+from . import datalock, etcdversions, localstate
 from .config import Config
 from .errors import EtcdwardError, Permanent
 from .fence import ClusterGone, watch_cluster_gone
@@ -102,6 +102,7 @@ class Controller:
         self._tasks: list[asyncio.Task[None]] = []
         # A joiner repeats its join request until its etcd is ready (join/client.py LearnerClaim).
         self._claim: asyncio.Task[None] | None = None
+        self.etcd_version: etcdversions.Version | None = None  # of the binary, checked before etcd starts
 
     # -- preflight ---------------------------------------------------------------------
     def decide(self) -> Decision:
@@ -123,6 +124,8 @@ class Controller:
     def prepare(self) -> tuple[Decision, str]:
         binary = find_etcd(self.cfg.etcd.binary or None)
         d = self.decide()  # again, now under the lock: this one is acted on
+        # before anything is written: no skipped minor, no downgrade (state/etcd-version.json)
+        self.etcd_version = etcdversions.check_start(self.data, binary)
         check_data_dir_writable(self.data)
         check_port_free("127.0.0.1", self.cfg.etcd.client_port, "etcd client port")
         check_port_free(self.cfg.peer_address, self.cfg.etcd.peer_port, "etcd peer address")
@@ -135,6 +138,7 @@ class Controller:
         # not even the lock file. Then, before anything is written, moved aside or killed, the
         # lock: a second controller on a running node's data dir must leave it as it is.
         self.decide()
+        etcdversions.check_start(self.data, find_etcd(self.cfg.etcd.binary or None))  # again in prepare()
         with lock_data_dir(self.data):
             return await self._run_locked()
 
@@ -270,6 +274,8 @@ class Controller:
         self.ident = Identity(name=name, cluster_id=cluster_id, member_id=member_id)
         localstate.save_identity(self.data, self.ident)
         localstate.clear_join_pin(self.data)  # the join is complete: this node is a voter
+        if self.etcd_version is not None:
+            await etcdversions.pin_after_start(self.data, self.cfg.etcd.client_port, self.etcd_version)
         log.info("etcd ready: member %s (id %s) in cluster %s", name, member_id, cluster_id)
 
     async def _after_ready(self) -> None:
@@ -279,7 +285,8 @@ class Controller:
 
         assert self.store is not None and self.ident is not None and self.ident.member_id
         self._tasks.extend(start_voter_services(VoterDeps(store=self.store, cfg=self.cfg, data=self.data,
-                                                          ident=self.ident)))
+                                                          ident=self.ident, etcd_version=self.etcd_version,
+                                                          restart_etcd=self.sup.restart if self.sup else None)))
 
     def _removed(self, why: str) -> int:
         localstate.write_tombstone(self.data, self.ident, why)

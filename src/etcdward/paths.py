@@ -99,6 +99,11 @@ class DataDir:
     def etcd_pid_file(self) -> Path:
         return self.state / "etcd.pid"
 
+    @property
+    def etcd_version_file(self) -> Path:
+        """The etcd version this member last ran and its cluster's version (etcdversions.py)."""
+        return self.state / "etcd-version.json"
+
 
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     """Write a file so that readers see the old or the new content, never a torn one."""

@@ -179,6 +179,7 @@ class Supervisor:
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
     _stopping: bool = False
+    _restart_asked: bool = False
     _started_at: float = 0.0
     _fast_crashes: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_FAST_CRASHES))
 
@@ -234,6 +235,10 @@ class Supervisor:
             rc = await self.proc.wait()
             if self._stopping:
                 return
+            if self._restart_asked:  # restart(): not a crash, start again at once
+                self._restart_asked = False
+                await self.start()
+                continue
             lived = time.monotonic() - self._started_at
             # Only this run's output counts: the log file outlives resets and rejoins, and an old
             # "removed" line must not tombstone a member that is alive.
@@ -257,6 +262,19 @@ class Supervisor:
             await asyncio.sleep(delay)
             if not self._stopping:
                 await self.start()
+
+    async def restart(self, grace: float = STOP_GRACE) -> None:
+        """Stop etcd (SIGTERM, SIGKILL after grace) and have run() start it again at once."""
+        p = self.proc
+        if p is None or p.returncode is not None or self._stopping:
+            return
+        self._restart_asked = True
+        log.info("restarting etcd (pid %d)", p.pid)
+        p.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(p.wait(), grace)
+        except asyncio.TimeoutError:
+            p.kill()
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
         self._stopping = True

@@ -4,6 +4,7 @@ no loop back to node.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from .localstate import Identity
 from .paths import DataDir
 
 if TYPE_CHECKING:  # the store pulls in gRPC; types only
+    from .etcdversions import Version
     from .store import Store
 
 
@@ -21,6 +23,8 @@ class VoterDeps:
     cfg: Config  # the effective config
     data: DataDir
     ident: Identity  # with the member ID: the services run only once this member votes
+    etcd_version: Version | None = None  # of the etcd binary this controller runs
+    restart_etcd: Callable[[], Awaitable[None]] | None = None  # restart the local etcd (the supervisor's)
 
     @property
     def member_id(self) -> int:

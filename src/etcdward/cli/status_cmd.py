@@ -10,7 +10,7 @@ import click
 from .. import localstate
 from ..backup.report import read_status
 from ..paths import DataDir
-from ..membership import current_leader
+from ..membership import alive_versions, current_leader
 from ..store import Store
 from ..store import errors as E
 from .common import CLIError, data_dir_option, node_config, print_data, with_store
@@ -28,8 +28,9 @@ async def gather(store: Store) -> dict[str, Any]:
         healthy = False
     try:
         rec_leader = await current_leader(store)
+        versions = await alive_versions(store)  # from the liveness keys: who runs which etcd
     except E.StoreError:
-        rec_leader = None
+        rec_leader, versions = None, {}
     try:
         backups = await read_status(store)
     except E.StoreError:
@@ -46,6 +47,7 @@ async def gather(store: Store) -> dict[str, Any]:
         "voters": sum(1 for m in members if not m.is_learner),
         "learners": sum(1 for m in members if m.is_learner),
         "etcdVersion": st.version,
+        "memberVersions": dict(sorted(versions.items())),
         "dbSize": st.db_size,
         "raftTerm": st.raft_term,
         "raftIndex": st.raft_index,

@@ -119,16 +119,41 @@ def pending_member(members: list[Member], peer_url: str) -> Member | None:
     return None
 
 
+class AddRefusals:
+    """The current streak of member adds etcd refused as `unhealthy cluster`, on this process's
+    monotonic clock: the etcd#14523 workaround (reconcile/unstick.py) reads it. One controller
+    runs per process, so its join service notes into the process-wide ADD_REFUSALS."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None  # first refusal of the current streak
+        self.last = 0.0
+
+    def note(self, refused: bool) -> None:
+        now = time.monotonic()
+        if not refused:
+            self.first = None
+            return
+        if self.first is None or now - self.last > STREAK_GAP:
+            self.first = now
+        self.last = now
+
+
+STREAK_GAP = 5.0  # a pause in refusals this long ends a streak (nobody was asking)
+ADD_REFUSALS = AddRefusals()
+
+
 class JoinAbandoned(Exception):
     """The client that asked went away before its turn; nothing was added."""
 
 
 class JoinService:
     def __init__(self, store: Store, hold: float = HOLD, joiner_timeout: float = 60.0,
-                 before_add: Callable[[str], Awaitable[bool]] | None = None) -> None:
+                 before_add: Callable[[str], Awaitable[bool]] | None = None,
+                 refusals: AddRefusals = ADD_REFUSALS) -> None:
         self.store = store
         # spec.backup.beforeMembershipChange: True when it waited for a backup (look again)
         self.before_add = before_add
+        self.refusals = refusals
         self.hold = hold
         self.heartbeat_interval = heartbeat_interval(joiner_timeout)
         self._cluster_id = 0
@@ -179,7 +204,9 @@ class JoinService:
                         # ID, reported as "member not found". The next second works.
                         log.debug("join %s: add refused for now (%s)", node, e)
                         refused = str(e)
+                        self.refusals.note(isinstance(e, E.UnhealthyCluster))
                     else:
+                        self.refusals.note(False)
                         log.info("added learner %s (id %x, %s)", node, member.id, peer_url)
                         # The joiner is waiting for this answer: do the bookkeeping in parallel.
                         answer, *_ = await asyncio.gather(

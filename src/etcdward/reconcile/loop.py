@@ -19,7 +19,8 @@ from .. import records
 from ..keys import ETCDMEMBERS, JOINS, JoinRecord, join_key, member_id_of
 from ..store import Store
 from ..store import errors as E
-from ..membership import alive_members
+from ..etcdversions import skew
+from ..membership import alive_members, alive_versions
 from ..tasks import cancel_and_wait
 from ..voterdeps import VoterDeps
 from . import rules
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 FAST = 0.1  # while a learner is pending or a leave is in progress
 SLOW = 1.0  # a full pass at least this often
 MEMBER_POLL = 0.25  # the member list alone (one cheap RPC) this often; a change wakes a pass
+SKEW_CHECK = 10.0  # the members' etcd versions (liveness keys) this often
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class Reconciler:
         # member removal (beforeMembershipChange), True when it waited for a backup
         self.while_leading: Callable[[], Awaitable[None]] | None = None
         self.before_removal: Callable[[str], Awaitable[bool]] | None = None
+        self.skew_checked = -SKEW_CHECK
+        self.skew = ""
 
     async def snapshot(self) -> rules.Snapshot:
         members = await self.store.members()
@@ -204,6 +208,19 @@ class Reconciler:
             log.info("reconcile: %s", result.message)
         self.last_message = result.message
 
+    async def warn_version_skew(self) -> None:
+        """Warn (once per change) when members' etcd versions differ by more than one minor."""
+        if time.monotonic() - self.skew_checked < SKEW_CHECK:
+            return
+        self.skew_checked = time.monotonic()
+        try:
+            warning = skew(await alive_versions(self.store)) or ""
+        except E.StoreError:
+            return
+        if warning and warning != self.skew:
+            log.warning("reconcile: %s", warning)
+        self.skew = warning
+
     async def _watch_records(self) -> None:
         """Wake the loop on any change under the records prefix."""
         while True:
@@ -243,6 +260,7 @@ class Reconciler:
                 except E.StoreError as e:
                     result = PassResult(f"waiting: etcd unavailable ({e})", None, None, waiting=True)
                 self.log_decision(result)
+                await self.warn_version_skew()
                 if result.done is not None and result.done.kind is rules.Kind.RESIGN:
                     await election.resign()
                     return "resigned"
