@@ -21,6 +21,7 @@ from .. import records
 from ..records import EtcdMember
 from ..store import Store
 from . import discovery as D
+from . import openapi_v2 as V2
 from . import resource, selectors, table, watch
 from .status import GROUP, PLURAL, VERSION, KubeError, bad_request, forbidden, method_not_allowed
 from .tlsauth import PEER_CERT, authenticate
@@ -148,6 +149,12 @@ def kube_routes(store: Store, ca: x509.Certificate) -> list[BaseRoute]:
         raise forbidden(user, verb, f"{PLURAL}/status", name,
                         "the status subresource is written by the etcdward controllers only")
 
+    async def openapi_v2(request: Request, user: str) -> Response:
+        if "protobuf" in request.headers.get("accept", ""):
+            # as kube-openapi answers: Go's mime parser (client-go) rejects the '@' of the accept type
+            return Response(V2.PROTOBUF_DOCUMENT, media_type="application/octet-stream")
+        return Response(V2.JSON_DOCUMENT, media_type="application/json")
+
     all_methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     gv = f"/apis/{GROUP}/{VERSION}"
     return [
@@ -156,6 +163,7 @@ def kube_routes(store: Store, ca: x509.Certificate) -> list[BaseRoute]:
         Route("/apis", endpoint(apis), methods=["GET"]),
         Route(f"/apis/{GROUP}", endpoint(static(D.API_GROUP)), methods=["GET"]),
         Route(gv, endpoint(static(D.API_RESOURCE_LIST)), methods=["GET"]),
+        Route("/openapi/v2", endpoint(openapi_v2), methods=["GET"]),
         Route("/openapi/v3", endpoint(static(D.OPENAPI_V3_ROOT)), methods=["GET"]),
         Route(f"/openapi/v3{gv}", endpoint(static(D.OPENAPI_V3_GV)), methods=["GET"]),
         Route(BASE, endpoint(collection), methods=all_methods),
