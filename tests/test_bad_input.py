@@ -218,3 +218,12 @@ def test_disk_full_while_running(small_tmpfs_cluster) -> None:  # type: ignore[n
     for key, value in acked.items():  # nothing acknowledged was lost
         got = n1.etcdctl("get", key, "--print-value-only")
         assert got.returncode == 0 and got.stdout.rstrip("\n") == value, (key, got.stderr)
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "224.0.0.1", "not-an-ip"])
+def test_restore_peer_address_is_checked_first(tmp_path: Path, address: str) -> None:
+    """The address restore would advertise is refused naming the flag, before the archive is read."""
+    data = tmp_path / "data"
+    assert_refused(etcdward("restore", str(tmp_path / "none.tar.gz"), "--data-dir", str(data), "--peer-address",
+                            address), "--peer-address")
+    assert not data.exists()

@@ -112,13 +112,7 @@ class EtcdSpec(_Strict):
     @classmethod
     def _peer(cls, v: str | None) -> str | None:
         # etcd listen URLs must be IP literals.
-        if v in (None, ""):
-            return None
-        ip = ip_literal(v, "peerAddress")
-        if ipaddress.ip_address(ip).is_unspecified or ipaddress.ip_address(ip).is_multicast:
-            raise ValueError(f"{v!r} is not an address peers can reach: it is advertised to them as this member's "
-                             "peer URL; give this host's own IP address")
-        return ip
+        return None if v in (None, "") else peer_ip(v, "peerAddress")
 
     @field_validator("extra_args", mode="before")
     @classmethod
@@ -231,6 +225,15 @@ class Config(_Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(by_alias=True, exclude_none=True), sort_keys=False)
+
+
+def peer_ip(value: str, key: str) -> str:
+    """A peer address: an IP literal that peers can reach (it is advertised as the peer URL)."""
+    ip = ip_literal(value, key)
+    if ipaddress.ip_address(ip).is_unspecified or ipaddress.ip_address(ip).is_multicast:
+        raise ValueError(f"{value!r} is not an address peers can reach: it is advertised to them as this member's "
+                         "peer URL; give this host's own IP address")
+    return ip
 
 
 def _overlap(a: str, b: str) -> bool:

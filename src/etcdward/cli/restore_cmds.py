@@ -12,7 +12,6 @@ import click
 
 from .. import config as cfgmod
 from .. import localstate
-from ..addresses import ip_literal
 from ..backup.recover import RecoverRefused, Survey, recover
 from ..backup.restore import check_not_running, restore_archive
 from ..errors import EtcdwardError
@@ -36,7 +35,7 @@ def restore(archive: str, data_dir: Path, config_file: Path | None, peer_address
     data = DataDir.at(data_dir)
     if peer_address is not None:
         try:
-            peer_address = ip_literal(peer_address.strip("[]"), "--peer-address")
+            peer_address = cfgmod.peer_ip(peer_address.strip("[]"), "--peer-address")
         except ValueError as e:
             raise CLIError(f"--peer-address: {e}") from None
     try:
