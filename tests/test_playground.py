@@ -80,7 +80,8 @@ def test_up_on_a_terminal_draws_the_live_view_and_ctrl_c_stops_everything(tmp_pa
         shown = read_until(primary, proc, lambda _: False, timeout=60)
         assert proc.wait(10) == 0, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
         assert "Traceback" not in shown and (proc.stderr is None or not proc.stderr.read().strip())
-        assert shown.rsplit("etcdward up · cluster", 1)[-1].count("exited (code 0)") == 3, shown[-3000:]
+        final = shown.rsplit("etcdward up · cluster", 1)[-1]
+        assert final.count("exited (code 0)") == 3 and "every controller has stopped" in final, shown[-3000:]
         assert pids_using(root) == []
     finally:
         os.close(primary)

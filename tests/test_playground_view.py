@@ -92,6 +92,9 @@ def test_the_view_shows_headline_table_records_and_events() -> None:
     assert "cluster c1 · 3 voters, 0 learners · etcd leader n3 · reconciler leader n2 · 12s" in out
     assert out.count("promoted") == 2 and "a1" in out and peer(3) in out
     assert "records: 3, in sync" in out and "started n1" in out and "Ctrl-C stops every controller" in out
+    stopping = Snapshot((node(1, exit_code=0), node(2)), c, 10.0, stopping=True)
+    assert "stopping the controllers…" in text(stopping)
+    assert "every controller has stopped" in text(replace(stopping, nodes=(node(1, exit_code=0), node(2, exit_code=0))))
 
 
 def test_cluster_state_from_the_keys_under_etcdward() -> None:

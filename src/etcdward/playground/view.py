@@ -174,9 +174,16 @@ def render(s: Snapshot) -> RenderableType:
         parts.append(Text(f"read from {s.cluster.read_from}'s etcd", style="dim"))
     if s.events:
         parts.append(Text("\n".join(s.events[-EVENTS_SHOWN:]), style="dim"))
-    parts.append(Text("stopping the controllers…" if s.stopping else "Ctrl-C stops every controller",
-                      style="bold" if s.stopping else "dim"))
+    parts.append(footer(s))
     return Group(*parts)
+
+
+def footer(s: Snapshot) -> Text:
+    if not s.stopping:
+        return Text("Ctrl-C stops every controller", style="dim")
+    if all(n.exit_code is not None or not n.launched for n in s.nodes):
+        return Text("every controller has stopped", style="bold")
+    return Text("stopping the controllers…", style="bold")
 
 
 def plural(n: int, what: str) -> str:
