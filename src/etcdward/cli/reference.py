@@ -64,8 +64,9 @@ def default_of(p: click.Parameter) -> str:
     if p.required:
         return "required"
     d = p.default
-    if callable(d) or d is None or d is UNSET or d is False or (p.multiple and not d) or (isinstance(p, click.Option) and p.is_flag):
-        return ""
+    flag = isinstance(p, click.Option) and p.is_flag
+    if flag or callable(d) or d is None or d is UNSET or (p.multiple and not d):
+        return ""  # a flag is off unless given; a computed default is described in the help
     return f"`{d}`"
 
 
