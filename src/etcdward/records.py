@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from .addresses import is_member_name
 from .errors import Permanent, Temporary
 from .keys import ETCDMEMBERS
-from .store import Member, Store
+from .store import KV, Member, Store
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +264,11 @@ class Listing:
 
 async def list_records(store: Store) -> Listing:
     kvs, rev = await store.get_prefix(ETCDMEMBERS)
+    return listing(kvs, rev)
+
+
+def listing(kvs: list[KV], rev: int) -> Listing:
+    """The records among kvs (keys under ETCDMEMBERS), read at revision rev."""
     recs, bad = [], []
     for kv in kvs:
         name = kv.key.removeprefix(ETCDMEMBERS)

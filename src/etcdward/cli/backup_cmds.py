@@ -58,7 +58,8 @@ def backup_group(ctx: click.Context, save_path: str | None, data_dir: Path) -> N
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="directory of archives (default <data-dir>/backups)")
 @data_dir_option
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="output format")
 def backup_list(directory: Path | None, data_dir: Path, output: str) -> None:
     """List backup archives with their cluster, revision and whether each verifies."""
     root = directory or DataDir.at(data_dir).root / "backups"

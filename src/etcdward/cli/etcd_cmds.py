@@ -27,7 +27,8 @@ def k0s_member_list(members: list[Member]) -> str:
 
 @etcd_group.command("member-list", context_settings={"ignore_unknown_options": False})
 @data_dir_option
-@click.option("-o", "--output", type=click.Choice(["json", "table", "wide"]), default="json", show_default=True)
+@click.option("-o", "--output", type=click.Choice(["json", "table", "wide"]), default="json", show_default=True,
+              help="json: k0s's one-line {\"members\":{NAME:PEER_URL}}; table/wide: one row per member")
 def member_list(data_dir: Path, output: str) -> None:
     """List etcd cluster members (JSON encoded, like k0s)."""
     data = DataDir.at(data_dir)

@@ -74,13 +74,18 @@ def read_token(token: str | None, token_file: Path | None) -> str | None:
 @click.argument("token", required=False)
 @click.option("--token-file", type=click.Path(path_type=Path), help="file holding the join token")
 @click.option("-c", "--config", "config_file", type=click.Path(path_type=Path), help="config file (YAML)")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR, show_default=True,
+              help="where this node keeps etcd's data, its PKI and its state")
 @click.option("--join-timeout", type=Seconds(minimum=1.0), default=600.0, show_default=True,
               help="seconds to keep trying to join")
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 def controller(token: str | None, token_file: Path | None, config_file: Path | None, data_dir: Path,
                join_timeout: float, verbose: bool) -> None:
-    """Run a control-plane node (etcd + join API + reconciler) in the foreground."""
+    """Run a control-plane node (etcd + join API + reconciler) in the foreground.
+
+    Without TOKEN (or --token-file) on an empty data dir it bootstraps a new cluster; with a join
+    token (from `etcdward token create` on a member) it joins that cluster; on a data dir that
+    already holds a member it restarts it. SIGTERM/SIGINT stop it and its etcd cleanly."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     for noisy in ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "etcd3aio", "grpc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -110,7 +115,8 @@ def config_group() -> None:
 
 
 @config_group.command("validate")
-@click.option("-c", "--config", "config_file", type=click.Path(path_type=Path), required=True)
+@click.option("-c", "--config", "config_file", type=click.Path(path_type=Path), required=True,
+              help="the config file (YAML) to check")
 def config_validate(config_file: Path) -> None:
     """Check a config file and print the effective config."""
     try:

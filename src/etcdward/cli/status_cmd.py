@@ -58,7 +58,8 @@ async def gather(store: Store) -> dict[str, Any]:
 
 @click.command("status")
 @data_dir_option
-@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True,
+              help="output format")
 def status(data_dir: Path, output: str) -> None:
     """Show this node's member, role, health and the cluster's leaders."""
     data = DataDir.at(data_dir)

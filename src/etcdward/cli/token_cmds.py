@@ -50,7 +50,8 @@ def create(role: str, expiry: str, data_dir: Path) -> None:
 
 @token_group.command("list")
 @data_dir_option
-@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True,
+              help="output format")
 def list_(data_dir: Path, output: str) -> None:
     """List join tokens (never their secrets)."""
     try:
@@ -71,7 +72,7 @@ def list_(data_dir: Path, output: str) -> None:
 @click.argument("token_id")
 @data_dir_option
 def invalidate(token_id: str, data_dir: Path) -> None:
-    """Invalidate the token with this ID (the 6 characters before the dot)."""
+    """Invalidate the token whose ID is TOKEN_ID (the 6 characters before the dot of the token)."""
     tid = token_id.split(".", 1)[0]
     if not tokens.TOKEN_RE.fullmatch(f"{tid}.aaaaaaaaaaaaaaaa"):
         raise CLIError(f"token ID {token_id!r} is not valid: expected 6 lowercase letters or digits")

@@ -11,17 +11,17 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Coroutine, TypeVar
 
 import yaml
 
-from . import datalock, tokens
-from .config import Config
-from .durations import parse_duration
-from .errors import Permanent
-from .procs import ControllerProcess
-from .store import Member, local_store
-from .store import errors as E
+from .. import datalock, tokens
+from ..config import Config
+from ..durations import parse_duration
+from ..errors import Permanent
+from ..procs import ControllerProcess
+from ..store import Member, local_store
+from ..store import errors as E
 
 BASE_CLIENT_PORT = 22379  # loopback client ports 22379+i: clear of a package-started etcd on 2379
 
@@ -35,6 +35,7 @@ class PlayNode(ControllerProcess):
     index: int
     root: Path
     proc: subprocess.Popen[bytes] | None = None
+    with_token: bool = False  # started to join (not bootstrapped, not restarted)
     stop_timeout = 20.0
 
     @property
@@ -58,6 +59,7 @@ class PlayNode(ControllerProcess):
     def start(self, token: str | None = None) -> None:
         self.write_node_config()
         token_file = None
+        self.with_token = bool(token)
         if token:
             token_file = self.root / f"{self.name}.token"
             token_file.write_text(token + "\n")
@@ -156,8 +158,43 @@ class Playground:
         if any(v[1] != views[0][1] for v in views):
             raise PlaygroundError("nodes disagree on the member list")
 
+    async def run(self, stop: asyncio.Event, once: bool, formed: Callable[[list[Member]], None]) -> None:
+        """Form and verify the cluster, call formed(members), then (unless once) watch the
+        controllers until stop is set; a controller that exits is an error. Returns as soon as
+        stop is set, in whichever phase."""
+        members = await until_set(stop, self.form())
+        if members is not None:
+            await until_set(stop, self.verify())
+        if members is None or stop.is_set():
+            return
+        formed(members)
+        while not once and not stop.is_set():
+            dead = [n.name for n in self.nodes if not n.alive()]
+            if dead:
+                raise PlaygroundError(f"controller(s) {', '.join(dead)} exited; see logs in {self.root}")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
     def stop(self) -> None:
         for n in reversed(self.nodes):
             rc = n.stop()
             if rc not in (None, 0):
                 self.say(f"{n.name} exited with code {rc}; see {n.log_file}")
+
+
+T = TypeVar("T")
+
+
+async def until_set(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> T | None:
+    """work's result, or None when stop is set first (work is then cancelled)."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return None if task.cancelled() else task.result()
