@@ -90,6 +90,8 @@ class TextFormatter(logging.Formatter):
         line = "\\n".join(line.splitlines()) if line else line
         if self.tracebacks and record.exc_info:
             line += "\n" + self.formatException(record.exc_info)  # asked for with --verbose
+        if self.tracebacks and record.stack_info:
+            line += "\n" + record.stack_info
         return line
 
 
