@@ -20,7 +20,7 @@ from etcdward import systemdunit
 from etcdward.cli.main import main
 from etcdward.logformat import REQUIRED_KEYS
 from etcdward.supervisor import STOP_GRACE
-from tests.cluster import Cluster
+from tests.cluster import Cluster, wait_for
 from tests.prereqs import needs
 
 
@@ -155,6 +155,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> ServedRun:
         args = systemdunit.exec_start_argv((units / "etcdward.service").read_text())
         n.start(None, *args[args.index("--log-format"):])  # the flags after -c/--data-dir, as the unit has them
         n.wait_ready(60)
+        # etcd answering is not yet the controller running its voter services: wait for those to log
+        wait_for(lambda: "is now the reconciler leader" in n.log(), 30, "reconciler leader", node=n)
         refused = etcdward("uninstall", "--unit-dir", str(units))
         still_there = (units / "etcdward.service").exists()
         code = n.stop()
@@ -182,4 +184,5 @@ def test_controller_logs_one_json_object_per_line(served: ServedRun) -> None:
         objs.append(obj)
     messages = [o["message"] for o in objs]
     assert any(m.startswith("etcd ready: member n1") for m in messages), messages
+    assert any(m.endswith("is now the reconciler leader") for m in messages), messages
     assert any(m.startswith("stopping etcd") for m in messages), messages
