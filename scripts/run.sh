@@ -18,6 +18,8 @@ if [ "$mode" = test ]; then
   command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
   # The kube API tests drive the real kubectl; Debian's kubernetes-client when none is installed.
   command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
+  # `systemd-analyze verify` checks the unit `etcdward install controller` writes.
+  command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "run as root to install: ${need_apt[*]}" >&2; exit 1; fi

@@ -84,6 +84,7 @@ CHECKS: dict[str, Callable[[], str | None]] = {
     "etcdctl": _etcdctl,
     "root": _root,
     "unshare": _tool("unshare", "util-linux"),
+    "systemd-analyze": _tool("systemd-analyze", "systemd"),
     "netbed": _netbed,
 }
 

@@ -342,6 +342,7 @@ async def serve_api(voter: VoterDeps, registry: CollectorRegistry | None = None,
         ssl_certfile=str(data.api_crt), ssl_keyfile=str(data.api_key),
         ssl_context_factory=lambda _cfg, _default: server_ssl_context(data),
         timeout_keep_alive=5, http=PeerCertProtocol,
+        log_config=None,  # uvicorn's records go through the controller's one handler (--log-format)
     )
     server = _Server(config)
     log.info("join API listening on https://%s:%d", cfg.api_address, cfg.api.port)

@@ -16,11 +16,11 @@ import os
 import secrets
 import signal
 import socket
-import sys
 import time
 from dataclasses import dataclass
 
 from . import datalock, etcdversions, localstate
+from . import logformat
 from .config import Config
 from .errors import EtcdwardError, Permanent
 from .fence import ClusterGone, watch_cluster_gone
@@ -320,7 +320,7 @@ def run_controller(data: DataDir, cfg: Config, token: str | None, join_timeout: 
     except Exception as e:  # a bug: still one line, the traceback only on request
         log.debug("unexpected error", exc_info=True)
         why = f"unexpected error ({type(e).__name__}: {e})" + ("" if verbose else "; --verbose shows the traceback")
-    print(f"etcdward controller: {why}", file=sys.stderr, flush=True)
+    logformat.fatal(f"etcdward controller: {why}")
     return 1
 
 

@@ -15,6 +15,7 @@ import yaml
 
 from .. import config as cfgmod
 from .. import datalock
+from .. import logformat
 from ..durations import MAX_DURATION, check_seconds
 from ..paths import DEFAULT_DATA_DIR, DataDir
 
@@ -28,7 +29,7 @@ class CLIError(click.ClickException):
     """Printed as the bare message on stderr; exit code 1."""
 
     def show(self, file: Any = None) -> None:
-        click.echo(self.message, err=True)
+        logformat.fatal(self.message)  # as is, or one JSON line when the controller logs JSON
 
 
 class Seconds(click.ParamType):

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 import click
 
 from .. import config as cfgmod
+from .. import logformat
 from ..paths import DEFAULT_DATA_DIR, DataDir
 from ..errors import EtcdwardError
 from .common import CLIError, Seconds
-
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-
 
 # Subcommands live in their own modules and are imported only when used: a joining controller
 # is CPU-bound at start-up (several start at once on small machines), and the gRPC, records and
@@ -32,6 +29,8 @@ LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
     "backup": ("backup_cmds:backup_group",),
     "restore": ("restore_cmds:restore",),
     "recover": ("restore_cmds:recover_cmd",),
+    "install": ("install_cmds:install_group",),
+    "uninstall": ("install_cmds:uninstall",),
 }
 
 
@@ -79,16 +78,16 @@ def read_token(token: str | None, token_file: Path | None) -> str | None:
 @click.option("--join-timeout", type=Seconds(minimum=1.0), default=600.0, show_default=True,
               help="seconds to keep trying to join")
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
+@click.option("--log-format", type=click.Choice(logformat.FORMATS), default="text", show_default=True,
+              help="one line per event on stderr: text, or one JSON object per line")
 def controller(token: str | None, token_file: Path | None, config_file: Path | None, data_dir: Path,
-               join_timeout: float, verbose: bool) -> None:
+               join_timeout: float, verbose: bool, log_format: str) -> None:
     """Run a control-plane node (etcd + join API + reconciler) in the foreground.
 
     Without TOKEN (or --token-file) on an empty data dir it bootstraps a new cluster; with a join
     token (from `etcdward token create` on a member) it joins that cluster; on a data dir that
     already holds a member it restarts it. SIGTERM/SIGINT stop it and its etcd cleanly."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
-    for noisy in ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "etcd3aio", "grpc"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logformat.configure(log_format, verbose)
     data = DataDir.at(data_dir)
     try:
         cfg = cfgmod.load_effective(config_file)
@@ -140,6 +139,6 @@ def main() -> None:
 
 
 def fail(why: str) -> None:
-    click.echo(f"etcdward: {why}", err=True)
+    logformat.fatal(f"etcdward: {why}")  # one JSON line when the controller logs JSON
     sys.exit(1)
 
