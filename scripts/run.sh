@@ -51,7 +51,9 @@ export ETCDWARD_REQUIRE_PREREQS=1
 # cannot be fetched, those tests fail naming it.
 bash scripts/etcd.sh 3.5.30 >/dev/null || echo "could not fetch etcd 3.5.30 (scripts/etcd.sh)" >&2
 set +e
-.venv/bin/python -m pytest "$@"
+# Two workers: most tests wait on etcd and timers, not on the CPU; tests that share fixed host
+# resources are kept on one worker (xdist_group, tests/conftest.py). `-n 0` runs them serially.
+.venv/bin/python -m pytest -n "${ETCDWARD_TEST_WORKERS:-2}" --dist loadgroup "$@"
 rc=$?
 [ "$rc" = 5 ] && { echo "pytest collected no tests" >&2; exit 1; }
 exit "$rc"

@@ -17,6 +17,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,6 +94,8 @@ def world(request: pytest.FixtureRequest) -> Iterator[Callable[..., World]]:
                   seed=seed)
         made.append(w)
         _outdirs[request.node.nodeid] = w.outdir
+        # under xdist the summary is printed by the controlling process: the folder travels in the report
+        request.node.user_properties.append(("scenario_outdir", str(w.outdir)))
         print(f"\n[scenario] {request.node.nodeid}: bed {w.bed.prefix}, {n} nodes, output {w.outdir}"
               + (f", seed {seed} (replay: {SEED_ENV}={seed})" if seed is not None else ""))
         return w
@@ -122,6 +125,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     name = _scenario_of(report.nodeid)
     if name is None:
         return
+    for key, value in report.user_properties:
+        if key == "scenario_outdir":
+            _outdirs[report.nodeid] = Path(value)
     r = _results.setdefault(name, {"items": {}, "duration": 0.0})
     r["duration"] += report.duration
     item = r["items"].setdefault(report.nodeid, "passed")
