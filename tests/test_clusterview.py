@@ -24,7 +24,8 @@ def report(**kw: object) -> MemberReport:
 
 
 def healthy_view(**kw: object) -> ClusterView:
-    base = ClusterView(now=NOW, local=LOCAL, members=tuple(MemberView(m, True, report()) for m in (M1, M2, M3)),
+    base = ClusterView(now=NOW, local=LOCAL, members=tuple(MemberView(m, True, report(), reported_at=NOW - 2)
+                                                           for m in (M1, M2, M3)),
                        reconciler_leader="n2", records=3)
     return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
 
@@ -47,8 +48,7 @@ def test_a_healthy_view_has_no_reasons_and_every_field() -> None:
 def test_each_degradation_is_one_reason_naming_the_member() -> None:
     cases = {
         "not reporting: its controller's liveness key expired": with_member(healthy_view(), 2, alive=False, report=None),
-        "is not reporting: its last report is": with_member(healthy_view(), 1,
-                                                            report=report(reported_at=NOW - STALE_AFTER - 1)),
+        "is not reporting: its last report is": with_member(healthy_view(), 1, reported_at=NOW - STALE_AFTER - 1),
         "alarm NOSPACE on member n2": with_member(healthy_view(), 1, alarms=("NOSPACE",)),
         "82% of its quota": with_member(healthy_view(), 0, report=report(db_size=int(0.82 * DEFAULT_QUOTA))),
         "no reconciler leader": healthy_view(reconciler_leader=None),
@@ -66,6 +66,11 @@ def test_each_degradation_is_one_reason_naming_the_member() -> None:
 def test_a_db_below_80_percent_or_without_quota_is_fine() -> None:
     assert verdict(with_member(healthy_view(), 0, report=report(db_size=int(0.79 * DEFAULT_QUOTA)))) == []
     assert verdict(with_member(healthy_view(), 0, report=report(db_size=10 * DEFAULT_QUOTA, db_quota=0))) == []
+
+
+def test_under_nospace_old_reports_are_not_a_second_reason() -> None:
+    view = with_member(with_member(healthy_view(), 1, reported_at=NOW - STALE_AFTER - 1), 0, alarms=("NOSPACE",))
+    assert verdict(view) == ["alarm NOSPACE on member n1 (id 1)"]
 
 
 def test_a_learner_degrades_only_when_stuck() -> None:
@@ -99,6 +104,7 @@ def test_a_report_is_published_on_a_material_change_or_when_old() -> None:
     last = report(reported_at=NOW)
     assert due(None, last)
     assert not due(last, report(reported_at=NOW + 1, raft_applied_index=999, db_size=5))  # moving figures alone
+    assert due(last, report(reported_at=NOW + 1, db_size=int(0.81 * DEFAULT_QUOTA)))  # near its quota now
     assert due(last, report(reported_at=NOW + 1, leader="2"))
     assert due(last, report(reported_at=NOW + 1, errors=("memberID:1 alarm:NOSPACE ",)))
     assert due(last, report(reported_at=NOW + REPORT_EVERY))

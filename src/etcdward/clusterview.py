@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .keys import ALIVE, JOINS, RECONCILER_LEADER, JoinRecord, member_id_of
-from .memberreport import REPORT_EVERY, MemberReport
+from .memberreport import DEFAULT_QUOTA, NEAR_QUOTA, REPORT_EVERY, MemberReport, from_status
 
 if TYPE_CHECKING:
     from .store import Member, Status, Store
 
 STALE_AFTER = 3 * REPORT_EVERY  # a report older than this: its controller is not reporting
 STUCK_REPEATS = 6  # join repeats (~5 s apart) without progress before a learner counts as stuck
-QUOTA_WARN = 0.8  # a db at this share of its quota is a reason
 READ_TIMEOUT = 3.0
 
 
@@ -33,7 +32,8 @@ READ_TIMEOUT = 3.0
 class MemberView:
     member: Member
     alive: bool  # its controller's liveness key is live (renewed only after a linearizable read)
-    report: MemberReport | None = None  # the figures its controller published last
+    report: MemberReport | None = None  # its figures: as its controller published them last (this node: fresh)
+    reported_at: float | None = None  # when its controller last published (its host's clock)
     etcd_version: str = ""  # from the liveness key (also without a report: an older controller)
     join: JoinRecord | None = None  # a learner's join record: its progress
     alarms: tuple[str, ...] = ()
@@ -65,7 +65,7 @@ class ClusterView:
 
     def report_age(self, v: MemberView) -> float | None:
         """Seconds since v's controller last reported (a learner: since its joiner last asked)."""
-        at = v.report.reported_at if v.report else v.join.heard_at if v.join else None
+        at = v.reported_at if v.reported_at is not None else v.join.heard_at if v.join else None
         return None if at is None else max(0.0, self.now - at)
 
 
@@ -82,6 +82,8 @@ def verdict(view: ClusterView) -> list[str]:
         reasons.append("etcd has no leader (as this node's member sees it)")
     if view.reconciler_leader is None and not view.read_errors:
         reasons.append("no reconciler leader (no controller holds the election key)")
+    # NOSPACE refuses every put, the controllers' reports included: their age says nothing then
+    puts_refused = any("NOSPACE" in v.alarms for v in view.members)
     for v in view.members:
         who = f"member {v.name} (id {v.member.hex_id})"
         reasons.extend(f"alarm {a} on {who}" for a in v.alarms)
@@ -98,10 +100,10 @@ def verdict(view: ClusterView) -> list[str]:
                            "stopped, or its etcd fails linearizable reads)")
             continue
         age = view.report_age(v)
-        if age is not None and age > STALE_AFTER:
+        if age is not None and age > STALE_AFTER and not puts_refused:
             reasons.append(f"{who} is not reporting: its last report is {age:.0f}s old")
         r = v.report
-        if r is not None and r.db_quota and r.db_size >= QUOTA_WARN * r.db_quota:
+        if r is not None and r.near_quota:
             reasons.append(f"{who}: db {human_bytes(r.db_size)} is {100 * r.db_size / r.db_quota:.0f}% of its "
                            f"quota {human_bytes(r.db_quota)} (compact and defragment, or raise "
                            "--quota-backend-bytes)")
@@ -190,9 +192,13 @@ def build(local: Status, members: list[Member], alive_kvs: list[Any], join_kvs: 
     views = []
     for m in sorted(members, key=lambda m: (m.is_learner, m.name, m.id)):
         body = bodies.get(m.id)
+        published = MemberReport.parse(body.get("report")) if body else None
+        report = published
+        if m.id == local.member_id:  # this node's own figures: fresh, not as last published
+            report = from_status(local, published.db_quota if published else DEFAULT_QUOTA, now)
         views.append(MemberView(
-            member=m, alive=body is not None,
-            report=MemberReport.parse(body.get("report")) if body else None,
+            member=m, alive=body is not None, report=report,
+            reported_at=published.reported_at if published else None,
             etcd_version=str(body.get("etcdVersion") or "") if body else "",
             join=joins.get(m.id), alarms=tuple(sorted(a for mid, a in alarms if mid == m.id))))
     drift: list[tuple[str, str]] = []

@@ -23,6 +23,7 @@ from typing import Any
 
 DEFAULT_QUOTA = 2 * 1024**3  # etcd's --quota-backend-bytes when it is not set (or set to 0)
 REPORT_EVERY = 10.0  # seconds between two puts of unchanged figures
+NEAR_QUOTA = 0.8  # a db at this share of its quota is worth a warning (and a put when it gets there)
 
 
 def quota_of(extra_args: dict[str, str]) -> int:
@@ -52,7 +53,12 @@ class MemberReport:
 
     def material(self) -> tuple[Any, ...]:
         """What, when it changes, is worth a put before REPORT_EVERY has passed."""
-        return (self.raft_term, self.leader, self.is_learner, self.errors, self.version, self.db_quota)
+        return (self.raft_term, self.leader, self.is_learner, self.errors, self.version, self.db_quota,
+                self.near_quota)
+
+    @property
+    def near_quota(self) -> bool:
+        return bool(self.db_quota) and self.db_size >= NEAR_QUOTA * self.db_quota
 
     def to_dict(self) -> dict[str, Any]:
         return {"raftTerm": self.raft_term, "raftIndex": self.raft_index, "raftAppliedIndex": self.raft_applied_index,

@@ -123,7 +123,10 @@ class Liveness:
         report = await self._report()
         if self.lease and await self.store.refresh_lease(self.lease) > 0:
             if report is not None and due(self.published, report, max(REPORT_EVERY, self.ttl)):
-                await self._publish(report)
+                try:
+                    await self._publish(report)
+                except E.StoreError as e:  # e.g. NOSPACE refuses puts: the liveness holds, the figures wait
+                    log.debug("liveness %s: report not published (%s)", self.key, e)
             return
         self.lease = await self.store.grant_lease(self.ttl)
         await self._publish(report or self.published)
