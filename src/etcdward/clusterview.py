@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .keys import ALIVE, JOINS, RECONCILER_LEADER, JoinRecord, member_id_of
-from .memberreport import DEFAULT_QUOTA, NEAR_QUOTA, REPORT_EVERY, MemberReport, from_status
+from .memberreport import DEFAULT_QUOTA, REPORT_EVERY, MemberReport, from_status
 
 if TYPE_CHECKING:
     from .store import Member, Status, Store
