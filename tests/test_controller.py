@@ -249,7 +249,9 @@ def test_sigterm_stops_a_joiner_that_is_still_waiting(cluster: Cluster) -> None:
 
 def test_status_command(cluster: Cluster) -> None:
     n1 = cluster.bootstrap("n1")
-    out = json.loads(n1.cli("status", "-o", "json", "--data-dir", str(n1.data.root)).stdout)
+    healthy = wait_for(lambda: (p := n1.cli("status", "-o", "json", "--data-dir", str(n1.data.root), check=False))
+                       .returncode == 0 and p, 20, "status exits 0 (healthy)", node=n1)
+    out = json.loads(healthy.stdout)
     st = n1.status()
     assert out["member"] == "n1" and out["role"] == "voter" and out["healthy"] is True
     assert out["clusterID"] == format(st.cluster_id, "x") == out["pinnedClusterID"]

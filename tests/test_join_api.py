@@ -386,3 +386,27 @@ def test_openapi_declares_the_k0s_shapes(schema: dict[str, Any]) -> None:
     assert set(comps["KeyPair"]["required"]) == {"cert", "key"}
     assert re.fullmatch(comps["JoinRequest"]["properties"]["node"]["pattern"], "n1.example")
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_repeated_join_records_the_learners_progress(n1: Node, token: str, unchanged: list) -> None:
+    """A learner cannot write to etcd: its joiner sends its applied index with each repeat, and
+    the serving voter records it beside its own; `etcdward status` shows the ratio."""
+    peer = phantom_peer_url()
+    with api_client(token=token) as c:
+        member_id = c.post(MEMBERS, json={"node": "x2", "peerAddress": peer}).json()["memberID"]
+        claim = {"X-Etcdward-Learner-ID": member_id}
+        bad = c.post(MEMBERS, json={"node": "x2", "peerAddress": peer}, headers={**claim,
+                                                                                "X-Etcdward-Learner-Applied": "-1"})
+        assert bad.status_code == 400 and bad.text.startswith("X-Etcdward-Learner-Applied: "), bad.text
+        for _ in range(2):
+            r = c.post(MEMBERS, json={"node": "x2", "peerAddress": peer}, headers={**claim,
+                                                                                  "X-Etcdward-Learner-Applied": "3"})
+            assert r.status_code == 200, r.text
+    record = json.loads(n1.etcdctl("get", f"/etcdward/joins/{member_id}", "--print-value-only").stdout)
+    assert record["learnerApplied"] == 3 and record["clusterApplied"] > 3 and record["heardAt"] > 0
+    assert record["stalled"] == 1 and record["seen"] >= 2  # behind and not moving since the last repeat
+    out = json.loads(n1.cli("status", "-o", "json", "--data-dir", str(n1.data.root), check=False).stdout)
+    row = next(m for m in out["members"] if m["id"] == member_id)
+    assert row["role"] == "learner" and row["name"] == "x2" and row["raftAppliedIndex"] == 3
+    assert row["progress"] == round(100 * 3 / record["clusterApplied"], 1)
+    remove_member(n1, member_id)

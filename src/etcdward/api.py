@@ -18,6 +18,8 @@ etcdward extras that k0s clients ignore (the success body keeps k0s's shape):
     X-Etcdward-Learner-ID          (request) the member ID a repeated request keeps alive: it is
                                    answered 200 while that member exists, 409 once it is gone,
                                    and never queued (a heartbeat must not add a learner)
+    X-Etcdward-Learner-Applied     (request, with the above) the applied index of the joiner's
+                                   etcd: recorded with this voter's own (the learner's progress)
     X-Etcdward-Queue-Position,     (503 while queued) the request's place in line (1 = next) and
     X-Etcdward-Waiting-Behind      "<name> <member id>" of the learner it waits behind, if any
 """
@@ -60,6 +62,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 CLAIM_HEADER = "x-etcdward-learner-id"
+APPLIED_HEADER = "x-etcdward-learner-applied"
 
 
 @dataclass
@@ -173,6 +176,7 @@ def build_app(deps: ApiDeps) -> Starlette:
                 return done(path, denied)
             node, peer_url = validate_join(await read_json(request))
             claim = claimed_member(request)
+            applied = learner_applied(request)
         except _TooLarge:
             return done(path, PlainTextResponse(f"body larger than {MAX_BODY} bytes", 413))
         except BadRequest as e:
@@ -182,7 +186,7 @@ def build_app(deps: ApiDeps) -> Starlette:
                 return not await request.is_disconnected()
 
             try:
-                ans = await deps.join.join(node, peer_url, still_wanted, claim=claim)
+                ans = await deps.join.join(node, peer_url, still_wanted, claim=claim, learner_applied=applied)
             except JoinAbandoned as e:
                 return done(path, PlainTextResponse(str(e), 503, headers={"Retry-After": "1"}))
             except JoinConflict as e:
@@ -245,6 +249,17 @@ def claimed_member(request: Request) -> int | None:
     return member_id
 
 
+def learner_applied(request: Request) -> int | None:
+    """The applied index a repeating joiner's etcd reported (X-Etcdward-Learner-Applied), if given."""
+    value = request.headers.get(APPLIED_HEADER)
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) >= 2**64:
+        raise BadRequest(f"X-Etcdward-Learner-Applied: {value[:40]!r} is not an applied index (a non-negative "
+                         "integer)")
+    return int(value)
+
+
 def declared_length(request: Request) -> int:
     try:
         return int(request.headers.get("content-length") or 0)
@@ -287,7 +302,11 @@ OPENAPI: dict[str, Any] = {
             "parameters": [{"name": "X-Etcdward-Learner-ID", "in": "header", "required": False,
                             "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{1,16}$"},
                             "description": "etcdward joiners repeat their request with the member ID they got, "
-                                           "until their etcd is ready: 200 while it exists, 409 once it is gone"}],
+                                           "until their etcd is ready: 200 while it exists, 409 once it is gone"},
+                           {"name": "X-Etcdward-Learner-Applied", "in": "header", "required": False,
+                            "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"},
+                            "description": "with X-Etcdward-Learner-ID: the applied index of the joiner's etcd "
+                                           "(its catch-up progress, shown by `etcdward status`)"}],
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/JoinRequest"}}}},
             "responses": {

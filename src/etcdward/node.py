@@ -232,7 +232,7 @@ class Controller:
             except JoinFailed as e:
                 raise ControllerError(f"join failed: {e}") from None
             self.ident = joined.ident
-            self._claim = asyncio.create_task(joined.claim.keep(), name="learner-claim")
+            self._claim = asyncio.create_task(joined.claim.keep(self._applied_index), name="learner-claim")
             return joined.plan
         from . import pki
 
@@ -245,6 +245,18 @@ class Controller:
             return LaunchPlan(name=name, initial_cluster=f"{name}={self.cfg.peer_url}", state="new",
                               cluster_token=f"etcdward-{secrets.token_hex(8)}")
         return LaunchPlan(name=name)
+
+    async def _applied_index(self) -> int | None:
+        """The local etcd's applied index (None until it answers): a learner's progress, which
+        the learner claim sends with each repeated join request."""
+        if self.store is None:
+            return None
+        from .store import errors as E
+
+        try:
+            return (await self.store.status(timeout=2.0)).raft_applied_index
+        except E.StoreError:
+            return None
 
     async def _wait_ready(self, action: Action) -> None:
         """Until a linearizable read passes (a learner passes only once promoted)."""

@@ -2,8 +2,8 @@
 
     join-api     the join API (api.py)
     reconciler   campaigns for the reconciler role and reconciles while leading (reconcile/)
-    liveness     keeps /etcdward/alive/<member id> (with its etcd version) while the local etcd answers
-                 linearizable reads
+    liveness     keeps /etcdward/alive/<member id> (with its etcd version and its etcd's Status figures)
+                 while the local etcd answers linearizable reads
     etcd-version keeps state/etcd-version.json current (the cluster version moves after upgrades)
     self         this node's own record, removal and leave handover (selfwatch.py)
     backup       spec.backup: the metrics follow the backup status; scheduled backups run beside
@@ -23,6 +23,7 @@ from .api import serve_api
 from .backup.report import BackupMetrics
 from .backup.schedule import BackupService
 from .etcdversions import keep_pinned
+from .memberreport import quota_of
 from .reconcile.election import Liveness
 from .reconcile.loop import run_reconciler
 from .reconcile.unstick import run_unstick
@@ -34,7 +35,8 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
     ident, cfg = deps.ident, deps.cfg
     body = {"name": ident.name, "memberID": ident.member_id or "", "peerAddress": cfg.peer_address,
             "etcdVersion": str(deps.etcd_version or "")}
-    alive = Liveness(deps.store, ident.member_id or "", body, ttl=cfg.spec.reconciler.lease_ttl)
+    alive = Liveness(deps.store, ident.member_id or "", body, ttl=cfg.spec.reconciler.lease_ttl,
+                     quota=quota_of(cfg.etcd.extra_args))
     registry = CollectorRegistry()
     backups = BackupService(deps.store, deps.data, cfg, ident.name, BackupMetrics(registry))
     before_change = backups.before_change if cfg.spec.backup.before_membership_change else None

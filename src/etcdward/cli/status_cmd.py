@@ -1,67 +1,42 @@
-"""`etcdward status`: this node's view of the cluster in one screen."""
+"""`etcdward status`: is my control plane healthy? The cluster as this node's etcd sees it.
+
+Exit codes: 0 healthy, 1 degraded (the reasons are listed in every format), 2 this node
+cannot reach its etcd (one line). The reading and the verdict live in clusterview.py; this
+module only prints. gRPC and the rest load inside the command (start-up stays light).
+"""
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .. import localstate
-from ..backup.report import read_status
 from ..paths import DataDir
-from ..membership import alive_versions, current_leader
-from ..store import Store
-from ..store import errors as E
-from .common import CLIError, data_dir_option, node_config, print_data, with_store
+from .common import CLIError, data_dir_option, node_config, open_store, print_data, run
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+HEALTHY, DEGRADED, UNREACHABLE = 0, 1, 2
 
 
-async def gather(store: Store) -> dict[str, Any]:
-    st = await store.status()
-    members = await store.members()
-    me = next((m for m in members if m.id == st.member_id), None)
-    leader = next((m for m in members if m.id == st.leader_id), None)
-    try:
-        await store.ready()
-        healthy = True
-    except E.StoreError:
-        healthy = False
-    try:
-        rec_leader = await current_leader(store)
-        versions = await alive_versions(store)  # from the liveness keys: who runs which etcd
-    except E.StoreError:
-        rec_leader, versions = None, {}
-    try:
-        backups = await read_status(store)
-    except E.StoreError:
-        backups = {"lastSuccess": None, "lastFailure": None}
-    return {
-        "member": me.name if me else None,
-        "memberID": format(st.member_id, "x"),
-        "clusterID": format(st.cluster_id, "x"),
-        "role": "learner" if st.is_learner else "voter",
-        "healthy": healthy,
-        "etcdLeader": leader.name if leader else format(st.leader_id, "x"),
-        "reconcilerLeader": (rec_leader or {}).get("name"),
-        "members": len(members),
-        "voters": sum(1 for m in members if not m.is_learner),
-        "learners": sum(1 for m in members if m.is_learner),
-        "etcdVersion": st.version,
-        "memberVersions": dict(sorted(versions.items())),
-        "dbSize": st.db_size,
-        "raftTerm": st.raft_term,
-        "raftIndex": st.raft_index,
-        "errors": list(st.errors),
-        "backup": backups,
-    }
+class EtcdUnreachable(CLIError):
+    exit_code = UNREACHABLE
 
 
 @click.command("status")
 @data_dir_option
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True,
               help="output format")
-def status(data_dir: Path, output: str) -> None:
-    """Show this node's member, role, health and the cluster's leaders."""
+@click.option("-w", "--watch", is_flag=True, help="redraw every second until Ctrl-C (json/yaml: one document a second)")
+def status(data_dir: Path, output: str, watch: bool) -> None:
+    """Cluster health: members, leaders, raft and db figures, records, backups, and why it is degraded.
+
+    Exit code 0 healthy, 1 degraded, 2 this node's etcd cannot be reached."""
     data = DataDir.at(data_dir)
     tomb = localstate.read_tombstone(data)
     if tomb is not None:  # its controller stopped etcd and will not start it again
@@ -69,28 +44,128 @@ def status(data_dir: Path, output: str) -> None:
                        f"{tomb.get('reason')}" + ("" if "etcdward reset" in str(tomb.get("reason")) else
                                                   f"; to rejoin: `etcdward reset --data-dir {data.root}`, then start "
                                                   "the controller with a join token"))
+    if not watch:
+        info = run(_once(data))
+        emit(info, output)
+        sys.exit(DEGRADED if info["reasons"] else HEALTHY)
     try:
-        info = with_store(data, gather)
-    except E.StoreError as e:
-        raise CLIError(f"can't get status: {e}") from None
-    pinned = localstate.load_identity(data)
-    info["pinnedClusterID"] = pinned.cluster_id if pinned else None
-    info["tombstone"] = localstate.read_tombstone(data)
+        run(_watch(data, output))
+    except KeyboardInterrupt:
+        pass
+    sys.exit(HEALTHY)  # Ctrl-C ends a watch: that is how it is meant to end
+
+
+def _local_facts(data: DataDir) -> dict[str, Any]:
+    """What this node's files say (read before etcd is asked: a damaged file is one line)."""
     cfg = node_config(data)
-    info["clientURL"] = cfg.client_url
+    pinned = localstate.load_identity(data)
     spec = cfg.spec.backup
-    info["backup"] = {"interval": spec.interval, "dir": spec.dir or str(data.root / "backups"), "keep": spec.keep,
-                      "beforeMembershipChange": spec.before_membership_change, **info["backup"]}
+    return {"pinnedClusterID": pinned.cluster_id if pinned else None, "clientURL": cfg.client_url,
+            "backup": {"interval": spec.interval, "dir": spec.dir or str(data.root / "backups"), "keep": spec.keep,
+                       "beforeMembershipChange": spec.before_membership_change}}
+
+
+async def _view(store: Store, local: dict[str, Any]) -> dict[str, Any]:
+    from ..clusterview import gather, to_dict
+    from ..store import errors as E
+
+    try:
+        view = await gather(store)
+    except E.StoreError as e:
+        raise EtcdUnreachable(f"can't get status: this node's etcd does not answer ({e})") from None
+    info = to_dict(view)
+    info["backup"] = {**local["backup"], **info["backup"]}
+    return {**info, "pinnedClusterID": local["pinnedClusterID"], "clientURL": local["clientURL"]}
+
+
+async def _once(data: DataDir) -> dict[str, Any]:
+    store = open_store(data, timeout=3.0)  # no certificates or no config: one line, before the rest
+    local = _local_facts(data)
+    async with store:
+        return await _view(store, local)
+
+
+async def _watch(data: DataDir, output: str) -> None:
+    import asyncio
+
+    tty = output == "table" and sys.stdout.isatty()
+    store = open_store(data, timeout=3.0)
+    local = _local_facts(data)
+    async with store:  # one connection for the whole watch
+        while True:
+            started = time.monotonic()
+            try:
+                info: dict[str, Any] | None = await _view(store, local)
+                problem = ""
+            except EtcdUnreachable as e:
+                info, problem = None, e.message
+            if tty:
+                sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place
+            if info is None:
+                click.echo(problem)
+            elif output == "table":
+                emit(info, output)
+                click.echo(f"(every 1s, {time.strftime('%H:%M:%S')}; Ctrl-C to stop)" if tty else "")
+            elif output == "json":
+                import json
+
+                click.echo(json.dumps(info))  # one document per line
+            else:
+                click.echo("---")
+                emit(info, output)
+            sys.stdout.flush()
+            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+
+
+def emit(info: dict[str, Any], output: str) -> None:
     if output != "table":
         print_data(info, output)
         return
-    width = max(len(k) for k in info)
-    for k, v in info.items():
-        if k != "backup":
-            click.echo(f"{k + ':':<{width + 2}}{'' if v is None else v}")
-    click.echo("backup:")
-    for line in backup_lines(info["backup"]):
-        click.echo(f"  {line}")
+    for line in table_lines(info):
+        click.echo(line)
+
+
+def table_lines(info: dict[str, Any]) -> list[str]:
+    from ..clusterview import human_bytes
+
+    def size(n: int | None) -> str:
+        return "-" if n is None else human_bytes(n)
+
+    def opt(v: Any) -> str:
+        return "-" if v is None or v == [] else str(v)
+
+    head = {"status": info["verdict"], "clusterID": info["clusterID"], "etcdVersions": ", ".join(info["etcdVersions"]),
+            "etcdLeader": info["etcdLeader"], "reconcilerLeader": info["reconcilerLeader"],
+            "member": info["member"], "memberID": info["memberID"], "role": info["role"],
+            "healthy": info["healthy"], "pinnedClusterID": info["pinnedClusterID"], "clientURL": info["clientURL"]}
+    width = 18
+    lines = [f"{k + ':':<{width}}{'' if v is None else v}" for k, v in head.items()]
+    columns = ["MEMBER", "ID", "ROLE", "LEADER", "STARTED", "HEALTHY", "TERM", "APPLIED", "DB", "IN USE", "QUOTA",
+               "ALARMS", "PROGRESS", "REPORTED"]
+    rows = []
+    for m in info["members"]:
+        lead = ",".join(x for x, on in (("etcd", m["etcdLeader"]), ("reconciler", m["reconcilerLeader"])) if on)
+        rows.append([m["name"], m["id"], m["role"], lead or "-", "yes" if m["started"] else "no",
+                     "-" if m["healthy"] is None else "yes" if m["healthy"] else "NO", opt(m["raftTerm"]),
+                     opt(m["raftAppliedIndex"]), size(m["dbSize"]), size(m["dbSizeInUse"]),
+                     "none" if m["dbQuota"] == 0 else size(m["dbQuota"]), ",".join(m["alarms"]) or "-",
+                     "-" if m["progress"] is None else f"{m['progress']:.0f}%",
+                     "-" if m["lastReportSeconds"] is None else f"{m['lastReportSeconds']:.0f}s ago"])
+    widths = [max(len(str(c)), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    lines.append("")
+    lines.extend("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [columns, *rows])
+    lines.append("")
+    rec = info["records"]
+    lines.append(f"{'records:':<{width}}" + (f"in sync ({rec['count']} records)" if rec["inSync"] else "OUT OF SYNC: "
+                 + "; ".join(f"{d['record']}: {d['why']}" for d in rec["differ"])))
+    versions = ", ".join(f"{k}={v}" for k, v in info["memberVersions"].items())
+    lines.append(f"{'memberVersions:':<{width}}{versions}")
+    lines.append("backup:")
+    lines.extend(f"  {line}" for line in backup_lines(info["backup"]))
+    if info["reasons"]:
+        lines.append("degraded:")
+        lines.extend(f"  - {r}" for r in info["reasons"])
+    return lines
 
 
 def backup_lines(b: dict[str, Any]) -> list[str]:
@@ -104,4 +179,3 @@ def backup_lines(b: dict[str, Any]) -> list[str]:
     lines.append("lastFailure:  " + (f"{bad.get('time')} on {bad.get('node')} ({bad.get('trigger')}): "
                                      f"{bad.get('reason')}" if bad else "none"))
     return lines
-

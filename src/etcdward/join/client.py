@@ -19,6 +19,7 @@ import base64
 import logging
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,9 +173,11 @@ class LearnerClaim:
     member_id: str  # hex, as the server answered
     interval: float
 
-    async def keep(self) -> None:
+    async def keep(self, applied: Callable[[], Awaitable[int | None]] | None = None) -> None:
         """Repeat the join request every `interval` seconds until cancelled (the controller
-        stops it once its etcd is ready) or the server says the learner is gone."""
+        stops it once its etcd is ready) or the server says the learner is gone. `applied`
+        reads the local etcd's applied index: sent along, it is the learner's progress (a
+        learner cannot write to etcd itself)."""
         if not self.member_id:
             return  # a server that named no member (not etcdward): nothing to name in a repeat
         headers = {"Authorization": f"Bearer {self.token.bearer}", "X-Etcdward-Learner-ID": self.member_id}
@@ -184,8 +187,10 @@ class LearnerClaim:
             failing = False
             while True:
                 await asyncio.sleep(self.interval)
+                index = await applied() if applied is not None else None
+                extra = {} if index is None else {"X-Etcdward-Learner-Applied": str(index)}
                 try:
-                    resp = await http.post(MEMBERS, json=self.request)
+                    resp = await http.post(MEMBERS, json=self.request, headers=extra)
                     problem = "" if resp.status_code == 200 else f"{resp.status_code} {resp.text.strip()[:300]}"
                 except httpx.HTTPError as e:
                     resp, problem = None, f"{type(e).__name__}: {e}"

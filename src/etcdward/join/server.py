@@ -159,10 +159,12 @@ class JoinService:
         self._cluster_id = 0
 
     async def join(self, node: str, peer_url: str,
-                   still_wanted: Callable[[], Awaitable[bool]] | None = None, claim: int | None = None) -> JoinAnswer:
-        """`claim`: the member ID a joiner got earlier and repeats this request for (a heartbeat)."""
+                   still_wanted: Callable[[], Awaitable[bool]] | None = None, claim: int | None = None,
+                   learner_applied: int | None = None) -> JoinAnswer:
+        """`claim`: the member ID a joiner got earlier and repeats this request for (a heartbeat);
+        `learner_applied`: the applied index its etcd reported, recorded for `etcdward status`."""
         if claim is not None:
-            return await self._renew_claim(node, peer_url, claim, await self.store.members())
+            return await self._renew_claim(node, peer_url, claim, await self.store.members(), learner_applied)
         deadline = time.monotonic() + self.hold
         key = queue_key(peer_url)
         place = 0  # the lease that holds our place in line
@@ -221,7 +223,8 @@ class JoinService:
             await self._leave_queue(key, place)
             raise
 
-    async def _renew_claim(self, node: str, peer_url: str, claim: int, members: list[Member]) -> JoinAnswer:
+    async def _renew_claim(self, node: str, peer_url: str, claim: int, members: list[Member],
+                           learner_applied: int | None = None) -> JoinAnswer:
         """A heartbeat: the same answer while the claimed member is there, never a new learner."""
         mine = next((m for m in members if m.id == claim and peer_url in m.peer_urls), None)
         if mine is None:
@@ -229,20 +232,26 @@ class JoinService:
                 f"learner {claim:x} for {node} ({peer_url}) is no longer in the member list (it was removed, most "
                 "likely because its etcd did not start in time); this node has to join again: stop it, run "
                 "`etcdward reset` and start it with a new join token")
-        answer, _ = await asyncio.gather(self._answer(mine, members, node), self._note_heard(mine, node, peer_url))
+        answer, _ = await asyncio.gather(self._answer(mine, members, node),
+                                         self._note_heard(mine, node, peer_url, learner_applied))
         return answer
 
-    async def _note_heard(self, member: Member, node: str, peer_url: str) -> None:
+    async def _note_heard(self, member: Member, node: str, peer_url: str, learner_applied: int | None = None) -> None:
         """Record that the joiner of `member` asked again: any change of its join record's mod
-        revision tells the reconciler the joiner is alive (it compares no timestamps)."""
+        revision tells the reconciler the joiner is alive (it compares no timestamps). With the
+        learner's applied index, also this voter's own, read now: the learner's progress."""
         if member.started and not member.is_learner:
             return  # a voter: nothing left to keep alive
         key = join_key(member.id)
         try:
             kv = await self.store.get(key)
             record = JoinRecord.parse(kv.value) if kv else None
+            cluster_applied = None
+            if learner_applied is not None:
+                cluster_applied = (await self.store.status()).raft_applied_index
             # "added" bounds the learner's life (learnerStartTimeout): never reset it on a repeat.
-            await self.store.put(key, (record or JoinRecord.new(node, peer_url)).heard().to_json())
+            heard = (record or JoinRecord.new(node, peer_url)).heard(learner_applied, cluster_applied)
+            await self.store.put(key, heard.to_json())
         except E.StoreError as e:
             log.debug("join %s: could not note the repeated request (%s); the joiner repeats it", node, e)
 

@@ -9,7 +9,9 @@ CAS anyway.
 Liveness: every controller keeps /etcdward/alive/<member id hex> bound to its own lease, and
 renews the lease only after its local etcd passed a linearizable read. Client ports listen on
 127.0.0.1 only, so no controller can probe another member's etcd; a live key is how the
-reconciler (and `etcd leave`) count "started, healthy voters" for the quorum guard.
+reconciler (and `etcd leave`) count "started, healthy voters" for the quorum guard. The key's
+body also carries this member's figures from its own etcd's Status RPC (memberreport.py), which
+`etcdward status` shows for every member.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import contextlib
 import json
 import math
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from ..lease import KeptLease
+from ..memberreport import DEFAULT_QUOTA, REPORT_EVERY, MemberReport, due, from_status
 from ..store import Store
 from ..store import errors as E
 
@@ -86,14 +90,19 @@ class Election:
 
 
 class Liveness:
-    """Keeps ALIVE/<member id> while the local etcd answers linearizable reads."""
+    """Keeps ALIVE/<member id> while the local etcd answers linearizable reads, its body
+    carrying this member's report (republished when due, memberreport.py)."""
 
-    def __init__(self, store: Store, member_id: str, body: dict[str, str], ttl: int = 10) -> None:
+    def __init__(self, store: Store, member_id: str, body: dict[str, str], ttl: int = 10,
+                 quota: int = DEFAULT_QUOTA, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.key = ALIVE + member_id
-        self.body = json.dumps(body)
+        self.body = body
         self.ttl = ttl
+        self.quota = quota
+        self.clock = clock
         self.lease = 0
+        self.published: MemberReport | None = None
 
     async def run(self) -> None:
         period = max(0.5, self.ttl / 4)
@@ -111,7 +120,25 @@ class Liveness:
 
     async def _beat(self) -> None:
         await self.store.ready()  # no linearizable read, no renewal: the key expires with the lease
+        report = await self._report()
         if self.lease and await self.store.refresh_lease(self.lease) > 0:
+            if report is not None and due(self.published, report, max(REPORT_EVERY, self.ttl)):
+                try:
+                    await self._publish(report)
+                except E.StoreError as e:  # e.g. NOSPACE refuses puts: the liveness holds, the figures wait
+                    log.debug("liveness %s: report not published (%s)", self.key, e)
             return
         self.lease = await self.store.grant_lease(self.ttl)
-        await self.store.put(self.key, self.body, lease=self.lease)
+        await self._publish(report or self.published)
+
+    async def _report(self) -> MemberReport | None:
+        try:
+            return from_status(await self.store.status(timeout=2.0), self.quota, self.clock())
+        except E.StoreError as e:  # the liveness itself does not depend on the figures
+            log.debug("liveness %s: no status for the report (%s)", self.key, e)
+            return None
+
+    async def _publish(self, report: MemberReport | None) -> None:
+        body = {**self.body, "report": report.to_dict() if report else None}
+        await self.store.put(self.key, json.dumps(body), lease=self.lease)
+        self.published = report

@@ -347,3 +347,26 @@ def idle(s: Snapshot) -> Idle:
         return Idle("; ".join([waits[0], *(n.removeprefix("waiting: ") for n in waits[1:])]), waiting=True)
     line = f"no action: {voters} voters, {learners} learners, {len(s.records)} records"
     return Idle("; ".join([line, *notes]), waiting=False)
+
+
+def record_drift(s: Snapshot) -> list[tuple[str, str]]:
+    """(record name, how it differs from the member list) for each record the reconciler would
+    still change: what `etcdward status` calls records out of sync. Same rules as above, so the
+    view cannot disagree with what the reconciler does."""
+    out = [(a.record.name, f"duplicate of record {canonical_records(s)[a.record.member_id].name}")
+           for a in duplicate_actions(s) if a.record is not None]
+    by_name = {r.name: r for r in s.records}
+    for a in record_actions(s)[0]:
+        new = a.record
+        if new is None:
+            continue
+        old = by_name.get(new.name)
+        if old is None:
+            out.append((new.name, f"missing for member id {new.member_id}"))
+            continue
+        fields = (("memberID", old.member_id, new.member_id), ("Joined", old.joined, new.joined),
+                  ("peerAddress", old.peer_address, new.peer_address))
+        diffs = [f"{label} {was or '(none)'}, etcd says {want}" for label, was, want in fields if was != want]
+        out.append((new.name, "; ".join(diffs) or "status not updated yet"))
+    out.extend((k.removeprefix(ETCDMEMBERS), f"invalid: {why}") for k, why in s.invalid_records)
+    return out

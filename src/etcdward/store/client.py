@@ -80,7 +80,16 @@ class Status:
     is_learner: bool
     version: str
     db_size: int
-    errors: tuple[str, ...]
+    errors: tuple[str, ...]  # etcd's own: "etcdserver: no leader", and every active alarm of the cluster
+    raft_applied_index: int = 0
+    db_size_in_use: int = 0  # after compaction; what a defragmentation would shrink dbSize to
+    db_size_quota: int = 0  # etcd 3.6 reports its --quota-backend-bytes; 0 = not reported
+
+
+@dataclass(frozen=True)
+class Alarm:
+    member_id: int
+    kind: str  # "NOSPACE" | "CORRUPT"
 
 
 @dataclass(frozen=True)
@@ -225,7 +234,16 @@ class Store:
             member_id=int(r.header.member_id), cluster_id=int(r.header.cluster_id), leader_id=int(r.leader),
             raft_term=int(r.raftTerm), raft_index=int(r.raftIndex), is_learner=bool(r.isLearner),
             version=r.version, db_size=int(r.dbSize), errors=tuple(r.errors),
+            raft_applied_index=int(r.raftAppliedIndex), db_size_in_use=int(r.dbSizeInUse),
+            db_size_quota=int(getattr(r, "dbSizeQuota", 0) or 0),
         )
+
+    async def alarms(self, timeout: float | None = None) -> list[Alarm]:
+        """The cluster's active alarms (every member's). etcd answers this through raft: a voter
+        with quorum only, so callers ask once per view, never in a loop."""
+        r = await self._call("alarm list", self._client.maintenance.alarms, timeout=timeout, max_attempts=1)
+        names = {1: "NOSPACE", 2: "CORRUPT"}
+        return [Alarm(int(a.memberID), names.get(int(a.alarm), str(int(a.alarm)))) for a in r.alarms]
 
     # -- kv ------------------------------------------------------------------------------
     async def get(self, key: str) -> KV | None:
