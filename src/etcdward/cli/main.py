@@ -32,6 +32,7 @@ LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
     "backup": ("backup_cmds:backup_group",),
     "restore": ("restore_cmds:restore",),
     "recover": ("restore_cmds:recover_cmd",),
+    "certs": ("certs_cmds:certs_group",),
 }
 
 
