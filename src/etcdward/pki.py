@@ -89,7 +89,9 @@ def write_pem(cert_pem: bytes, key_pem: bytes, crt: Path, key: Path) -> None:
 
 
 def _backdate(lifetime: dt.timedelta) -> dt.timedelta:
-    return min(MAX_BACKDATE, abs(lifetime) / 20)
+    if lifetime <= dt.timedelta(0):  # an already expired certificate (tests): still not-before < not-after
+        return MAX_BACKDATE - lifetime
+    return min(MAX_BACKDATE, lifetime / 20)
 
 
 def new_ca(common_name: str, lifetime: dt.timedelta = dt.timedelta(days=CA_DAYS)) -> KeyPair:
@@ -190,7 +192,8 @@ def renew_at(not_before: dt.datetime, not_after: dt.datetime, jitter: float) -> 
     [0, 1]: at RENEW_AT of its life, earlier by up to JITTER of it - never later, so that at
     least a third of its life is left to retry a renewal that fails."""
     life = not_after - not_before
-    return not_before + life * RENEW_AT - life * (JITTER * min(max(jitter, 0.0), 1.0))
+    jitter = min(max(jitter, 0.0), 1.0) if jitter == jitter else 0.0  # NaN: none
+    return not_before + life * RENEW_AT - life * (JITTER * jitter)
 
 
 def jitter_of(cert: x509.Certificate) -> float:

@@ -49,8 +49,10 @@ def describe(path: Path, root: Path, now: dt.datetime) -> dict[str, Any]:
     rel = str(path.relative_to(root))
     try:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
-    except (OSError, ValueError) as e:
-        return {"path": rel, "error": f"not a readable PEM certificate: {getattr(e, 'strerror', None) or e}"}
+    except OSError as e:
+        return {"path": rel, "error": f"cannot read it: {e.strerror}"}
+    except ValueError:  # cryptography's message is a paragraph with a URL
+        return {"path": rel, "error": "not a readable PEM certificate"}
     try:
         is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
