@@ -175,13 +175,6 @@ def new_leaf(ca: KeyPair, common_name: str, sans: list[str], *, server: bool, cl
     return KeyPair(builder.sign(ca.key, hashes.SHA256()), key)
 
 
-def renewal_due(cert: x509.Certificate) -> dt.datetime:
-    """When a leaf is renewed at the latest: at RENEW_AT of its life (controllers renew a little
-    earlier, with jitter: certrenewal.py)."""
-    nb, na = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return nb + (na - nb) * RENEW_AT
-
-
 # Controllers renew a little before RENEW_AT, each certificate at its own moment, so that the
 # leaves of nodes started together are not all renewed in the same second.
 JITTER = 0.1  # of the life: renewal somewhere in [RENEW_AT - JITTER, RENEW_AT] of it
@@ -194,6 +187,11 @@ def renew_at(not_before: dt.datetime, not_after: dt.datetime, jitter: float) -> 
     life = not_after - not_before
     jitter = min(max(jitter, 0.0), 1.0) if jitter == jitter else 0.0  # NaN: none
     return not_before + life * RENEW_AT - life * (JITTER * jitter)
+
+
+def renewal_due(cert: x509.Certificate) -> dt.datetime:
+    """When a leaf is renewed at the latest (at start, by `certs renew`): at RENEW_AT of its life."""
+    return renew_at(cert.not_valid_before_utc, cert.not_valid_after_utc, 0.0)
 
 
 def jitter_of(cert: x509.Certificate) -> float:
@@ -230,10 +228,6 @@ def leaf_state(crt: Path, key: Path, ca: KeyPair, sans: list[str] | None) -> str
     if _now() >= renewal_due(pair.cert) and not capped_by_ca(pair.cert, ca):
         return "renew"
     return "current"
-
-
-def leaf_is_current(crt: Path, key: Path, ca: KeyPair, sans: list[str]) -> bool:
-    return leaf_state(crt, key, ca, sans) == "current"
 
 
 def reissue(pair: KeyPair, ca: KeyPair, lifetime: dt.timedelta) -> KeyPair:
