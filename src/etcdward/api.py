@@ -332,6 +332,13 @@ def server_ssl_context(data: DataDir) -> ssl.SSLContext:
     return ctx
 
 
+def reload_server_certificate(ctx: ssl.SSLContext, data: DataDir) -> None:
+    """Serve the API certificate now on disk: OpenSSL copies a context's certificate into each
+    new connection, so connections made from now on get it; open ones keep theirs. Runs in the
+    event loop, which also runs every handshake: none sees the context half-loaded."""
+    ctx.load_cert_chain(data.api_crt, data.api_key)
+
+
 class _Server(uvicorn.Server):
     """uvicorn inside our loop: the controller owns the signal handlers."""
 
@@ -344,8 +351,12 @@ class ApiListenError(Permanent):
 
 
 async def serve_api(voter: VoterDeps, registry: CollectorRegistry | None = None,
-                    before_add: Callable[[str], Awaitable[bool]] | None = None) -> None:
+                    before_add: Callable[[str], Awaitable[bool]] | None = None,
+                    tls: ssl.SSLContext | None = None) -> None:
+    """Serve until cancelled; tls: the server context (server_ssl_context), kept by the caller to
+    reload a renewed certificate into it."""
     store, data, cfg = voter.store, voter.data, voter.cfg
+    tls = tls or server_ssl_context(data)
 
     async def ready() -> str | None:
         try:
@@ -359,7 +370,7 @@ async def serve_api(voter: VoterDeps, registry: CollectorRegistry | None = None,
     config = uvicorn.Config(
         build_app(deps), host=cfg.api_address, port=cfg.api.port, log_level="warning", lifespan="off",
         ssl_certfile=str(data.api_crt), ssl_keyfile=str(data.api_key),
-        ssl_context_factory=lambda _cfg, _default: server_ssl_context(data),
+        ssl_context_factory=lambda _cfg, _default: tls,
         timeout_keep_alive=5, http=PeerCertProtocol,
         log_config=None,  # uvicorn's records go through the controller's one handler (--log-format)
     )

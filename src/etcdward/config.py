@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .addresses import canonical_host, host_port, ip_literal, is_member_name
 from .backupspec import BackupSpec
+from .pkispec import PkiSpec
 from .errors import Permanent
 
 # etcd flags that etcdward owns: overriding them through extraArgs would break the layout
@@ -168,6 +169,7 @@ class Spec(_Strict):
     storage: StorageSpec = StorageSpec()
     reconciler: ReconcilerSpec = ReconcilerSpec()
     backup: BackupSpec = BackupSpec()
+    pki: PkiSpec = PkiSpec()
 
 
 class Config(_Strict):

@@ -10,6 +10,9 @@
     /etcdward/backup/status            last backup success and failure, any node (backup/report.py)
     /etcdward/backup/before-change     a backup before a membership change was taken within its
                                        lease (30 s): the cluster-wide rate limit (backup/schedule.py)
+    /etcdward/certs/renew-request      `certs renew --all`: every controller renews its leaf
+                                       certificates once per request id (certrenewal.py)
+    /etcdward/certs/renewed/<member id hex>  a controller's answer to that request, on a lease
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ ALIVE = "/etcdward/alive/"
 HEALTH = "/etcdward/health"
 BACKUP_STATUS = "/etcdward/backup/status"
 BACKUP_BEFORE_CHANGE = "/etcdward/backup/before-change"
+CERTS_RENEW_REQUEST = "/etcdward/certs/renew-request"
+CERTS_RENEWED = "/etcdward/certs/renewed/"
 
 
 def join_key(member_id: int) -> str:

@@ -238,7 +238,8 @@ class Controller:
 
         hostname = localstate.hostname()
         pki.ensure_node_pki(self.data, peer_address=self.cfg.peer_address, api_address=self.cfg.api_address,
-                            sans=self.cfg.api.sans, hostname=hostname, create_cas=True)
+                            sans=self.cfg.api.sans, hostname=hostname, create_cas=True,
+                            ca_lifetime=self.cfg.spec.pki.ca_lifetime_td, cert_lifetime=self.cfg.spec.pki.cert_lifetime_td)
         self.ident = (pinned or Identity(name=name)).with_(name=name)
         localstate.save_identity(self.data, self.ident)
         if action is Action.BOOTSTRAP:

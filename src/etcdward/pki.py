@@ -1,8 +1,11 @@
 """CA and leaf certificates with `cryptography`.
 
 Rules: a CA is created once and never overwritten (a CA put there by the user is used as is);
-leaf certificates are regenerated when their SANs no longer match what the config asks for,
-or when they were not signed by the current CA, or expire within 30 days.
+leaf certificates get a new key when their SANs no longer match what the config asks for, or
+when they were not signed by the current CA; they are *renewed* (same key, new serial and
+validity) once past 2/3 of their life (`renewal_due`). Renewing keeps the key so that only the
+.crt file changes, in one atomic rename: etcd reads the cert and key files separately on every
+TLS handshake, and a key written before its cert would fail the handshakes in between.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +30,10 @@ log = logging.getLogger(__name__)
 
 CA_DAYS = 3650
 LEAF_DAYS = 365
-RENEW_BEFORE = dt.timedelta(days=30)
+RENEW_AT = 2 / 3  # of a leaf's life: leaves a third of it to retry a failed renewal
+# not-before is set this far back (clock skew between nodes), but never more than 1/20 of the
+# lifetime: a 1-minute test certificate must not start its life 5 minutes in the past.
+MAX_BACKDATE = dt.timedelta(minutes=5)
 
 
 class PKIError(Permanent):
@@ -69,12 +76,25 @@ def write_pair(pair: KeyPair, crt: Path, key: Path) -> None:
     atomic_write(crt, pair.cert_pem, 0o644)
 
 
+def write_cert(pair: KeyPair, crt: Path, key: Path) -> None:
+    """A renewed certificate for the key already at `key`: only the .crt changes (one rename)."""
+    atomic_write(crt, pair.cert_pem, 0o644)
+    if key.stat().st_mode & 0o077:
+        key.chmod(0o600)
+
+
 def write_pem(cert_pem: bytes, key_pem: bytes, crt: Path, key: Path) -> None:
     atomic_write(key, key_pem, 0o600)
     atomic_write(crt, cert_pem, 0o644)
 
 
-def new_ca(common_name: str) -> KeyPair:
+def _backdate(lifetime: dt.timedelta) -> dt.timedelta:
+    if lifetime <= dt.timedelta(0):  # an already expired certificate (tests): still not-before < not-after
+        return MAX_BACKDATE - lifetime
+    return min(MAX_BACKDATE, lifetime / 20)
+
+
+def new_ca(common_name: str, lifetime: dt.timedelta = dt.timedelta(days=CA_DAYS)) -> KeyPair:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (
@@ -83,8 +103,8 @@ def new_ca(common_name: str) -> KeyPair:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(_now() - dt.timedelta(minutes=5))
-        .not_valid_after(_now() + dt.timedelta(days=CA_DAYS))
+        .not_valid_before(_now() - _backdate(lifetime))
+        .not_valid_after(_now() + lifetime)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
@@ -95,14 +115,14 @@ def new_ca(common_name: str) -> KeyPair:
     return KeyPair(cert, key)
 
 
-def ensure_ca(crt: Path, key: Path, common_name: str) -> KeyPair:
+def ensure_ca(crt: Path, key: Path, common_name: str, lifetime: dt.timedelta = dt.timedelta(days=CA_DAYS)) -> KeyPair:
     """Load the CA at crt/key, creating it only if neither file exists."""
     if crt.exists() and key.exists():
         return load_pair(crt, key)
     if crt.exists() or key.exists():
         missing = key if crt.exists() else crt
         raise PKIError(f"CA is incomplete: {missing} is missing; restore it or remove both files")
-    pair = new_ca(common_name)
+    pair = new_ca(common_name, lifetime)
     write_pair(pair, crt, key)
     log.info("created CA %s (%s)", crt, common_name)
     return pair
@@ -118,7 +138,7 @@ def _san_entries(sans: list[str]) -> list[x509.GeneralName]:
     return out
 
 
-def _sans_of(cert: x509.Certificate) -> set[str]:
+def sans_of(cert: x509.Certificate) -> set[str]:
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -139,7 +159,7 @@ def new_leaf(ca: KeyPair, common_name: str, sans: list[str], *, server: bool, cl
         .issuer_name(ca.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(_now() - dt.timedelta(minutes=5))
+        .not_valid_before(_now() - _backdate(lifetime))
         .not_valid_after(min(_now() + lifetime, ca.cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
@@ -155,29 +175,108 @@ def new_leaf(ca: KeyPair, common_name: str, sans: list[str], *, server: bool, cl
     return KeyPair(builder.sign(ca.key, hashes.SHA256()), key)
 
 
-def leaf_is_current(crt: Path, key: Path, ca: KeyPair, sans: list[str]) -> bool:
+# Controllers renew a little before RENEW_AT, each certificate at its own moment, so that the
+# leaves of nodes started together are not all renewed in the same second.
+JITTER = 0.1  # of the life: renewal somewhere in [RENEW_AT - JITTER, RENEW_AT] of it
+
+
+def renew_at(not_before: dt.datetime, not_after: dt.datetime, jitter: float) -> dt.datetime:
+    """When a controller renews a leaf valid from not_before to not_after, for a jitter in
+    [0, 1]: at RENEW_AT of its life, earlier by up to JITTER of it - never later, so that at
+    least a third of its life is left to retry a renewal that fails."""
+    life = not_after - not_before
+    jitter = min(max(jitter, 0.0), 1.0) if jitter == jitter else 0.0  # NaN: none
+    return not_before + life * RENEW_AT - life * (JITTER * jitter)
+
+
+def renewal_due(cert: x509.Certificate) -> dt.datetime:
+    """When a leaf is renewed at the latest (at start, by `certs renew`): at RENEW_AT of its life."""
+    return renew_at(cert.not_valid_before_utc, cert.not_valid_after_utc, 0.0)
+
+
+def jitter_of(cert: x509.Certificate) -> float:
+    """A jitter in [0, 1) drawn from the certificate's random serial: stable for one
+    certificate (every look at it plans the same moment), different between certificates."""
+    return (cert.serial_number % 1000) / 1000
+
+
+def controller_renews_at(cert: x509.Certificate) -> dt.datetime:
+    return renew_at(cert.not_valid_before_utc, cert.not_valid_after_utc, jitter_of(cert))
+
+
+def capped_by_ca(cert: x509.Certificate, ca: KeyPair) -> bool:
+    """True when a renewal could not extend cert: it already ends with its CA."""
+    return cert.not_valid_after_utc >= ca.cert.not_valid_after_utc
+
+
+def leaf_state(crt: Path, key: Path, ca: KeyPair, sans: list[str] | None) -> str:
+    """"current", "renew" (keep the key: new serial and validity) or "replace" (new key).
+    sans=None: whatever SANs it has are right (a renewal keeps them)."""
     if not (crt.exists() and key.exists()):
-        return False
+        return "replace"
     try:
         pair = load_pair(crt, key)
         pair.cert.verify_directly_issued_by(ca.cert)
     except (PKIError, ValueError, TypeError, Exception):  # any doubt -> regenerate
-        return False
+        return "replace"
     if pair.cert.public_key().public_numbers() != pair.key.public_key().public_numbers():
-        return False
-    if pair.cert.not_valid_after_utc - _now() < RENEW_BEFORE:
-        return False
-    want = {str(ipaddress.ip_address(s)) if is_ip(s) else s for s in sans}
-    return _sans_of(pair.cert) == want
+        return "replace"
+    if sans is not None:
+        want = {str(ipaddress.ip_address(s)) if is_ip(s) else s for s in sans}
+        if sans_of(pair.cert) != want:
+            return "replace"
+    if _now() >= renewal_due(pair.cert) and not capped_by_ca(pair.cert, ca):
+        return "renew"
+    return "current"
+
+
+def reissue(pair: KeyPair, ca: KeyPair, lifetime: dt.timedelta) -> KeyPair:
+    """pair's certificate again, for the same key, subject and extensions, with a new serial and
+    a validity of lifetime from now (never beyond the CA)."""
+    old = pair.cert
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(ca.cert.subject)
+        .public_key(pair.key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_now() - _backdate(lifetime))
+        .not_valid_after(min(_now() + lifetime, ca.cert.not_valid_after_utc))
+    )
+    for ext in old.extensions:
+        if isinstance(ext.value, x509.AuthorityKeyIdentifier):
+            continue  # the CA's, added below
+        builder = builder.add_extension(ext.value, critical=ext.critical)
+    builder = builder.add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+    return KeyPair(builder.sign(ca.key, hashes.SHA256()), pair.key)
+
+
+def check_ca_valid(ca: KeyPair, path: Path, lifetime: dt.timedelta) -> None:
+    """PKIError when ca has expired (no certificate it signs could be valid); a warning when it
+    ends within one leaf lifetime (leaves are then cut short at its end)."""
+    end = ca.cert.not_valid_after_utc
+    if end <= _now():
+        raise PKIError(f"the CA {path} expired at {end:%Y-%m-%d %H:%M:%S}Z: no certificate it signs is valid; "
+                       "rotate the CA by hand (README, Certificates)")
+    if end - _now() < lifetime:
+        log.warning("the CA %s expires at %s, within one certificate lifetime: leaf certificates end with it; "
+                    "rotate the CA (README, Certificates)", path, f"{end:%Y-%m-%d %H:%M:%S}Z")
 
 
 def ensure_leaf(
-    crt: Path, key: Path, ca: KeyPair, common_name: str, sans: list[str], *, server: bool, client: bool
+    crt: Path, key: Path, ca: KeyPair, common_name: str, sans: list[str], *, server: bool, client: bool,
+    lifetime: dt.timedelta = dt.timedelta(days=LEAF_DAYS),
 ) -> bool:
     """Make sure crt/key is a current leaf of ca with exactly these SANs. True if (re)written."""
-    if leaf_is_current(crt, key, ca, sans):
+    state = leaf_state(crt, key, ca, sans)
+    if state == "current":
         return False
-    write_pair(new_leaf(ca, common_name, sans, server=server, client=client), crt, key)
+    if state == "renew":
+        write_cert(reissue(load_pair(crt, key), ca, lifetime), crt, key)
+        log.info("renewed certificate %s (past %d%% of its life; same key)", crt, RENEW_AT * 100)
+        return True
+    write_pair(new_leaf(ca, common_name, sans, server=server, client=client, lifetime=lifetime), crt, key)
     log.info("wrote certificate %s (SANs %s)", crt, ", ".join(sans) or "-")
     return True
 
@@ -189,9 +288,58 @@ def node_sans(peer_address: str, api_address: str, extra: tuple[str, ...], hostn
     return list(dict.fromkeys(sans))
 
 
+@dataclass(frozen=True)
+class Leaf:
+    """One of a node's leaf certificates and the CA that signs it."""
+    name: str  # api | etcd-server | etcd-peer | etcd-client
+    crt: Path
+    key: Path
+    ca_crt: Path
+    ca_key: Path
+    common_name: str
+    node_sans: bool  # carries the node's SANs (the client certificate has none)
+    server: bool
+    client: bool
+
+
+def node_leaves(data: DataDir) -> list[Leaf]:
+    ca_crt, ca_key = data.etcd_cert("ca")
+    # Peer certs act as clients when dialling other peers, so they carry both usages.
+    etcd = [Leaf(f"etcd-{kind}", *data.etcd_cert(kind), ca_crt, ca_key, f"etcd-{kind}", True, True, True)
+            for kind in ("server", "peer")]
+    return [Leaf("api", data.api_crt, data.api_key, data.ca_crt, data.ca_key, "etcdward-api", True, True, False),
+            *etcd,
+            Leaf("etcd-client", *data.etcd_cert("client"), ca_crt, ca_key, "etcdward-client", False, False, True)]
+
+
+def renew_leaves(data: DataDir, lifetime: dt.timedelta, *, force: bool = False,
+                 due: Callable[[x509.Certificate], dt.datetime] = renewal_due) -> dict[str, x509.Certificate]:
+    """Renew (same key) each of the node's leaves that is due (all of them with force); never a
+    CA. Returns the new certificates by leaf name. PKIError for a missing or broken leaf or an
+    expired CA: renewing only renews; a controller start regenerates what is missing."""
+    renewed: dict[str, x509.Certificate] = {}
+    for leaf in node_leaves(data):
+        ca = load_pair(leaf.ca_crt, leaf.ca_key)
+        check_ca_valid(ca, leaf.ca_crt, lifetime)
+        pair = load_pair(leaf.crt, leaf.key)
+        if leaf_state(leaf.crt, leaf.key, ca, None) == "replace":
+            raise PKIError(f"{leaf.crt} does not belong to {leaf.key} or was not signed by {leaf.ca_crt}; "
+                           "start the controller to regenerate it")
+        if capped_by_ca(pair.cert, ca) or not (force or _now() >= due(pair.cert)):
+            continue
+        new = reissue(pair, ca, lifetime)
+        write_cert(new, leaf.crt, leaf.key)
+        log.info("renewed certificate %s: serial %x, valid until %s", leaf.crt, new.cert.serial_number,
+                 f"{new.cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S}Z")
+        renewed[leaf.name] = new.cert
+    return renewed
+
+
 def ensure_node_pki(data: DataDir, *, peer_address: str, api_address: str, sans: tuple[str, ...],
-                    hostname: str, create_cas: bool = True) -> None:
-    """Create/refresh everything under pki/ for this node.
+                    hostname: str, create_cas: bool = True, ca_lifetime: dt.timedelta = dt.timedelta(days=CA_DAYS),
+                    cert_lifetime: dt.timedelta = dt.timedelta(days=LEAF_DAYS)) -> None:
+    """Create/refresh everything under pki/ for this node: before etcd and the API start, so a
+    leaf that has expired or is past 2/3 of its life is renewed before it is ever served.
 
     create_cas=False is used on a joining node: its CAs come from the join API, and creating
     fresh ones here would give it certificates nobody else trusts.
@@ -200,16 +348,13 @@ def ensure_node_pki(data: DataDir, *, peer_address: str, api_address: str, sans:
     data.etcd_pki.mkdir(parents=True, exist_ok=True, mode=0o755)
     ca_crt, ca_key = data.etcd_cert("ca")
     if create_cas:
-        cluster_ca = ensure_ca(data.ca_crt, data.ca_key, "etcdward-ca")
-        etcd_ca = ensure_ca(ca_crt, ca_key, "etcd-ca")
-    else:
-        cluster_ca = load_pair(data.ca_crt, data.ca_key)
-        etcd_ca = load_pair(ca_crt, ca_key)
+        ensure_ca(data.ca_crt, data.ca_key, "etcdward-ca", ca_lifetime)
+        ensure_ca(ca_crt, ca_key, "etcd-ca", ca_lifetime)
     all_sans = node_sans(peer_address, api_address, sans, hostname)
-    ensure_leaf(data.api_crt, data.api_key, cluster_ca, "etcdward-api", all_sans, server=True, client=False)
-    # Peer certs act as clients when dialling other peers, so they carry both usages.
-    for kind in ("server", "peer"):
-        crt, key = data.etcd_cert(kind)
-        ensure_leaf(crt, key, etcd_ca, f"etcd-{kind}", all_sans, server=True, client=True)
-    crt, key = data.etcd_cert("client")
-    ensure_leaf(crt, key, etcd_ca, "etcdward-client", [], server=False, client=True)
+    cas: dict[Path, KeyPair] = {}
+    for leaf in node_leaves(data):
+        if leaf.ca_crt not in cas:
+            cas[leaf.ca_crt] = load_pair(leaf.ca_crt, leaf.ca_key)
+            check_ca_valid(cas[leaf.ca_crt], leaf.ca_crt, cert_lifetime)
+        ensure_leaf(leaf.crt, leaf.key, cas[leaf.ca_crt], leaf.common_name, all_sans if leaf.node_sans else [],
+                    server=leaf.server, client=leaf.client, lifetime=cert_lifetime)

@@ -9,6 +9,8 @@
     backup       spec.backup: the metrics follow the backup status; scheduled backups run beside
                  the reconciler while it leads, backups before membership changes (backup/)
     unstick      restarts the local etcd when it refuses every add on a stale peer status (etcd#14523)
+    certs        renews this node's leaf certificates at 2/3 of their life and has the API and the
+                 etcd client use the new ones (certrenewal.py; etcd reads its files itself)
 
 The controller owns the /metrics registry: the API serves it, services register in it.
 """
@@ -16,12 +18,14 @@ The controller owns the /metrics registry: the API serves it, services register 
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 from prometheus_client import CollectorRegistry
 
-from .api import serve_api
+from .api import reload_server_certificate, serve_api, server_ssl_context
 from .backup.report import BackupMetrics
 from .backup.schedule import BackupService
+from .certrenewal import CertRenewer
 from .etcdversions import keep_pinned
 from .memberreport import quota_of
 from .reconcile.election import Liveness
@@ -29,6 +33,10 @@ from .reconcile.loop import run_reconciler
 from .reconcile.unstick import run_unstick
 from .selfwatch import run_self
 from .voterdeps import VoterDeps
+
+# The old etcd channel serves calls already on it (a snapshot may stream for minutes) this long
+# after a renewal, but at most 1/6 of a lifetime: the old certificate has 1/3 of its life left.
+MAX_OLD_CHANNEL_GRACE = 600.0
 
 
 def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
@@ -42,10 +50,26 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
     before_change = backups.before_change if cfg.spec.backup.before_membership_change else None
     version = ([asyncio.create_task(keep_pinned(deps.data, cfg.etcd.client_port, deps.etcd_version),
                                     name="etcd-version")] if deps.etcd_version else [])
-    return [*version, asyncio.create_task(serve_api(deps, registry, before_add=before_change), name="join-api"),
+    tls = server_ssl_context(deps.data)
+    return [*version, asyncio.create_task(serve_api(deps, registry, before_add=before_change, tls=tls), name="join-api"),
+            asyncio.create_task(cert_renewer(deps, tls).run(), name="certs"),
             asyncio.create_task(alive.run(), name="liveness"),
             asyncio.create_task(run_self(deps), name="self"),
             asyncio.create_task(backups.run(), name="backup"),
             asyncio.create_task(run_reconciler(deps, while_leading=backups.run_schedule,
                                                before_removal=before_change), name="reconciler"),
             asyncio.create_task(run_unstick(deps), name="unstick")]
+
+
+def cert_renewer(deps: VoterDeps, tls: ssl.SSLContext) -> CertRenewer:
+    lifetime = deps.cfg.spec.pki.cert_lifetime_td
+    grace = min(MAX_OLD_CHANNEL_GRACE, lifetime.total_seconds() / 6)
+
+    async def reload(changed: frozenset[str]) -> None:
+        if "api" in changed:
+            reload_server_certificate(tls, deps.data)
+        if "etcd-client" in changed:
+            crt, key = deps.data.etcd_cert("client")
+            await deps.store.use_client_cert(crt.read_bytes(), key.read_bytes(), grace)
+
+    return CertRenewer(deps.data, lifetime, deps.store, deps.ident.name, deps.ident.member_id or "", reload)

@@ -31,6 +31,7 @@ LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
     "recover": ("restore_cmds:recover_cmd",),
     "install": ("install_cmds:install_group",),
     "uninstall": ("install_cmds:uninstall",),
+    "certs": ("certs_cmds:certs_group",),
 }
 
 

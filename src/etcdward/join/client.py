@@ -277,7 +277,7 @@ async def _ask(client: JoinClient, data: DataDir, cfg: Config, name: str, token:
     ca_crt, ca_key = data.etcd_cert("ca")
     _write_pair(ans["ca"], ca_crt, ca_key, "etcd CA")
     pki.ensure_node_pki(data, peer_address=cfg.peer_address, api_address=cfg.api_address, sans=cfg.api.sans,
-                        hostname=localstate.hostname(), create_cas=False)
+                        hostname=localstate.hostname(), create_cas=False, cert_lifetime=cfg.spec.pki.cert_lifetime_td)
     pinned = localstate.load_identity(data)
     ident = Identity(name=name, cluster_id=pinned.cluster_id if pinned else None)
     localstate.save_identity(data, ident)

@@ -184,12 +184,38 @@ class Store:
         # etcd3aio only accepts IPv4 literals; our endpoints are https://127.0.0.1:<port>.
         self.endpoint = endpoint.removeprefix("https://").removeprefix("http://")
         self.timeout = timeout
-        self._client = Etcd3Client(
-            [self.endpoint], ca_cert=ca, cert_key=key, cert_chain=cert, tls_server_name=server_name,
-            rpc_max_attempts=2,
-        )
-        set_fast_reconnect(self._client)
+        self._ca, self._server_name = ca, server_name
+        self._client = self._new_client(cert, key)
         self._connected = False
+        self._retiring: set[asyncio.Task[None]] = set()  # old channels closing after a certificate change
+
+    def _new_client(self, cert: bytes, key: bytes) -> Etcd3Client:
+        client = Etcd3Client([self.endpoint], ca_cert=self._ca, cert_key=key, cert_chain=cert,
+                             tls_server_name=self._server_name, rpc_max_attempts=2)
+        set_fast_reconnect(client)
+        return client
+
+    async def use_client_cert(self, cert: bytes, key: bytes, grace: float) -> None:
+        """Make new calls use a new channel with this client certificate (gRPC keeps the one it
+        was given for every reconnect, so a renewed certificate needs a new channel). The old
+        channel is closed after grace seconds: calls already on it finish, and its watches end
+        with Unavailable, which their callers answer by watching again (on the new channel)."""
+        new = self._new_client(cert, key)
+        if not self._connected:
+            self._client = new
+            return
+        await new.connect()
+        old, self._client = self._client, new
+
+        async def close_later() -> None:
+            try:
+                await asyncio.sleep(grace)
+            finally:
+                await old.close()
+
+        task = asyncio.create_task(close_later(), name="store-close-old-channel")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     @classmethod
     def from_files(cls, endpoint: str, ca: Path, cert: Path, key: Path, **kw: Any) -> Store:
@@ -208,6 +234,10 @@ class Store:
             self._connected = True
 
     async def close(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()  # closes its channel now
+        if self._retiring:
+            await asyncio.wait(self._retiring, timeout=5.0)
         if self._connected:
             self._connected = False
             await self._client.close()

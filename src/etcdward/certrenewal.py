@@ -1,0 +1,174 @@
+"""Renewing this node's leaf certificates while the controller runs (never a CA).
+
+    when      each leaf at 2/3 of its life, earlier by a jitter of up to 10 % of it drawn from its
+              serial (pki.controller_renews_at); at least a third of its life is left for retries
+    how       pki.renew_leaves: same key, new serial and validity, one atomic rename of the .crt
+    etcd      needs nothing: etcd 3.4+ reads its cert and key files at every TLS handshake, for
+              clients, for peers dialling in and when it dials peers (checked against 3.4.23), so
+              new connections get the new certificate; open ones keep theirs
+    reload    whatever loaded a certificate into memory (the API's SSL context, the controller's
+              etcd client) is given the new files by the `reload` hook, with the names of the
+              leaves whose files changed - also when `etcdward certs renew` changed them
+    --all     `certs renew --all` writes CERTS_RENEW_REQUEST; each controller renews all its
+              leaves once per request id and answers under CERTS_RENEWED/<member id> (on a lease)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from cryptography import x509
+
+from . import pki
+from .errors import Permanent, Temporary
+from .keys import CERTS_RENEW_REQUEST, CERTS_RENEWED
+from .paths import DataDir
+from .retry import retry
+from .store import Store
+from .store import errors as E
+
+log = logging.getLogger(__name__)
+
+POLL = 5.0  # seconds between looks at the files and at the request key
+ANSWER_TTL = 600  # seconds an answer to a renew request is kept
+RETRY_BACKOFF = (1.0, 2.0, 5.0)
+RETRY_FOR = 30.0  # seconds one round of retries lasts; the next poll starts another
+
+Reload = Callable[[frozenset[str]], Awaitable[None]]  # the leaf names whose files changed
+
+
+class RenewFailed(Temporary):
+    """A certificate file could not be written (disk full, permissions): tried again."""
+
+
+def file_ids(data: DataDir) -> dict[str, tuple[int, ...]]:
+    """A cheap fingerprint of each leaf's files: an atomic rename changes the inode."""
+    out: dict[str, tuple[int, ...]] = {}
+    for leaf in pki.node_leaves(data):
+        ids: list[int] = []
+        for p in (leaf.crt, leaf.key):
+            try:
+                st = os.stat(p)
+                ids += [st.st_ino, st.st_mtime_ns, st.st_size]
+            except OSError:
+                ids += [0, 0, 0]
+        out[leaf.name] = tuple(ids)
+    return out
+
+
+def seconds_until_due(data: DataDir, now: dt.datetime) -> float:
+    """Seconds until the next leaf a renewal can extend is due (inf: none can be read)."""
+    nearest = float("inf")
+    for leaf in pki.node_leaves(data):
+        try:
+            cert = x509.load_pem_x509_certificate(leaf.crt.read_bytes())
+            ca = x509.load_pem_x509_certificate(leaf.ca_crt.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if cert.not_valid_after_utc >= ca.not_valid_after_utc:
+            continue  # ends with its CA: renewing cannot help (pki.check_ca_valid warns)
+        nearest = min(nearest, (pki.controller_renews_at(cert) - now).total_seconds())
+    return nearest
+
+
+class CertRenewer:
+    def __init__(self, data: DataDir, lifetime: dt.timedelta, store: Store, name: str, member_id: str,
+                 reload: Reload) -> None:
+        self.data, self.lifetime, self.store = data, lifetime, store
+        self.name, self.member_id, self.reload = name, member_id, reload
+        # What the API and the etcd client loaded when they started, just before this task.
+        self._seen = file_ids(data)
+        self._handled: str | None = None
+        self._first_look = True
+        self._last_error = ""
+
+    async def run(self) -> None:
+        while True:
+            request = await self._new_request()
+            renewed, error = await self._renew(force=request is not None)
+            await self._reload_changed()
+            if request is not None:
+                await self._answer(request, renewed, error)
+            wait = seconds_until_due(self.data, dt.datetime.now(dt.timezone.utc))
+            await asyncio.sleep(min(POLL, max(0.2, wait)))
+
+    async def _renew(self, force: bool) -> tuple[list[str], str | None]:
+        async def attempt() -> dict[str, x509.Certificate]:
+            try:
+                return pki.renew_leaves(self.data, self.lifetime, force=force, due=pki.controller_renews_at)
+            except OSError as e:
+                raise RenewFailed(f"{e.strerror or e}: {e.filename or self.data.pki}") from None
+
+        try:
+            renewed = await retry(attempt, deadline=RETRY_FOR, backoff=RETRY_BACKOFF, what="certificate renewal")
+        except (RenewFailed, Permanent) as e:
+            if str(e) != self._last_error:  # once per distinct problem, not every poll
+                log.error("cannot renew this node's certificates: %s", e)
+            self._last_error = str(e)
+            return [], str(e)
+        self._last_error = ""
+        return sorted(renewed), None
+
+    async def _reload_changed(self) -> None:
+        now = file_ids(self.data)
+        changed = frozenset(name for name, ids in now.items() if self._seen.get(name) != ids)
+        if not changed:
+            return
+        try:
+            await self.reload(changed)
+        except Exception as e:  # noqa: BLE001 - tried again at the next poll; the old certificate is still valid
+            log.error("cannot load the renewed certificates (%s): %s", ", ".join(sorted(changed)), e)
+            return
+        log.info("now using the renewed certificates: %s", ", ".join(sorted(changed)))
+        self._seen = now
+
+    async def _new_request(self) -> str | None:
+        """The id of a `certs renew --all` request not handled yet. The request standing when
+        this controller starts counts as handled: the CLI that made it has reported on it."""
+        try:
+            kv = await self.store.get(CERTS_RENEW_REQUEST)
+        except E.StoreError:
+            return None
+        request = _request_id(kv.value if kv else None)
+        if self._first_look:
+            self._first_look, self._handled = False, request
+            return None
+        if request is None or request == self._handled:
+            return None
+        self._handled = request
+        log.info("renewing every certificate of this node: asked by `certs renew --all` (%s)", request)
+        return request
+
+    async def _answer(self, request: str, renewed: list[str], error: str | None) -> None:
+        body = {"request": request, "node": self.name, "memberID": self.member_id, "renewed": renewed,
+                "error": error, "at": time.time()}
+        try:
+            lease = await self.store.grant_lease(ANSWER_TTL)
+            await self.store.put(CERTS_RENEWED + self.member_id, json.dumps(body), lease=lease)
+        except E.StoreError as e:
+            log.warning("renewed certificates but could not tell `certs renew --all` (%s)", e)
+
+
+def _request_id(raw: bytes | None) -> str | None:
+    try:
+        value: Any = json.loads(raw or b"null")
+    except ValueError:
+        return None
+    rid = value.get("id") if isinstance(value, dict) else None
+    return rid if isinstance(rid, str) and rid else None
+
+
+def parse_answer(raw: bytes) -> dict[str, Any] | None:
+    """An answer under CERTS_RENEWED, or None for one written by hand or corrupt."""
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and isinstance(value.get("request"), str) else None
