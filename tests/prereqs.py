@@ -84,6 +84,7 @@ CHECKS: dict[str, Callable[[], str | None]] = {
     "etcdctl": _etcdctl,
     "root": _root,
     "unshare": _tool("unshare", "util-linux"),
+    "promtool": _tool("promtool", "prometheus"),
     "netbed": _netbed,
 }
 

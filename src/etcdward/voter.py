@@ -10,14 +10,13 @@
                  the reconciler while it leads, backups before membership changes (backup/)
     unstick      restarts the local etcd when it refuses every add on a stale peer status (etcd#14523)
 
-The controller owns the /metrics registry: the API serves it, services register in it.
+The controller (node.py) owns the metrics (metrics.py, on its own registry) and the loops'
+heartbeats (heartbeats.py) and passes both in VoterDeps: the API serves them, services update them.
 """
 
 from __future__ import annotations
 
 import asyncio
-
-from prometheus_client import CollectorRegistry
 
 from .api import serve_api
 from .backup.report import BackupMetrics
@@ -34,13 +33,16 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
     ident, cfg = deps.ident, deps.cfg
     body = {"name": ident.name, "memberID": ident.member_id or "", "peerAddress": cfg.peer_address,
             "etcdVersion": str(deps.etcd_version or "")}
-    alive = Liveness(deps.store, ident.member_id or "", body, ttl=cfg.spec.reconciler.lease_ttl)
-    registry = CollectorRegistry()
-    backups = BackupService(deps.store, deps.data, cfg, ident.name, BackupMetrics(registry))
+    alive = Liveness(deps.store, ident.member_id or "", body, ttl=cfg.spec.reconciler.lease_ttl,
+                     heartbeats=deps.heartbeats)
+    deps.metrics.backup_interval.set(cfg.spec.backup.interval_seconds or 0)
+    backups = BackupService(deps.store, deps.data, cfg, ident.name, BackupMetrics(deps.metrics),
+                            heartbeats=deps.heartbeats)
     before_change = backups.before_change if cfg.spec.backup.before_membership_change else None
-    version = ([asyncio.create_task(keep_pinned(deps.data, cfg.etcd.client_port, deps.etcd_version),
-                                    name="etcd-version")] if deps.etcd_version else [])
-    return [*version, asyncio.create_task(serve_api(deps, registry, before_add=before_change), name="join-api"),
+    version = ([asyncio.create_task(keep_pinned(deps.data, cfg.etcd.client_port, deps.etcd_version,
+                                                heartbeats=deps.heartbeats), name="etcd-version")]
+               if deps.etcd_version else [])
+    return [*version, asyncio.create_task(serve_api(deps, before_add=before_change), name="join-api"),
             asyncio.create_task(alive.run(), name="liveness"),
             asyncio.create_task(run_self(deps), name="self"),
             asyncio.create_task(backups.run(), name="backup"),
