@@ -26,7 +26,7 @@ from etcdward.heartbeats import Heartbeats
 from etcdward.memberops import MemberAction, MemberOps, Outcome
 from etcdward.metrics import MEMBER_ACTIONS, MEMBER_OUTCOMES, Metrics
 from etcdward.store import errors as E
-from tests.cluster import Cluster, Node, wait_for
+from tests.cluster import Node, wait_for
 from tests.join_helpers import shared_cluster
 from tests.prereqs import needs
 

@@ -13,12 +13,13 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from .. import records
 from ..heartbeats import ETCD_CALL, Heartbeat, Heartbeats
 from ..keys import ETCDMEMBERS, JOINS, JoinRecord, join_key, member_id_of
-from ..memberops import MemberAction, MemberOps
+from ..memberops import MemberAction, MemberOps, Operation
 from ..metrics import Metrics
 from ..store import Store
 from ..store import errors as E
@@ -138,7 +139,7 @@ class Reconciler:
         except (E.MemberNotLearner, E.MemberNotFound):
             return None
 
-    def _operation(self, action: MemberAction, a: rules.Action):  # type: ignore[no-untyped-def]
+    def _operation(self, action: MemberAction, a: rules.Action) -> AbstractAsyncContextManager[Operation]:
         name = a.record.name if a.record is not None else self.names.get(a.member_id, "(unknown)")
         return self.ops.run(log, action, name, a.member_id, f"reconcile: {a.message}", "reconcile: ")
 
