@@ -227,9 +227,8 @@ class Reconciler:
     def log_decision(self, result: PassResult) -> None:
         # A pass that did nothing repeats its line every pass: log it only when it changes. A
         # membership operation's line was logged by memberops, with its structured fields.
-        if result.done is not None and result.done.kind in MEMBERSHIP_KINDS:
-            pass
-        elif result.done is not None or result.message != self.last_message:
+        by_memberops = result.done is not None and result.done.kind in MEMBERSHIP_KINDS
+        if not by_memberops and (result.done is not None or result.message != self.last_message):
             log.info("reconcile: %s", result.message)
         self.last_message = result.message
 
