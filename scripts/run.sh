@@ -20,13 +20,17 @@ if [ "$mode" = test ]; then
   command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
   # `systemd-analyze verify` checks the unit `etcdward install controller` writes.
   command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+  # promtool checks the /metrics output and the alert rules (deploy/prometheus/); Debian ships
+  # it in the prometheus package, whose own service policy-rc.d below keeps from starting.
+  command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "run as root to install: ${need_apt[*]}" >&2; exit 1; fi
   echo "installing with apt: ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # Do not let the package start its own default etcd (on 127.0.0.1:2379/2380).
+  # Do not let the packages start their own services: a default etcd (on 127.0.0.1:2379/2380),
+  # a prometheus (on :9090).
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d.etcdward && chmod +x /usr/sbin/policy-rc.d.etcdward
   if [ ! -e /usr/sbin/policy-rc.d ]; then cp /usr/sbin/policy-rc.d.etcdward /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; fi
   rm -f /usr/sbin/policy-rc.d.etcdward

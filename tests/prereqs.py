@@ -85,6 +85,7 @@ CHECKS: dict[str, Callable[[], str | None]] = {
     "root": _root,
     "unshare": _tool("unshare", "util-linux"),
     "systemd-analyze": _tool("systemd-analyze", "systemd"),
+    "promtool": _tool("promtool", "prometheus"),
     "netbed": _netbed,
 }
 

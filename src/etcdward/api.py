@@ -3,7 +3,7 @@
     GET  /v1beta1/ca              cluster CA {"cert": b64, "key": b64}        (bearer token)
     POST /v1beta1/etcd/members    {"node", "peerAddress"} -> etcd CA + initialCluster (bearer token)
     GET  /openapi.json            the schema of the above
-    GET  /livez /readyz /metrics  health and Prometheus metrics (no auth)
+    GET  /livez /readyz /metrics  health (health.py, `?verbose`) and Prometheus metrics (no auth)
     /version /api /apis /openapi/v3 /apis/etcd.etcdward.io/...
                                   the EtcdMember records as a Kubernetes API (kubeapi/), for
                                   client certificates signed by the cluster CA
@@ -35,22 +35,24 @@ import logging
 import re
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 from cryptography import x509
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from . import tokens
+from . import health, tokens
 from .addresses import canonical_host, host_port, is_member_name
 from .kubeapi.routes import kube_routes
 from .kubeapi.tlsauth import PeerCertProtocol, request_any_client_certificate
 from .join.server import JoinAbandoned, JoinBusy, JoinConflict, JoinService
+from .memberops import MemberOps
+from .metrics import Metrics
 from .paths import DataDir
 from .store import Store
 from .store import errors as E
@@ -70,8 +72,8 @@ class ApiDeps:
     store: Store
     data: DataDir
     join: JoinService
-    ready: Callable[[], Awaitable[str | None]]  # None = ready, else the reason
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)  # /metrics: the controller's own
+    health: health.Health  # /livez /readyz, and the figures /metrics reads when scraped
+    metrics: Metrics  # /metrics: the controller's own registry
 
 
 class BadRequest(Exception):
@@ -120,12 +122,12 @@ def b64(data: bytes) -> str:
 
 
 def build_app(deps: ApiDeps) -> Starlette:
-    registry = deps.registry
-    requests_total = Counter("etcdward_api_requests", "join API requests", ["path", "code"], registry=registry)
-    join_seconds = Histogram("etcdward_join_request_seconds", "time to answer a join request", registry=registry)
+    metrics = deps.metrics
 
-    def done(path: str, resp: Response) -> Response:
-        requests_total.labels(path, str(resp.status_code)).inc()
+    def done(path: str, resp: Response, join_outcome: str = "") -> Response:
+        metrics.api_requests.labels(path, str(resp.status_code)).inc()
+        if join_outcome:
+            metrics.join_requests.labels(join_outcome).inc()
         return resp
 
     async def authorized(request: Request) -> Response | None:
@@ -173,31 +175,32 @@ def build_app(deps: ApiDeps) -> Starlette:
             if declared_length(request) > MAX_BODY:
                 raise _TooLarge()
             if (denied := await authorized(request)) is not None:
-                return done(path, denied)
+                return done(path, denied, "rejected")
             node, peer_url = validate_join(await read_json(request))
             claim = claimed_member(request)
             applied = learner_applied(request)
         except _TooLarge:
-            return done(path, PlainTextResponse(f"body larger than {MAX_BODY} bytes", 413))
+            return done(path, PlainTextResponse(f"body larger than {MAX_BODY} bytes", 413), "rejected")
         except BadRequest as e:
-            return done(path, PlainTextResponse(str(e), 400))
-        with join_seconds.time():
+            return done(path, PlainTextResponse(str(e), 400), "rejected")
+        with metrics.join_request_duration.time():
             async def still_wanted() -> bool:
                 return not await request.is_disconnected()
 
             try:
                 ans = await deps.join.join(node, peer_url, still_wanted, claim=claim, learner_applied=applied)
             except JoinAbandoned as e:
-                return done(path, PlainTextResponse(str(e), 503, headers={"Retry-After": "1"}))
+                return done(path, PlainTextResponse(str(e), 503, headers={"Retry-After": "1"}), "abandoned")
             except JoinConflict as e:
-                return done(path, PlainTextResponse(str(e), 409))
+                return done(path, PlainTextResponse(str(e), 409), "conflict")
             except JoinBusy as e:
                 headers = {"Retry-After": str(e.retry_after), "X-Etcdward-Queue-Position": str(e.position)}
                 if e.behind:
                     headers["X-Etcdward-Waiting-Behind"] = e.behind
-                return done(path, PlainTextResponse(str(e), 503, headers=headers))
+                return done(path, PlainTextResponse(str(e), 503, headers=headers), "queued")
             except E.StoreError as e:
-                return done(path, PlainTextResponse(f"etcd is not available: {e}", 503, headers={"Retry-After": "2"}))
+                return done(path, PlainTextResponse(f"etcd is not available: {e}", 503, headers={"Retry-After": "2"}),
+                            "unavailable")
         ca_crt, ca_key = deps.data.etcd_cert("ca")
         return done(path, JSONResponse({
             "ca": {"cert": b64(ca_crt.read_bytes()), "key": b64(ca_key.read_bytes()), "saKey": None, "saPub": None},
@@ -205,20 +208,24 @@ def build_app(deps: ApiDeps) -> Starlette:
             "clusterID": format(ans.cluster_id, "x"),
             "memberID": ans.member.hex_id,
             "name": ans.name,
-        }, headers={"X-Etcdward-Heartbeat-Interval": f"{deps.join.heartbeat_interval:g}"}))
+        }, headers={"X-Etcdward-Heartbeat-Interval": f"{deps.join.heartbeat_interval:g}"}),
+            "joined" if claim is None else "heartbeat")
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
     async def livez(request: Request) -> Response:
-        return PlainTextResponse("ok")
+        code, body = health.render("livez", deps.health.live(), health.verbose(request.query_params))
+        return PlainTextResponse(body, code)
 
     async def readyz(request: Request) -> Response:
-        reason = await deps.ready()
-        return PlainTextResponse("ok" if reason is None else reason, 200 if reason is None else 503)
+        checks, _ = await deps.health.ready()
+        code, body = health.render("readyz", checks, health.verbose(request.query_params))
+        return PlainTextResponse(body, code)
 
-    async def metrics(request: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    async def scrape(request: Request) -> Response:
+        await deps.health.scrape()
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(routes=[
         Route("/v1beta1/ca", get_ca, methods=["GET"]),
@@ -226,7 +233,7 @@ def build_app(deps: ApiDeps) -> Starlette:
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        Route("/metrics", scrape, methods=["GET"]),
         *kube_routes(deps.store, x509.load_pem_x509_certificate(deps.data.ca_crt.read_bytes())),
     ])
 
@@ -350,23 +357,16 @@ class ApiListenError(Permanent):
     """The join API's address:port cannot be listened on."""
 
 
-async def serve_api(voter: VoterDeps, registry: CollectorRegistry | None = None,
-                    before_add: Callable[[str], Awaitable[bool]] | None = None,
+async def serve_api(voter: VoterDeps, before_add: Callable[[str], Awaitable[bool]] | None = None,
                     tls: ssl.SSLContext | None = None) -> None:
     """Serve until cancelled; tls: the server context (server_ssl_context), kept by the caller to
     reload a renewed certificate into it."""
     store, data, cfg = voter.store, voter.data, voter.cfg
     tls = tls or server_ssl_context(data)
-
-    async def ready() -> str | None:
-        try:
-            await store.ready()
-            return None
-        except E.StoreError as e:
-            return f"etcd not ready: {e}"
-
-    join = JoinService(store, joiner_timeout=cfg.spec.reconciler.joiner_timeout, before_add=before_add)
-    deps = ApiDeps(store=store, data=data, join=join, ready=ready, registry=registry or CollectorRegistry())
+    join = JoinService(store, joiner_timeout=cfg.spec.reconciler.joiner_timeout, before_add=before_add,
+                       ops=MemberOps(voter.metrics), metrics=voter.metrics)
+    checks = health.Health(store, voter.ident.name, voter.member_id, voter.heartbeats, voter.metrics)
+    deps = ApiDeps(store=store, data=data, join=join, health=checks, metrics=voter.metrics)
     config = uvicorn.Config(
         build_app(deps), host=cfg.api_address, port=cfg.api.port, log_level="warning", lifespan="off",
         ssl_certfile=str(data.api_crt), ssl_keyfile=str(data.api_key),

@@ -5,7 +5,7 @@ how the crash-safety tests stop a join at an exact step. No effect when the vari
 Points: join-before-post, join-after-add, join-after-etcd-start, join-after-promotion.
 
 `ETCDWARD_TEST_DELAY_AT=<name>:<seconds>` instead makes the controller pause that long at a
-point (a slow step, not a crash). Points: join-before-etcd-start.
+point (a slow step, not a crash). Points: join-before-etcd-start, liveness-beat (a stalled loop for /livez).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 from . import localstate
 from .errors import Permanent
+from .heartbeats import ETCD_CALL, Heartbeats
 from .paths import DataDir
 
 
@@ -165,16 +166,19 @@ async def pin_after_start(data: DataDir, client_port: int, running: Version) -> 
     return known
 
 
-async def keep_pinned(data: DataDir, client_port: int, running: Version, every: float = 30.0) -> None:
+async def keep_pinned(data: DataDir, client_port: int, running: Version, every: float = 30.0,
+                      heartbeats: Heartbeats | None = None) -> None:
     """The cluster version moves up once every member runs a newer minor: keep the pin current."""
     pinned, delay = None, 2.0  # etcd decides the cluster version a moment after it starts
-    while True:
-        await asyncio.sleep(delay)
-        delay = every
-        try:
-            _, raw = await cluster_version(data, client_port)
-        except (OSError, ValueError, IndexError, asyncio.TimeoutError):
-            continue
-        if Version.parse(raw) and raw != pinned:
-            localstate.pin_etcd_versions(data, str(running), raw)
-            pinned = raw
+    with (heartbeats or Heartbeats()).loop("etcd-version", every=every, work=ETCD_CALL) as hb:
+        while True:
+            await asyncio.sleep(delay)
+            hb.beat()
+            delay = every
+            try:
+                _, raw = await cluster_version(data, client_port)
+            except (OSError, ValueError, IndexError, asyncio.TimeoutError):
+                continue
+            if Version.parse(raw) and raw != pinned:
+                localstate.pin_etcd_versions(data, str(running), raw)
+                pinned = raw

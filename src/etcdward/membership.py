@@ -11,6 +11,7 @@ reconciler and `etcd leave` count "started, healthy voters".
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,10 @@ from .keys import ALIVE, RECONCILER_LEADER, member_id_of
 from .retry import retry
 
 if TYPE_CHECKING:
+    from .memberops import MemberOps
     from .store import Member, Store
+
+log = logging.getLogger(__name__)
 
 
 
@@ -99,12 +103,15 @@ class LeaveRefused(Permanent):
 
 
 async def remove_member_guarded(store: Store, peer_url: str, force: bool,
-                                note: Callable[[str], None] = lambda _: None) -> Member:
+                                note: Callable[[str], None] = lambda _: None, ops: MemberOps | None = None) -> Member:
     """Remove the member whose first peer URL is exactly peer_url, from this node: the quorum
     guard unless force; if this node's etcd leads and is the one leaving, leadership moves to a
     healthy voter first. The removal is retried while etcd refuses it for now (it is idempotent:
-    a member already gone counts as removed)."""
+    a member already gone counts as removed). Each membership operation goes through `ops`."""
+    from .memberops import MemberAction, MemberOps
     from .store import errors as E  # the store pulls in gRPC; the pure guards above do not need it
+
+    ops = ops or MemberOps()
 
     members = await store.members()
     target = next((m for m in members if m.peer_url == peer_url), None)
@@ -120,15 +127,19 @@ async def remove_member_guarded(store: Store, peer_url: str, force: bool,
     if target.id == status.leader_id and status.member_id == status.leader_id:
         to = handover_target(members, alive, status.member_id, target.id)
         if to is not None:
-            note(f"{who} is the etcd leader: moving leadership to {to.name} (id {to.hex_id})")
+            line = f"{who} is the etcd leader: moving leadership to {to.name} (id {to.hex_id})"
+            note(line)
             try:
-                await store.move_leader(to.id)
+                async with ops.run(log, MemberAction.MOVE_LEADER, to.name, to.id, f"leave: {line}", "leave: "):
+                    await store.move_leader(to.id)
             except E.StoreError as e:
                 note(f"warning: moving leadership failed ({e}); removing anyway")
 
     async def remove() -> None:
         try:
-            await store.remove_member(target.id)
+            async with ops.run(log, MemberAction.REMOVE, target.name or "(unstarted)", target.id,
+                               f"leave: removed member {who} ({peer_url})", "leave: "):
+                await store.remove_member(target.id)
         except E.MemberNotFound:
             pass
 

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import logging
 import os
+import platform
 import secrets
 import signal
 import socket
@@ -24,6 +25,7 @@ from . import logformat
 from .config import Config
 from .errors import EtcdwardError, Permanent
 from .fence import ClusterGone, watch_cluster_gone
+from .heartbeats import Heartbeats
 from .crashpoints import crashpoint, crashpoint_after, delay_point
 from .decision import Action, Decision, Token, decide
 from .localstate import Identity, inspect_disk, move_aside
@@ -31,6 +33,7 @@ from .paths import DataDir, atomic_write
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .metrics import Metrics
     from .store import Store
 from .tasks import cancel_and_wait
 from .supervisor import LaunchPlan, MemberWasRemoved, Supervisor, SupervisorGaveUp, etcd_args, find_etcd
@@ -103,6 +106,9 @@ class Controller:
         # A joiner repeats its join request until its etcd is ready (join/client.py LearnerClaim).
         self._claim: asyncio.Task[None] | None = None
         self.etcd_version: etcdversions.Version | None = None  # of the binary, checked before etcd starts
+        # /metrics (made once etcd is about to start: a joiner asks to join first) and /livez
+        self.metrics: Metrics | None = None
+        self.heartbeats = Heartbeats()
 
     # -- preflight ---------------------------------------------------------------------
     def decide(self) -> Decision:
@@ -163,7 +169,8 @@ class Controller:
             stop_task.cancel()
             plan = plan_task.result()
             atomic_write(self.data.effective_config, self.cfg.to_yaml())
-            self.sup = Supervisor(binary, etcd_args(self.cfg, self.data, plan), self.data)
+            self.metrics = new_metrics()  # the supervisor counts etcd restarts, the voter services the rest
+            self.sup = Supervisor(binary, etcd_args(self.cfg, self.data, plan), self.data, metrics=self.metrics)
             if decision.action is Action.JOIN:
                 await delay_point("join-before-etcd-start")  # a slow etcd start, for tests
             await self.sup.start()
@@ -297,9 +304,12 @@ class Controller:
         from .voterdeps import VoterDeps
 
         assert self.store is not None and self.ident is not None and self.ident.member_id
+        assert self.metrics is not None
+        self.metrics.set_build_info(package_version(), platform.python_version(), str(self.etcd_version or ""))
         self._tasks.extend(start_voter_services(VoterDeps(store=self.store, cfg=self.cfg, data=self.data,
                                                           ident=self.ident, etcd_version=self.etcd_version,
-                                                          restart_etcd=self.sup.restart if self.sup else None)))
+                                                          restart_etcd=self.sup.restart if self.sup else None,
+                                                          metrics=self.metrics, heartbeats=self.heartbeats)))
 
     def _removed(self, why: str) -> int:
         localstate.write_tombstone(self.data, self.ident, why)
@@ -319,6 +329,23 @@ class Controller:
         if self.sup:
             await self.sup.stop()
 
+
+
+def new_metrics() -> Metrics:
+    from prometheus_client import CollectorRegistry
+
+    from .metrics import Metrics
+
+    return Metrics(CollectorRegistry())
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("etcdward")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def run_controller(data: DataDir, cfg: Config, token: str | None, join_timeout: float, verbose: bool) -> int:

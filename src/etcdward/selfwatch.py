@@ -12,6 +12,8 @@ import logging
 import math
 
 from . import records
+from .heartbeats import ETCD_CALL
+from .memberops import MemberAction, MemberOps
 from .membership import alive_members, handover_target, leave_blocker
 from .retry import retry
 from .store import Store
@@ -44,15 +46,19 @@ async def upsert_own_record(store: Store, name: str, peer_address: str, member_i
 async def run_self(deps: VoterDeps) -> None:
     store, name, hex_id = deps.store, deps.ident.name, deps.ident.member_id or ""
     await upsert_own_record(store, name, deps.cfg.peer_address, hex_id)
-    while True:
-        await asyncio.sleep(SELF_POLL)
-        try:
-            await check_self(store, name, int(hex_id, 16))
-        except E.StoreError as e:
-            log.debug("self check: %s", e)
+    ops = MemberOps(deps.metrics)
+    # a round: the member list, the own record, status, liveness keys and a leadership move
+    with deps.heartbeats.loop("self", every=SELF_POLL, work=5 * ETCD_CALL) as hb:
+        while True:
+            hb.beat()
+            await asyncio.sleep(SELF_POLL)
+            try:
+                await check_self(store, name, int(hex_id, 16), ops)
+            except E.StoreError as e:
+                log.debug("self check: %s", e)
 
 
-async def check_self(store: Store, name: str, my_id: int) -> None:
+async def check_self(store: Store, name: str, my_id: int, ops: MemberOps | None = None) -> None:
     members = await store.members()
     me = next((m for m in members if m.id == my_id), None)
     if members and me is None:
@@ -74,10 +80,11 @@ async def check_self(store: Store, name: str, my_id: int) -> None:
     target = handover_target(members, alive, my_id, my_id)
     if target is None:
         return
-    log.info("this member (%s) is leaving and is the etcd leader: moving leadership to %s (id %s)",
-             name, target.name, target.hex_id)
+    line = (f"this member ({name}) is leaving and is the etcd leader: moved leadership to {target.name} "
+            f"(id {target.hex_id})")
     try:
-        await store.move_leader(target.id)
+        async with (ops or MemberOps()).run(log, MemberAction.MOVE_LEADER, target.name, target.id, line):
+            await store.move_leader(target.id)
     except E.StoreError as e:
         log.warning("moving etcd leadership to %s failed: %s; trying again", target.name, e)
 

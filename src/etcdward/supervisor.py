@@ -17,11 +17,15 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import datalock, localstate
 from .config import Config
 from .errors import Permanent
 from .paths import DataDir
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +186,11 @@ class Supervisor:
     _restart_asked: bool = False
     _started_at: float = 0.0
     _fast_crashes: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_FAST_CRASHES))
+    metrics: Metrics | None = None  # the controller's: counts the restarts
+
+    def _count_restart(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.etcd_restarts.labels(reason).inc()
 
     def kill_leftover(self) -> None:
         """A previous controller may have died leaving its etcd behind (no PDEATHSIG on
@@ -237,6 +246,7 @@ class Supervisor:
                 return
             if self._restart_asked:  # restart(): not a crash, start again at once
                 self._restart_asked = False
+                self._count_restart("requested")
                 await self.start()
                 continue
             lived = time.monotonic() - self._started_at
@@ -258,6 +268,7 @@ class Supervisor:
                     + f"; last lines of {self.data.etcd_log}:\n{output}")
             delay = BACKOFF[min(len(self._fast_crashes), len(BACKOFF) - 1)]
             self.restarts += 1
+            self._count_restart("crash")
             log.warning("etcd exited with code %s after %.1fs; restart #%d in %.1fs", rc, lived, self.restarts, delay)
             await asyncio.sleep(delay)
             if not self._stopping:

@@ -12,15 +12,14 @@
     certs        renews this node's leaf certificates at 2/3 of their life and has the API and the
                  etcd client use the new ones (certrenewal.py; etcd reads its files itself)
 
-The controller owns the /metrics registry: the API serves it, services register in it.
+The controller (node.py) owns the metrics (metrics.py, on its own registry) and the loops'
+heartbeats (heartbeats.py) and passes both in VoterDeps: the API serves them, services update them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-
-from prometheus_client import CollectorRegistry
 
 from .api import reload_server_certificate, serve_api, server_ssl_context
 from .backup.report import BackupMetrics
@@ -44,14 +43,16 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
     body = {"name": ident.name, "memberID": ident.member_id or "", "peerAddress": cfg.peer_address,
             "etcdVersion": str(deps.etcd_version or "")}
     alive = Liveness(deps.store, ident.member_id or "", body, ttl=cfg.spec.reconciler.lease_ttl,
-                     quota=quota_of(cfg.etcd.extra_args))
-    registry = CollectorRegistry()
-    backups = BackupService(deps.store, deps.data, cfg, ident.name, BackupMetrics(registry))
+                     quota=quota_of(cfg.etcd.extra_args), heartbeats=deps.heartbeats)
+    deps.metrics.backup_interval.set(cfg.spec.backup.interval_seconds or 0)
+    backups = BackupService(deps.store, deps.data, cfg, ident.name, BackupMetrics(deps.metrics),
+                            heartbeats=deps.heartbeats)
     before_change = backups.before_change if cfg.spec.backup.before_membership_change else None
-    version = ([asyncio.create_task(keep_pinned(deps.data, cfg.etcd.client_port, deps.etcd_version),
-                                    name="etcd-version")] if deps.etcd_version else [])
+    version = ([asyncio.create_task(keep_pinned(deps.data, cfg.etcd.client_port, deps.etcd_version,
+                                                heartbeats=deps.heartbeats), name="etcd-version")]
+               if deps.etcd_version else [])
     tls = server_ssl_context(deps.data)
-    return [*version, asyncio.create_task(serve_api(deps, registry, before_add=before_change, tls=tls), name="join-api"),
+    return [*version, asyncio.create_task(serve_api(deps, before_add=before_change, tls=tls), name="join-api"),
             asyncio.create_task(cert_renewer(deps, tls).run(), name="certs"),
             asyncio.create_task(alive.run(), name="liveness"),
             asyncio.create_task(run_self(deps), name="self"),

@@ -5,11 +5,15 @@ no loop back to node.py)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry
+
 from .config import Config
+from .heartbeats import Heartbeats
 from .localstate import Identity
+from .metrics import Metrics
 from .paths import DataDir
 
 if TYPE_CHECKING:  # the store pulls in gRPC; types only
@@ -25,6 +29,9 @@ class VoterDeps:
     ident: Identity  # with the member ID: the services run only once this member votes
     etcd_version: Version | None = None  # of the etcd binary this controller runs
     restart_etcd: Callable[[], Awaitable[None]] | None = None  # restart the local etcd (the supervisor's)
+    # the controller's /metrics (its own registry) and its loops' heartbeats (/livez)
+    metrics: Metrics = field(default_factory=lambda: Metrics(CollectorRegistry()))
+    heartbeats: Heartbeats = field(default_factory=Heartbeats)
 
     @property
     def member_id(self) -> int:

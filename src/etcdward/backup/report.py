@@ -19,9 +19,8 @@ import json
 import logging
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-
 from ..keys import BACKUP_STATUS
+from ..metrics import Metrics
 from ..store import Store
 from ..store import errors as E
 
@@ -77,18 +76,13 @@ async def record(store: Store, field: str, entry: dict[str, Any], attempts: int 
 
 
 class BackupMetrics:
-    """etcdward_backup_* on the controller's /metrics."""
+    """Keeps the etcdward_backup_* gauges (defined in metrics.py) following the status record."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.last_success = Gauge("etcdward_backup_last_success_timestamp_seconds",
-                                  "unix time of the cluster's last successful backup (0: none known)",
-                                  registry=registry)
-        self.duration = Gauge("etcdward_backup_duration_seconds", "how long the last successful backup took",
-                              registry=registry)
-        self.last_failure = Gauge("etcdward_backup_last_failure_timestamp_seconds",
-                                  "unix time of the cluster's last failed backup (0: none known)", registry=registry)
-        self.failures = Counter("etcdward_backup_failures", "backups that failed in this controller process",
-                                registry=registry)
+    def __init__(self, metrics: Metrics) -> None:
+        self.last_success = metrics.backup_last_success
+        self.duration = metrics.backup_duration
+        self.last_failure = metrics.backup_last_failure
+        self.failures = metrics.backup_failures
         self._success_unix = self._failure_unix = 0.0
 
     def follow(self, status: dict[str, Any]) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import EtcdwardError
+from ..heartbeats import ETCD_CALL, Heartbeats
 from ..keys import BACKUP_BEFORE_CHANGE
 from ..paths import DataDir
 from ..store import Store
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 RATE_LIMIT = 30  # seconds: at most one backup before a membership change per this long, cluster-wide
 BEFORE_CHANGE_WAIT = 30.0  # a membership change waits at most this long for its backup
 FOLLOW_EVERY = 10.0  # seconds between reads of the status record for the metrics
+TAKE_BOUND = 600.0  # the longest a backup may take (the snapshot's timeout): the schedule waits for it
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,10 @@ def describe(e: BaseException) -> str:
 
 class BackupService:
     def __init__(self, store: Store, data: DataDir, cfg: Config, node: str, metrics: report.BackupMetrics,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, heartbeats: Heartbeats | None = None) -> None:
         spec = cfg.spec.backup
         self.store, self.data, self.node, self.metrics, self.clock = store, data, node, metrics, clock
+        self.heartbeats = heartbeats or Heartbeats()
         self.dir = Path(spec.dir) if spec.dir else data.root / "backups"
         self.keep = spec.keep
         self.interval = spec.interval_seconds
@@ -129,11 +132,14 @@ class BackupService:
         delay = await self._first_delay()
         log.info("scheduled backups every %gs into %s (keep %d); next in %.0fs", self.interval, self.dir,
                  self.keep, delay)
-        while True:
-            await asyncio.sleep(delay)
-            started = time.monotonic()
-            await self.take("scheduled")
-            delay = max(0.0, self.interval - (time.monotonic() - started))
+        with self.heartbeats.loop("backup-schedule", every=self.interval, work=TAKE_BOUND) as hb:
+            while True:
+                hb.beat(next_in=delay)
+                await asyncio.sleep(delay)
+                hb.beat()
+                started = time.monotonic()
+                await self.take("scheduled")
+                delay = max(0.0, self.interval - (time.monotonic() - started))
 
     async def _first_delay(self) -> float:
         """A new leader goes on with the schedule: the next backup is due one interval after the
@@ -177,12 +183,14 @@ class BackupService:
     # -- on every voting controller ------------------------------------------------------------
     async def run(self) -> None:
         try:
-            while True:
-                try:
-                    self.metrics.follow(await report.read_status(self.store))
-                except E.StoreError as e:
-                    log.debug("backup status: %s", e)
-                await asyncio.sleep(FOLLOW_EVERY)
+            with self.heartbeats.loop("backup-status", every=FOLLOW_EVERY, work=ETCD_CALL) as hb:
+                while True:
+                    hb.beat()
+                    try:
+                        self.metrics.follow(await report.read_status(self.store))
+                    except E.StoreError as e:
+                        log.debug("backup status: %s", e)
+                    await asyncio.sleep(FOLLOW_EVERY)
         finally:
             if self._running is not None:
                 await cancel_and_wait([self._running])

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 from ..config import is_member_name
 from ..keys import JOIN_QUEUE, JOINS, JoinRecord, join_key, member_id_of
+from ..memberops import MemberAction, MemberOps
+from ..metrics import Metrics
 from ..store import KV, Member, Store
 from ..store import errors as E
 
@@ -43,6 +45,7 @@ PLACE_TTL = 20  # seconds a place in line outlives the last request that asked f
 POLL = 0.1
 HOLD = 9.0  # seconds a queued request waits before 503; with Retry-After 1, an answer every ~10 s
 BUSY_RETRY_AFTER = 1
+QUEUED_FOR_AT_MOST = 24 * 3600.0  # seconds: a queue-wait start older than this is dropped, not observed
 
 
 def heartbeat_interval(joiner_timeout: float) -> float:
@@ -149,8 +152,13 @@ class JoinAbandoned(Exception):
 class JoinService:
     def __init__(self, store: Store, hold: float = HOLD, joiner_timeout: float = 60.0,
                  before_add: Callable[[str], Awaitable[bool]] | None = None,
-                 refusals: AddRefusals = ADD_REFUSALS) -> None:
+                 refusals: AddRefusals = ADD_REFUSALS, ops: MemberOps | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.store = store
+        self.ops = ops or MemberOps()
+        self.metrics = metrics
+        # queue key -> when this process first queued it (monotonic): the queue wait metric
+        self.queued_since: dict[str, float] = {}
         # spec.backup.beforeMembershipChange: True when it waited for a backup (look again)
         self.before_add = before_add
         self.refusals = refusals
@@ -176,6 +184,7 @@ class JoinService:
                 members = await self.store.members()
                 mine = pending_member(members, peer_url)
                 if mine:
+                    self.queued_since.pop(key, None)  # added earlier, here or by another controller
                     answer, *_ = await asyncio.gather(self._answer(mine, members, node),
                                                       self._note_heard(mine, node, peer_url),
                                                       self._leave_queue(key, place))
@@ -187,6 +196,7 @@ class JoinService:
                 if not place or time.monotonic() - refreshed > PLACE_TTL / 4:
                     place, entries = await self._hold_place(key, node, peer_url, entries, place)
                     refreshed = time.monotonic()
+                    self.queued_since.setdefault(key, refreshed)
                 if self._my_turn(key, entries, members):
                     if still_wanted is not None and not await still_wanted():
                         # A learner nobody will start would block every join behind it.
@@ -194,9 +204,12 @@ class JoinService:
                     if self.before_add is not None and await self.before_add(f"learner add of {node}"):
                         continue  # the backup took a while: read the queue and members again
                     try:
-                        member, members = await self.store.add_learner(peer_url)
-                    except E.Unavailable as e:
-                        log.info("join %s: add outcome unknown (%s); re-reading the member list", node, e)
+                        async with self.ops.run(log, MemberAction.ADD_LEARNER, node, 0, "", "join: ") as op:
+                            member, members = await self.store.add_learner(peer_url)
+                            op.member_id = member.id
+                            op.line = f"added learner {node} (id {member.id:x}, {peer_url})"
+                    except E.Unavailable:
+                        pass  # the outcome is unknown (logged): the next pass re-reads the member list
                     except E.PeerURLExists:
                         pass  # an earlier attempt of ours landed: the next pass finds it
                     except (E.Temporary, E.MemberNotFound) as e:
@@ -204,12 +217,11 @@ class JoinService:
                         # derives a new member's ID from its peer URLs and the current second;
                         # re-adding a peer URL within the second it was removed gives a removed
                         # ID, reported as "member not found". The next second works.
-                        log.debug("join %s: add refused for now (%s)", node, e)
                         refused = str(e)
                         self.refusals.note(isinstance(e, E.UnhealthyCluster))
                     else:
                         self.refusals.note(False)
-                        log.info("added learner %s (id %x, %s)", node, member.id, peer_url)
+                        self._waited(key)
                         # The joiner is waiting for this answer: do the bookkeeping in parallel.
                         answer, *_ = await asyncio.gather(
                             self._answer(member, members, node),
@@ -220,8 +232,18 @@ class JoinService:
                     raise self._busy(node, key, entries, members, pending_names, refused)
                 await asyncio.sleep(POLL)
         except (JoinConflict, JoinAbandoned, E.StoreError):
+            self.queued_since.pop(key, None)
             await self._leave_queue(key, place)
             raise
+
+    def _waited(self, key: str) -> None:
+        """A learner was added for this queue key: observe how long it waited in line here. A
+        place nobody completes is forgotten once it is older than any place can be."""
+        now = time.monotonic()
+        since = self.queued_since.pop(key, None)
+        if since is not None and self.metrics is not None:
+            self.metrics.join_queue_wait.observe(now - since)
+        self.queued_since = {k: t for k, t in self.queued_since.items() if now - t < QUEUED_FOR_AT_MOST}
 
     async def _renew_claim(self, node: str, peer_url: str, claim: int, members: list[Member],
                            learner_applied: int | None = None) -> JoinAnswer:

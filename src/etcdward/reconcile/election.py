@@ -24,6 +24,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from ..crashpoints import delay_point
+from ..heartbeats import ETCD_CALL, Heartbeat, Heartbeats
 from ..lease import KeptLease
 from ..memberreport import DEFAULT_QUOTA, REPORT_EVERY, MemberReport, due, from_status
 from ..store import Store
@@ -48,9 +50,12 @@ class Election:
 
     _won = False
 
-    async def campaign(self, poll: float = 0.5, eligible: Callable[[], Awaitable[bool]] | None = None) -> None:
-        """Return once this node holds the election key (only tried while `eligible()`)."""
+    async def campaign(self, poll: float = 0.5, eligible: Callable[[], Awaitable[bool]] | None = None,
+                       beat: Callable[[], None] = lambda: None) -> None:
+        """Return once this node holds the election key (only tried while `eligible()`);
+        `beat()` every round (the reconciler's heartbeat)."""
         while True:
+            beat()
             try:
                 if eligible is not None and not await eligible():
                     await asyncio.sleep(poll)
@@ -94,8 +99,11 @@ class Liveness:
     carrying this member's report (republished when due, memberreport.py)."""
 
     def __init__(self, store: Store, member_id: str, body: dict[str, str], ttl: int = 10,
-                 quota: int = DEFAULT_QUOTA, clock: Callable[[], float] = time.time) -> None:
+                 quota: int = DEFAULT_QUOTA, clock: Callable[[], float] = time.time,
+                 heartbeats: Heartbeats | None = None) -> None:
         self.store = store
+        self.heartbeats = heartbeats or Heartbeats()
+        self.hb: Heartbeat | None = None
         self.key = ALIVE + member_id
         self.body = body
         self.ttl = ttl
@@ -106,6 +114,8 @@ class Liveness:
 
     async def run(self) -> None:
         period = max(0.5, self.ttl / 4)
+        # a round: a linearizable read and a lease renewal, or a new lease and the key
+        self.hb = self.heartbeats.register("liveness", every=period, work=4 * ETCD_CALL)
         try:
             while True:
                 # A failed beat is tried again every period until one passes; meanwhile the key
@@ -114,11 +124,15 @@ class Liveness:
                             retry_on=(E.StoreError,))
                 await asyncio.sleep(period)
         finally:
+            self.heartbeats.unregister(self.hb)
             if self.lease:
                 with contextlib.suppress(E.StoreError):
                     await self.store.revoke_lease(self.lease)
 
     async def _beat(self) -> None:
+        assert self.hb is not None
+        self.hb.beat()
+        await delay_point("liveness-beat")  # tests: a stalled loop (/livez)
         await self.store.ready()  # no linearizable read, no renewal: the key expires with the lease
         report = await self._report()
         if self.lease and await self.store.refresh_lease(self.lease) > 0:

@@ -13,10 +13,14 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from .. import records
+from ..heartbeats import ETCD_CALL, Heartbeat, Heartbeats
 from ..keys import ETCDMEMBERS, JOINS, JoinRecord, join_key, member_id_of
+from ..memberops import MemberAction, MemberOps, Operation
+from ..metrics import Metrics
 from ..store import Store
 from ..store import errors as E
 from ..etcdversions import skew
@@ -33,6 +37,11 @@ FAST = 0.1  # while a learner is pending or a leave is in progress
 SLOW = 1.0  # a full pass at least this often
 MEMBER_POLL = 0.25  # the member list alone (one cheap RPC) this often; a change wakes a pass
 SKEW_CHECK = 10.0  # the members' etcd versions (liveness keys) this often
+# The longest a pass may take with nothing wrong in the controller: its snapshots and actions are
+# a dozen etcd calls, and a removal may wait for its backup (the loop's /livez bound).
+PASS_WORK = 12 * ETCD_CALL
+# The actions that are membership operations: memberops logs their one line, not log_decision.
+MEMBERSHIP_KINDS = frozenset({rules.Kind.PROMOTE, rules.Kind.REMOVE_STALLED_LEARNER, rules.Kind.REMOVE_MEMBER})
 
 
 @dataclass(frozen=True)
@@ -47,8 +56,13 @@ class PassResult:
 
 class Reconciler:
     def __init__(self, store: Store, learner_timeout: float = 300.0, self_id: int = 0,
-                 handover_timeout: float = 5.0, joiner_timeout: float = 60.0) -> None:
+                 handover_timeout: float = 5.0, joiner_timeout: float = 60.0, ops: MemberOps | None = None,
+                 metrics: Metrics | None = None, heartbeats: Heartbeats | None = None) -> None:
         self.store = store
+        self.ops = ops or MemberOps()
+        self.metrics = metrics
+        self.heartbeats = heartbeats or Heartbeats()
+        self.names: dict[int, str] = {}  # member id -> name, from the last snapshot (for memberops)
         self.learner_timeout = learner_timeout
         self.joiner_timeout = joiner_timeout
         self.self_id = self_id
@@ -93,6 +107,7 @@ class Reconciler:
             records=listing.records, invalid_records=listing.invalid,
             alive=alive, leader_id=status.leader_id, self_id=self.self_id or status.member_id,
             handover_timeout=self.handover_timeout)
+        self.names = {m.id: snap.name_of(m) for m in members}
         waiting = rules.leave_waiting_on_handover(snap)
         self.handover_since = {n: self.handover_since.get(n, now) for n in waiting}
         return dataclasses.replace(snap, handover_since=dict(self.handover_since))
@@ -124,12 +139,18 @@ class Reconciler:
         except (E.MemberNotLearner, E.MemberNotFound):
             return None
 
+    def _operation(self, action: MemberAction, a: rules.Action) -> AbstractAsyncContextManager[Operation]:
+        name = a.record.name if a.record is not None else self.names.get(a.member_id, "(unknown)")
+        return self.ops.run(log, action, name, a.member_id, f"reconcile: {a.message}", "reconcile: ")
+
     async def _promote(self, a: rules.Action) -> str | None:
-        await self.store.promote(a.member_id)
+        async with self._operation(MemberAction.PROMOTE, a):
+            await self.store.promote(a.member_id)
         return None
 
     async def _remove_stalled_learner(self, a: rules.Action) -> str | None:
-        await self.store.remove_member(a.member_id)
+        async with self._operation(MemberAction.REMOVE, a):
+            await self.store.remove_member(a.member_id)
         await self.store.delete(join_key(a.member_id))
         return None
 
@@ -153,7 +174,8 @@ class Reconciler:
     async def _remove_member(self, a: rules.Action) -> str | None:
         assert a.record is not None
         with contextlib.suppress(E.MemberNotFound):
-            await self.store.remove_member(a.member_id)
+            async with self._operation(MemberAction.REMOVE, a):
+                await self.store.remove_member(a.member_id)
         await mark_removed(self.store, a.record.name, a.record.member_id)
         return None
 
@@ -203,10 +225,22 @@ class Reconciler:
         return self.leading() and time.monotonic() - pass_started < self.max_pass_age
 
     def log_decision(self, result: PassResult) -> None:
-        # A pass that did nothing repeats its line every pass: log it only when it changes.
-        if result.done is not None or result.message != self.last_message:
+        # A pass that did nothing repeats its line every pass: log it only when it changes. A
+        # membership operation's line was logged by memberops, with its structured fields.
+        by_memberops = result.done is not None and result.done.kind in MEMBERSHIP_KINDS
+        if not by_memberops and (result.done is not None or result.message != self.last_message):
             log.info("reconcile: %s", result.message)
         self.last_message = result.message
+
+    def count(self, result: PassResult, failed: bool = False) -> None:
+        if self.metrics is None:
+            return
+        outcome = "error" if failed else "acted" if result.done else "waiting" if result.waiting else "idle"
+        self.metrics.reconcile_passes.labels(outcome).inc()
+        if result.done is not None:
+            self.metrics.reconcile_decisions.labels(result.done.kind).inc()
+        if result.snapshot is not None:
+            self.metrics.records_out_of_sync.set(len(rules.records_out_of_sync(result.snapshot)))
 
     async def warn_version_skew(self) -> None:
         """Warn (once per change) when members' etcd versions differ by more than one minor."""
@@ -233,9 +267,10 @@ class Reconciler:
                 log.debug("records watch: %s; watching again", e)
             await asyncio.sleep(0.5)
 
-    async def _watch_members(self) -> None:
+    async def _watch_members(self, hb: Heartbeat) -> None:
         last: tuple[tuple[int, str, bool, tuple[str, ...]], ...] | None = None
         while True:
+            hb.beat()
             await asyncio.sleep(MEMBER_POLL)
             try:
                 now = tuple(sorted((m.id, m.name, m.is_learner, m.peer_urls) for m in await self.store.members()))
@@ -245,21 +280,26 @@ class Reconciler:
                 self.wakeup.set()
             last = now
 
-    async def lead(self, election: Election) -> str:
-        """Reconcile while leading; returns "lost" or "resigned"."""
+    async def lead(self, election: Election, hb: Heartbeat) -> str:
+        """Reconcile while leading; returns "lost" or "resigned". (The records watch waits for
+        changes, which may never come: it has no heartbeat.)"""
+        poll = self.heartbeats.register("reconciler-members-poll", every=MEMBER_POLL, work=ETCD_CALL)
         watchers = [asyncio.create_task(self._watch_records(), name="records-watch"),
-                    asyncio.create_task(self._watch_members(), name="members-poll")]
+                    asyncio.create_task(self._watch_members(poll), name="members-poll")]
         if self.while_leading is not None:
             watchers.append(asyncio.create_task(self.while_leading(), name="while-leading"))
         self.leading = lambda: election.leading
         self.max_pass_age = max(1.0, election.lease.ttl * 0.5)
         try:
             while await election.still_leader():
+                hb.beat()
+                failed = False
                 try:
                     result = await self.run_pass()
                 except E.StoreError as e:
-                    result = PassResult(f"waiting: etcd unavailable ({e})", None, None, waiting=True)
+                    result, failed = PassResult(f"waiting: etcd unavailable ({e})", None, None, waiting=True), True
                 self.log_decision(result)
+                self.count(result, failed)
                 await self.warn_version_skew()
                 if result.done is not None and result.done.kind is rules.Kind.RESIGN:
                     await election.resign()
@@ -271,6 +311,9 @@ class Reconciler:
                     await asyncio.wait_for(self.wakeup.wait(), delay)
             return "lost"
         finally:
+            self.heartbeats.unregister(poll)
+            if self.metrics is not None:
+                self.metrics.records_out_of_sync.set(0)  # only the leader's view counts
             await cancel_and_wait(watchers)
 
 
@@ -292,7 +335,8 @@ async def run_reconciler(deps: VoterDeps, while_leading: Callable[[], Awaitable[
     store, name, my_id = deps.store, deps.ident.name, deps.ident.member_id or ""
     spec = deps.cfg.spec.reconciler
     rec = Reconciler(store, learner_timeout=spec.learner_start_timeout, self_id=deps.member_id,
-                     joiner_timeout=spec.joiner_timeout)
+                     joiner_timeout=spec.joiner_timeout, ops=MemberOps(deps.metrics), metrics=deps.metrics,
+                     heartbeats=deps.heartbeats)
     rec.while_leading, rec.before_removal = while_leading, before_removal
     election = Election(store, name, my_id, ttl=spec.lease_ttl)
 
@@ -310,13 +354,19 @@ async def run_reconciler(deps: VoterDeps, while_leading: Callable[[], Awaitable[
             return True
         return not others
 
+    leader = deps.metrics.reconciler_leader
     try:
-        while True:
-            await election.campaign(eligible=eligible)
-            why = await rec.lead(election)
-            if why == "resigned":
-                log.info("%s resigned the reconciler leadership (it is leaving the cluster)", name)
-            else:
-                log.warning("%s lost the reconciler leadership", name)
+        with deps.heartbeats.loop("reconciler", every=SLOW, work=PASS_WORK) as hb:
+            while True:
+                await election.campaign(eligible=eligible, beat=hb.beat)
+                leader.set(1)
+                try:
+                    why = await rec.lead(election, hb)
+                finally:
+                    leader.set(0)
+                if why == "resigned":
+                    log.info("%s resigned the reconciler leadership (it is leaving the cluster)", name)
+                else:
+                    log.warning("%s lost the reconciler leadership", name)
     finally:
         await election.resign()

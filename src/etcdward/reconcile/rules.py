@@ -330,6 +330,14 @@ def analyse(s: Snapshot) -> tuple[list[Action], list[str]]:
     return actions, notes
 
 
+def records_out_of_sync(s: Snapshot) -> list[str]:
+    """Names of the records that differ from the member list: missing, stale, duplicate or
+    invalid (etcdward_records_out_of_sync)."""
+    recs, _ = record_actions(s)
+    names = {a.record.name for a in [*duplicate_actions(s), *recs] if a.record is not None}
+    return sorted(names | {k.removeprefix(ETCDMEMBERS) for k, _ in s.invalid_records})
+
+
 @dataclass(frozen=True)
 class Idle:
     """A pass with nothing to do: its decision line, and whether something is in progress that

@@ -23,7 +23,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ..heartbeats import ETCD_CALL
 from ..join.server import ADD_REFUSALS, AddRefusals
+from ..memberops import MemberAction, MemberOps
 from ..membership import alive_members, handover_target
 from ..store import Member, Store
 from ..store import errors as E
@@ -58,7 +60,8 @@ def decide(first: float | None, last: float, now: float, members: list[Member], 
         f"live (etcd#14523: a healed peer left marked inactive): {moved}restarting this member's etcd"))
 
 
-async def step(store: Store, refusals: AddRefusals, restart: Callable[[], Awaitable[None]]) -> Unstick | None:
+async def step(store: Store, refusals: AddRefusals, restart: Callable[[], Awaitable[None]],
+               ops: MemberOps | None = None) -> Unstick | None:
     """One check; acts and returns what it did, or None."""
     if refusals.first is None or time.monotonic() - refusals.first < STREAK:
         return None  # nothing to judge: no etcd round trips
@@ -71,8 +74,11 @@ async def step(store: Store, refusals: AddRefusals, restart: Callable[[], Awaita
     log.warning("%s", u.message)
     refusals.note(False)
     if u.move_to is not None:
+        to = u.move_to
         try:
-            await store.move_leader(u.move_to.id)
+            async with (ops or MemberOps()).run(log, MemberAction.MOVE_LEADER, to.name, to.id, (
+                    f"moved etcd leadership to {to.name} (id {to.hex_id}) before restarting this member's etcd")):
+                await store.move_leader(to.id)
         except E.StoreError as e:
             log.debug("moving etcd leadership before the restart failed (%s); restarting anyway", e)
     await restart()
@@ -82,10 +88,15 @@ async def step(store: Store, refusals: AddRefusals, restart: Callable[[], Awaita
 async def run_unstick(deps: VoterDeps, refusals: AddRefusals = ADD_REFUSALS) -> None:
     if deps.restart_etcd is None:
         await asyncio.Future()  # nothing to restart with (never in a controller): idle, never "done"
-    while True:
-        await asyncio.sleep(CHECK)
-        try:
-            if await step(deps.store, refusals, deps.restart_etcd) is not None:
-                await asyncio.sleep(COOLDOWN)
-        except E.StoreError as e:
-            log.debug("unstick check: %s", e)
+    ops = MemberOps(deps.metrics)
+    # a round that acts: status, members, liveness keys, a leadership move, and etcd's stop grace
+    with deps.heartbeats.loop("unstick", every=CHECK, work=6 * ETCD_CALL) as hb:
+        while True:
+            hb.beat()
+            await asyncio.sleep(CHECK)
+            try:
+                if await step(deps.store, refusals, deps.restart_etcd, ops) is not None:
+                    hb.beat(next_in=COOLDOWN)
+                    await asyncio.sleep(COOLDOWN)
+            except E.StoreError as e:
+                log.debug("unstick check: %s", e)
