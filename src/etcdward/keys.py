@@ -10,6 +10,9 @@
     /etcdward/backup/status            last backup success and failure, any node (backup/report.py)
     /etcdward/backup/before-change     a backup before a membership change was taken within its
                                        lease (30 s): the cluster-wide rate limit (backup/schedule.py)
+    /etcdward/maintenance/defrag-lock  a defrag is running (who, since), bound to its holder's lease:
+                                       one defrag at a time, cluster-wide (maintenance/lock.py)
+    /etcdward/maintenance/last         the last maintenance done: what, when, by whom, on which members
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ ALIVE = "/etcdward/alive/"
 HEALTH = "/etcdward/health"
 BACKUP_STATUS = "/etcdward/backup/status"
 BACKUP_BEFORE_CHANGE = "/etcdward/backup/before-change"
+DEFRAG_LOCK = "/etcdward/maintenance/defrag-lock"
+MAINTENANCE_LAST = "/etcdward/maintenance/last"
 
 
 def join_key(member_id: int) -> str:

@@ -9,7 +9,9 @@ CAS anyway.
 Liveness: every controller keeps /etcdward/alive/<member id hex> bound to its own lease, and
 renews the lease only after its local etcd passed a linearizable read. Client ports listen on
 127.0.0.1 only, so no controller can probe another member's etcd; a live key is how the
-reconciler (and `etcd leave`) count "started, healthy voters" for the quorum guard.
+reconciler (and `etcd leave`) count "started, healthy voters" for the quorum guard. The key
+also carries what others cannot ask this member's etcd directly: its db figures
+(maintenance/figures.py), rewritten only when they moved noticeably.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import contextlib
 import json
 import math
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..lease import KeptLease
 from ..store import Store
@@ -28,6 +32,7 @@ from ..store import errors as E
 log = logging.getLogger(__name__)
 
 from ..keys import ALIVE, RECONCILER_LEADER
+from ..maintenance.figures import REPUBLISH_EVERY, worth_publishing
 from ..retry import retry
 
 
@@ -88,12 +93,16 @@ class Election:
 class Liveness:
     """Keeps ALIVE/<member id> while the local etcd answers linearizable reads."""
 
-    def __init__(self, store: Store, member_id: str, body: dict[str, str], ttl: int = 10) -> None:
+    def __init__(self, store: Store, member_id: str, body: dict[str, str], ttl: int = 10,
+                 figures: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
         self.store = store
         self.key = ALIVE + member_id
-        self.body = json.dumps(body)
+        self.body = body
         self.ttl = ttl
         self.lease = 0
+        self.figures = figures
+        self.published: dict[str, Any] | None = None
+        self.published_at = 0.0
 
     async def run(self) -> None:
         period = max(0.5, self.ttl / 4)
@@ -112,6 +121,21 @@ class Liveness:
     async def _beat(self) -> None:
         await self.store.ready()  # no linearizable read, no renewal: the key expires with the lease
         if self.lease and await self.store.refresh_lease(self.lease) > 0:
+            await self._publish(fresh=False)
             return
         self.lease = await self.store.grant_lease(self.ttl)
-        await self.store.put(self.key, self.body, lease=self.lease)
+        await self._publish(fresh=True)
+
+    async def _publish(self, fresh: bool) -> None:
+        """Write the key on a new lease, and whenever the figures moved (or went stale)."""
+        figures = await self.figures() if self.figures is not None else {}
+        if not fresh and (self.figures is None or (not worth_publishing(self.published, figures)
+                                                   and time.monotonic() - self.published_at < REPUBLISH_EVERY)):
+            return
+        try:
+            await self.store.put(self.key, json.dumps({**self.body, **figures}), lease=self.lease)
+        except E.NoSpace:
+            if fresh:
+                raise
+            return  # the key stays alive with its older figures; NOSPACE recovery needs no write
+        self.published, self.published_at = figures, time.monotonic()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ..paths import DataDir
 from . import errors
-from .client import KV, Member, Status, Store, WatchEvent
+from .client import KV, Alarm, Member, Status, Store, WatchEvent
 
-__all__ = ["KV", "Member", "Status", "Store", "WatchEvent", "errors", "local_store"]
+__all__ = ["KV", "Alarm", "Member", "Status", "Store", "WatchEvent", "errors", "local_store"]
 
 
 def local_store(data: DataDir, client_port: int, timeout: float = 5.0) -> Store:
