@@ -74,7 +74,7 @@ class DefragReport:
 
 
 def mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
 async def defrag_this_member(store: Store) -> DefragReport:

@@ -55,6 +55,8 @@ class DefragLock:
             taken = await self.store.create(DEFRAG_LOCK, body, lease=self.lease.id)
         except E.NoSpace:
             await self.lease.close()
+            if (held := await holder(self.store)) is not None:
+                raise DefragBusy(f"another defrag is running ({held}); only one runs at a time") from None
             raise DefragLockUnavailable(
                 "cannot take the defrag lock: etcd is out of space (NOSPACE alarm; writes are refused); the "
                 "reconciler leader compacts, defragments and disarms by itself once space can be freed "

@@ -53,6 +53,12 @@ class Maintainer:
             self._client = ControllerClient(self.data, f"etcdward-reconciler:{self.name}")
         return self._client
 
+    def say_once(self, why: str) -> None:
+        """A reason to wait, logged when it changes (not at every check)."""
+        if why != self.last_refusal:
+            log.info("maintenance: %s", why)
+        self.last_refusal = why
+
     async def run(self) -> None:
         while True:
             try:
@@ -76,9 +82,10 @@ class Maintainer:
 
     async def recover(self) -> None:
         if await self.store.get(DEFRAG_LOCK) is not None:
-            log.info("maintenance: NOSPACE raised; waiting for the running defrag to finish first")
-            self.last_nospace = -NOSPACE_RETRY
+            self.say_once("NOSPACE raised; waiting for the running defrag to finish first")
+            self.last_nospace = -NOSPACE_RETRY  # look again at the next check
             return
+        self.last_refusal = ""
         log.warning("maintenance: NOSPACE alarm raised: compacting, defragmenting and disarming")
         outcome = await recover_nospace(self.store, self.client(), self.quota)
         (log.info if outcome.disarmed else log.warning)("maintenance: %s", outcome.message)
@@ -102,9 +109,7 @@ class Maintainer:
             async with DefragLock(self.store, f"reconciler leader {self.name}"):
                 await defrag_members(self.store, self.client(), only=due, note=note)
         except (DefragRefused, DefragBusy) as e:
-            if str(e) != self.last_refusal:  # said once, not every AUTO_EVERY
-                log.info("maintenance: automatic defrag postponed: %s", e)
-            self.last_refusal = str(e)
+            self.say_once(f"automatic defrag postponed: {e}")
         finally:
             if done:
                 self.last_refusal = ""
