@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from etcdward.keys import ALIVE, DEFRAG_LOCK, MAINTENANCE_LAST
+from etcdward.maintenance.remote import DEFRAG_PATH, client_ssl_context
 from etcdward.store import errors as E
 from tests.cluster import Cluster, Node, run_async, wait_for
 from tests.join_helpers import shared_cluster
@@ -98,6 +101,18 @@ def test_defrag_this_member(nodes: list[Node]) -> None:
     assert len(lines) == 1 and lines[0].startswith("defragmented n2 (id "), p.stdout
     last = json.loads(get(n2, MAINTENANCE_LAST) or b"{}")
     assert last["what"] == "defrag" and [m["name"] for m in last["members"]] == ["n2"]
+
+
+def test_defrag_endpoint_wants_a_cluster_client_certificate_and_the_right_member(nodes: list[Node]) -> None:
+    n1 = nodes[0]
+    url = f"https://{n1.address}:9443{DEFRAG_PATH}"
+    anonymous = ssl.create_default_context(cafile=str(n1.data.ca_crt))
+    r = httpx.post(url, json={"memberID": "1"}, verify=anonymous)
+    assert r.status_code == 401 and "client certificate" in r.text
+    ctx = client_ssl_context(n1.data, "test")
+    assert httpx.post(url, json={"memberID": "nothex"}, verify=ctx).status_code == 400
+    r = httpx.post(url, json={"memberID": "1"}, verify=ctx)
+    assert r.status_code == 409 and "not 1" in r.text
 
 
 def test_defrag_all_followers_first_and_the_leader_last_after_moving_leadership(nodes: list[Node]) -> None:
