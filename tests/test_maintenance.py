@@ -15,6 +15,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from etcdward import config as C
+from etcdward.localstate import Identity
+from etcdward.reconcile.maintain import Maintainer
+from etcdward.voterdeps import VoterDeps
 from etcdward.keys import ALIVE, DEFRAG_LOCK, MAINTENANCE_LAST
 from etcdward.maintenance.remote import DEFRAG_PATH, client_ssl_context
 from etcdward.store import errors as E
@@ -132,20 +136,25 @@ def test_nospace_alarm_list_disarm_and_automatic_recovery(nodes: list[Node]) -> 
     assert n1.cli("etcd", "alarm", "list", *dd(n1)).stdout.strip() == "no alarms"
     acked = {f"/test/acked/{i}": f"v{i}" for i in range(20)}
 
-    async def fill() -> int:
+    async def fill(first: int) -> int:
+        """1 MB puts until etcd refuses one with NOSPACE; the number of the refused one."""
         async with n2.store(timeout=10) as st:
-            for k, v in acked.items():
-                await st.put(k, v)
-            for i in range(200):
+            for i in range(first, 200):
                 try:
                     await st.put(f"/test/fill/{i}", b"x" * 1_000_000)
                 except E.NoSpace:
                     return i
         raise AssertionError("the quota was never reached")
 
-    # A defrag "in progress" (its lock key) holds the leader's recovery back while the CLI looks
+    async def write_acked_then_fill() -> int:
+        async with n2.store(timeout=10) as st:
+            for k, v in acked.items():
+                await st.put(k, v)
+        return await fill(0)
+
+    # A defrag "in progress" (its lock key) holds the leader's recovery back meanwhile
     put(n1, DEFRAG_LOCK, json.dumps({"holder": "test", "since": time.time()}))
-    filled = run_async(fill())
+    filled = run_async(write_acked_then_fill())
     assert filled > 0
     listed = json.loads(n1.cli("etcd", "alarm", "list", "-o", "json", *dd(n1)).stdout)["alarms"]
     assert listed and {a["alarm"] for a in listed} == {"NOSPACE"}, listed
@@ -153,20 +162,22 @@ def test_nospace_alarm_list_disarm_and_automatic_recovery(nodes: list[Node]) -> 
     disarmed = json.loads(n1.cli("etcd", "alarm", "disarm", "-o", "json", *dd(n1)).stdout)["alarms"]
     assert {a["alarm"] for a in disarmed} == {"NOSPACE"}
     assert_refused(n1.cli("etcd", "defrag", *dd(n1), check=False), "another defrag is running (test, for ")
-    delete(n1, DEFRAG_LOCK)
-
-    deleted = time.monotonic()
+    # nothing was freed: the next write over the quota raises the alarm again
+    filled = run_async(fill(filled))
 
     async def delete_fill_then_write() -> bool:
         async with n2.store(timeout=10) as st:
             for i in range(filled + 1):
-                await st.delete(f"/test/fill/{i}")
+                await st.delete(f"/test/fill/{i}")  # deletes are allowed under NOSPACE
             try:
                 await st.put("/test/after", "ok")
                 return True
             except E.NoSpace:
                 return False
 
+    assert not run_async(delete_fill_then_write())  # stuck until the alarm is disarmed
+    delete(n1, DEFRAG_LOCK)  # from here on, no operator
+    deleted = time.monotonic()
     wait_for(lambda: run_async(delete_fill_then_write()), 60, "a write accepted after NOSPACE", node=n1, interval=1)
     assert time.monotonic() - deleted < 60
     assert n1.cli("etcd", "alarm", "list", *dd(n1)).stdout.strip() == "no alarms"
@@ -181,10 +192,43 @@ def test_nospace_alarm_list_disarm_and_automatic_recovery(nodes: list[Node]) -> 
     assert len(last["members"]) == 3
 
 
+def test_automatic_defrag_of_fragmented_members_leader_last(nodes: list[Node]) -> None:
+    """The reconciler leader's decision and action (reconcile/maintain.py) with a 1 MiB threshold,
+    run in-process against the live cluster's published figures."""
+    n1 = nodes[0]
+    cfg = C.parse("spec: {maintenance: {defrag: {fragmentedRatio: 0.3, minFragmentedBytes: 1048576}}}")
+
+    async def fragment() -> int:
+        async with n1.store(timeout=10) as st:
+            for i in range(4):
+                await st.put(f"/test/frag/{i}", b"y" * 1_000_000)
+            for i in range(4):
+                await st.delete(f"/test/frag/{i}")
+            rev = (await st.status()).revision
+            await st.compact(rev)
+            return rev
+
+    run_async(fragment())
+    wait_for(lambda: all(b["dbSize"] - b["dbSizeInUse"] >= 2**20 for b in alive_bodies(n1)), 30,
+             "every member publishes >= 1 MiB free", node=n1)
+    leader, me = leader_name(n1), format(n1.status().member_id, "x")
+
+    async def auto() -> None:
+        async with n1.store(timeout=10) as st:
+            deps = VoterDeps(st, cfg, n1.data, Identity("n1", member_id=me))
+            await Maintainer(deps).auto_defrag()
+
+    run_async(auto())
+    last = json.loads(get(n1, MAINTENANCE_LAST) or b"{}")
+    assert last["what"] == "defrag" and last["message"].startswith("automatic defrag of"), last
+    names = [m["name"] for m in last["members"]]
+    assert sorted(names) == ["n1", "n2", "n3"] and names[-1] == leader, last
+    assert all(m["after"]["dbSize"] < m["before"]["dbSize"] for m in last["members"]), last
+
+
 def test_defrag_refused_naming_a_member_that_is_down(nodes: list[Node]) -> None:
     n1, n3 = nodes[0], nodes[2]
     n3.kill9()
     wait_for(lambda: len(alive_bodies(n1)) == 2, 30, "n3's liveness key expired", node=n1)
     assert_refused(n1.cli("etcd", "defrag", "--all", *dd(n1), check=False),
                    "refusing to defragment: member n3 (id ")
-    assert_refused(n1.cli("etcd", "defrag", *dd(n1), check=False), "is not live")
