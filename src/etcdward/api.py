@@ -2,7 +2,10 @@
 
     GET  /v1beta1/ca              cluster CA {"cert": b64, "key": b64}        (bearer token)
     POST /v1beta1/etcd/members    {"node", "peerAddress"} -> etcd CA + initialCluster (bearer token)
-    GET  /openapi.json            the schema of the above
+    POST /v1/maintenance/defrag   {"memberID": hex} -> defragment THIS controller's member (moving etcd
+                                  leadership away first if it leads); client certificate signed by the
+                                  cluster CA (maintenance/remote.py says why not a token)
+    GET  /openapi.json            the schema of the join endpoints
     GET  /livez /readyz /metrics  health (health.py, `?verbose`) and Prometheus metrics (no auth)
     /version /api /apis /openapi/v3 /apis/etcd.etcdward.io/...
                                   the EtcdMember records as a Kubernetes API (kubeapi/), for
@@ -49,7 +52,10 @@ from starlette.routing import Route
 from . import health, tokens
 from .addresses import canonical_host, host_port, is_member_name
 from .kubeapi.routes import kube_routes
-from .kubeapi.tlsauth import PeerCertProtocol, request_any_client_certificate
+from .kubeapi.status import KubeError
+from .kubeapi.tlsauth import PEER_CERT, PeerCertProtocol, authenticate, request_any_client_certificate
+from .maintenance.defrag import defrag_this_member
+from .maintenance.remote import DEFRAG_PATH
 from .join.server import JoinAbandoned, JoinBusy, JoinConflict, JoinService
 from .memberops import MemberOps
 from .metrics import Metrics
@@ -123,6 +129,7 @@ def b64(data: bytes) -> str:
 
 def build_app(deps: ApiDeps) -> Starlette:
     metrics = deps.metrics
+    cluster_ca = x509.load_pem_x509_certificate(deps.data.ca_crt.read_bytes())
 
     def done(path: str, resp: Response, join_outcome: str = "") -> Response:
         metrics.api_requests.labels(path, str(resp.status_code)).inc()
@@ -211,6 +218,30 @@ def build_app(deps: ApiDeps) -> Starlette:
         }, headers={"X-Etcdward-Heartbeat-Interval": f"{deps.join.heartbeat_interval:g}"}),
             "joined" if claim is None else "heartbeat")
 
+    async def post_defrag(request: Request) -> Response:
+        try:
+            user = authenticate(request.scope.get("state", {}).get(PEER_CERT), cluster_ca)
+        except KubeError:
+            return done(DEFRAG_PATH, PlainTextResponse("a client certificate signed by the cluster CA is required", 401))
+        try:
+            body = await read_json(request)
+            want = body.get("memberID") if isinstance(body, dict) else None
+            if not isinstance(want, str) or not re.fullmatch(r"[0-9a-f]{1,16}", want):
+                raise BadRequest("memberID: required, the member ID in hex that this controller is expected to serve")
+        except _TooLarge:
+            return done(DEFRAG_PATH, PlainTextResponse(f"body larger than {MAX_BODY} bytes", 413))
+        except BadRequest as e:
+            return done(DEFRAG_PATH, PlainTextResponse(str(e), 400))
+        try:
+            mine = (await deps.store.status()).member_id
+            if int(want, 16) != mine:
+                return done(DEFRAG_PATH, PlainTextResponse(f"this controller serves member {mine:x}, not {want}", 409))
+            report = await defrag_this_member(deps.store)
+        except E.StoreError as e:
+            return done(DEFRAG_PATH, PlainTextResponse(f"etcd: {e}", 503, headers={"Retry-After": "2"}))
+        log.info("maintenance: %s (asked by %s)", report.line(), user)
+        return done(DEFRAG_PATH, JSONResponse(report.as_dict()))
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
@@ -229,12 +260,13 @@ def build_app(deps: ApiDeps) -> Starlette:
 
     return Starlette(routes=[
         Route("/v1beta1/ca", get_ca, methods=["GET"]),
+        Route(DEFRAG_PATH, post_defrag, methods=["POST"]),
         Route("/v1beta1/etcd/members", post_members, methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", scrape, methods=["GET"]),
-        *kube_routes(deps.store, x509.load_pem_x509_certificate(deps.data.ca_crt.read_bytes())),
+        *kube_routes(deps.store, cluster_ca),
     ])
 
 

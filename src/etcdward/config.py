@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .addresses import canonical_host, host_port, ip_literal, is_member_name
 from .backupspec import BackupSpec
+from .maintenancespec import MaintenanceSpec
 from .pkispec import PkiSpec
 from .errors import Permanent
 
@@ -44,6 +45,15 @@ UNSAFE_ETCD_ARGS: dict[str, str] = {
     "discovery-srv-name": "membership is decided by etcdward's join protocol, not by etcd discovery",
     "wal-dir": "the WAL must stay inside the data dir etcdward owns (etcd/member/wal)",
 }
+# Flags that a config key sets: one place to set each, so that the reconciler's NOSPACE
+# recovery and the effective config know the value etcd runs with.
+CONFIGURED_ETCD_ARGS: dict[str, str] = {
+    "quota-backend-bytes": "spec.storage.etcd.quotaBackendBytes",
+    "auto-compaction-mode": "spec.maintenance.autoCompaction",
+    "auto-compaction-retention": "spec.maintenance.autoCompaction.retention",
+}
+MIN_QUOTA = 16 * 2**20
+MAX_QUOTA = 8 * 2**30  # etcd's suggested maximum; it warns above it
 
 
 class ConfigError(Permanent):
@@ -108,6 +118,21 @@ class EtcdSpec(_Strict):
     extra_args: dict[str, str] = Field(default_factory=dict, alias="extraArgs")
     # Path of the etcd binary; empty: $ETCDWARD_ETCD_BIN, then PATH.
     binary: str = ""
+    # etcd's --quota-backend-bytes; 0: etcd's default (2 GiB)
+    quota_backend_bytes: int = Field(0, alias="quotaBackendBytes")
+
+    @field_validator("quota_backend_bytes")
+    @classmethod
+    def _quota(cls, v: int) -> int:
+        if v != 0 and not MIN_QUOTA <= v <= MAX_QUOTA:
+            raise ValueError(f"{v} is not 0 (etcd's default, 2 GiB) or between {MIN_QUOTA} (16 MiB) and {MAX_QUOTA} "
+                             "(8 GiB, etcd's suggested maximum)")
+        return v
+
+    @property
+    def quota_bytes(self) -> int:
+        """The quota etcd runs with."""
+        return self.quota_backend_bytes or 2 * 2**30
 
     @field_validator("peer_address")
     @classmethod
@@ -131,6 +156,8 @@ class EtcdSpec(_Strict):
                 raise ValueError(f"{name!r} is managed by etcdward and cannot be overridden")
             if name in UNSAFE_ETCD_ARGS:
                 raise ValueError(f"{name!r} is refused: {UNSAFE_ETCD_ARGS[name]}")
+            if name in CONFIGURED_ETCD_ARGS:
+                raise ValueError(f"{name!r} is set by {CONFIGURED_ETCD_ARGS[name]}; set it there")
             if isinstance(val, bool):
                 val = "true" if val else "false"
             if not isinstance(val, (str, int, float)):
@@ -170,6 +197,7 @@ class Spec(_Strict):
     reconciler: ReconcilerSpec = ReconcilerSpec()
     backup: BackupSpec = BackupSpec()
     pki: PkiSpec = PkiSpec()
+    maintenance: MaintenanceSpec = MaintenanceSpec()
 
 
 class Config(_Strict):

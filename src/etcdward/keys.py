@@ -13,6 +13,9 @@
     /etcdward/certs/renew-request      `certs renew --all`: every controller renews its leaf
                                        certificates once per request id (certrenewal.py)
     /etcdward/certs/renewed/<member id hex>  a controller's answer to that request, on a lease
+    /etcdward/maintenance/defrag-lock  a defrag is running (who, since), bound to its holder's lease:
+                                       one defrag at a time, cluster-wide (maintenance/lock.py)
+    /etcdward/maintenance/last         the last maintenance done: what, when, by whom, on which members
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ BACKUP_STATUS = "/etcdward/backup/status"
 BACKUP_BEFORE_CHANGE = "/etcdward/backup/before-change"
 CERTS_RENEW_REQUEST = "/etcdward/certs/renew-request"
 CERTS_RENEWED = "/etcdward/certs/renewed/"
+DEFRAG_LOCK = "/etcdward/maintenance/defrag-lock"
+MAINTENANCE_LAST = "/etcdward/maintenance/last"
 
 
 def join_key(member_id: int) -> str:

@@ -111,6 +111,9 @@ def etcd_args(cfg: Config, data: DataDir, plan: LaunchPlan) -> list[str]:
         args["initial-cluster-state"] = plan.state or "new"
         if plan.cluster_token:
             args["initial-cluster-token"] = plan.cluster_token
+    if e.quota_backend_bytes:
+        args["quota-backend-bytes"] = str(e.quota_backend_bytes)
+    args.update(cfg.spec.maintenance.etcd_args())
     for k, v in e.extra_args.items():
         if k == "name":
             continue  # the plan already carries the resolved name

@@ -6,6 +6,8 @@
                  while the local etcd answers linearizable reads
     etcd-version keeps state/etcd-version.json current (the cluster version moves after upgrades)
     self         this node's own record, removal and leave handover (selfwatch.py)
+    maintenance  spec.maintenance: NOSPACE recovery and automatic defrag, beside the reconciler while
+                 it leads (reconcile/maintain.py); the liveness key carries the db figures it needs
     backup       spec.backup: the metrics follow the backup status; scheduled backups run beside
                  the reconciler while it leads, backups before membership changes (backup/)
     unstick      restarts the local etcd when it refuses every add on a stale peer status (etcd#14523)
@@ -29,6 +31,7 @@ from .etcdversions import keep_pinned
 from .memberreport import quota_of
 from .reconcile.election import Liveness
 from .reconcile.loop import run_reconciler
+from .reconcile.maintain import run_maintenance
 from .reconcile.unstick import run_unstick
 from .selfwatch import run_self
 from .voterdeps import VoterDeps
@@ -41,13 +44,17 @@ MAX_OLD_CHANNEL_GRACE = 600.0
 def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
     ident, cfg = deps.ident, deps.cfg
     body = {"name": ident.name, "memberID": ident.member_id or "", "peerAddress": cfg.peer_address,
-            "etcdVersion": str(deps.etcd_version or "")}
+            "etcdVersion": str(deps.etcd_version or ""), "apiURL": cfg.api_url}
     alive = Liveness(deps.store, ident.member_id or "", body, ttl=cfg.spec.reconciler.lease_ttl,
                      quota=quota_of(cfg.etcd.extra_args), heartbeats=deps.heartbeats)
     deps.metrics.backup_interval.set(cfg.spec.backup.interval_seconds or 0)
     backups = BackupService(deps.store, deps.data, cfg, ident.name, BackupMetrics(deps.metrics),
                             heartbeats=deps.heartbeats)
     before_change = backups.before_change if cfg.spec.backup.before_membership_change else None
+
+    async def while_leading() -> None:
+        await asyncio.gather(backups.run_schedule(), run_maintenance(deps))
+
     version = ([asyncio.create_task(keep_pinned(deps.data, cfg.etcd.client_port, deps.etcd_version,
                                                 heartbeats=deps.heartbeats), name="etcd-version")]
                if deps.etcd_version else [])
@@ -57,7 +64,7 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
             asyncio.create_task(alive.run(), name="liveness"),
             asyncio.create_task(run_self(deps), name="self"),
             asyncio.create_task(backups.run(), name="backup"),
-            asyncio.create_task(run_reconciler(deps, while_leading=backups.run_schedule,
+            asyncio.create_task(run_reconciler(deps, while_leading=while_leading,
                                                before_removal=before_change), name="reconciler"),
             asyncio.create_task(run_unstick(deps), name="unstick")]
 

@@ -17,7 +17,8 @@ from .common import CLIError, Seconds
 # is CPU-bound at start-up (several start at once on small machines), and the gRPC, records and
 # table-printing imports of the other commands would delay its first join request.
 LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
-    "etcd": ("etcd_cmds:etcd_group", "admin_cmds"),  # admin_cmds adds `etcd leave` to the group
+    # admin_cmds adds `etcd leave` to the group, maintenance_cmds `etcd defrag` and `etcd alarm`
+    "etcd": ("etcd_cmds:etcd_group", "admin_cmds", "maintenance_cmds"),
     "token": ("token_cmds:token_group",),
     "get": ("record_cmds:get_group",),
     "delete": ("record_cmds:delete_group",),

@@ -11,7 +11,7 @@ renews the lease only after its local etcd passed a linearizable read. Client po
 127.0.0.1 only, so no controller can probe another member's etcd; a live key is how the
 reconciler (and `etcd leave`) count "started, healthy voters" for the quorum guard. The key's
 body also carries this member's figures from its own etcd's Status RPC (memberreport.py), which
-`etcdward status` shows for every member.
+`etcdward status` shows and the maintenance reads (db sizes for defrag), and its API URL.
 """
 
 from __future__ import annotations

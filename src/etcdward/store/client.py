@@ -4,7 +4,8 @@ Contract
 - Every method raises only `store.errors.*` (gRPC/library errors are mapped here).
 - CAS writes: `create` (create_revision == 0), `update`/`delete_if` (mod_revision == N). They
   return False when the compare lost; they never retry a lost compare.
-- Membership RPCs (`add_learner`, `promote`, `remove_member`, `move_leader`) are sent ONCE
+- Membership and maintenance RPCs (`add_learner`, `promote`, `remove_member`, `move_leader`,
+  `defragment`, `compact`, `disarm`) are sent ONCE
   (`max_attempts=1`): they are not idempotent, so retrying is the caller's decision
   (see `retry.py`), after it has re-read the member list.
 - Reads and KV writes use a short client-side retry for transport errors only.
@@ -25,6 +26,7 @@ from typing import Any
 import grpc
 import grpc.aio
 from etcd3aio import (
+    AlarmType,
     Etcd3Client,
     EtcdConnectionError,
     EtcdError,
@@ -40,6 +42,7 @@ from . import errors as E
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0
+_ALARM_NAMES = {int(a): a.name for a in AlarmType}
 
 
 @dataclass(frozen=True)
@@ -82,14 +85,19 @@ class Status:
     db_size: int
     errors: tuple[str, ...]  # etcd's own: "etcdserver: no leader", and every active alarm of the cluster
     raft_applied_index: int = 0
-    db_size_in_use: int = 0  # after compaction; what a defragmentation would shrink dbSize to
+    db_size_in_use: int = 0  # bytes of db_size holding data; the rest is free pages a defrag returns
     db_size_quota: int = 0  # etcd 3.6 reports its --quota-backend-bytes; 0 = not reported
+    revision: int = 0  # the store revision when this member answered
 
 
 @dataclass(frozen=True)
 class Alarm:
+    """An active etcd alarm: NOSPACE (the db reached its quota: reads and deletes only) or CORRUPT."""
     member_id: int
-    kind: str  # "NOSPACE" | "CORRUPT"
+    kind: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"memberID": format(self.member_id, "x"), "alarm": self.kind}
 
 
 @dataclass(frozen=True)
@@ -265,15 +273,14 @@ class Store:
             raft_term=int(r.raftTerm), raft_index=int(r.raftIndex), is_learner=bool(r.isLearner),
             version=r.version, db_size=int(r.dbSize), errors=tuple(r.errors),
             raft_applied_index=int(r.raftAppliedIndex), db_size_in_use=int(r.dbSizeInUse),
-            db_size_quota=int(getattr(r, "dbSizeQuota", 0) or 0),
+            db_size_quota=int(getattr(r, "dbSizeQuota", 0) or 0), revision=int(r.header.revision),
         )
 
     async def alarms(self, timeout: float | None = None) -> list[Alarm]:
         """The cluster's active alarms (every member's). etcd answers this through raft: a voter
         with quorum only, so callers ask once per view, never in a loop."""
         r = await self._call("alarm list", self._client.maintenance.alarms, timeout=timeout, max_attempts=1)
-        names = {1: "NOSPACE", 2: "CORRUPT"}
-        return [Alarm(int(a.memberID), names.get(int(a.alarm), str(int(a.alarm)))) for a in r.alarms]
+        return [Alarm(int(a.memberID), _ALARM_NAMES.get(int(a.alarm), str(a.alarm))) for a in r.alarms]
 
     # -- kv ------------------------------------------------------------------------------
     async def get(self, key: str) -> KV | None:
@@ -387,6 +394,25 @@ class Store:
     async def move_leader(self, target_id: int) -> None:
         await self._call("move leader", self._client.maintenance.move_leader, target_id, max_attempts=1,
                          timeout=10.0)
+
+    # -- maintenance (sent once) ----------------------------------------------------------
+    async def defragment(self, timeout: float = 600.0) -> None:
+        """Defragment THIS member's backend (it blocks reads and writes on it while it runs)."""
+        await self._call("defragment", self._client.maintenance.defragment, timeout=timeout, max_attempts=1)
+
+    async def compact(self, revision: int, timeout: float = 60.0) -> None:
+        """Compact the cluster's history up to revision, waiting until the backend applied it;
+        a revision already compacted counts as done."""
+        try:
+            await self._call("compact", self._client.kv.compact, revision, physical=True, timeout=timeout,
+                             max_attempts=1)
+        except E.Other as e:
+            if "compacted" not in str(e):
+                raise
+
+    async def disarm(self, alarm: Alarm) -> None:
+        await self._call("alarm disarm", self._client.maintenance.alarm_deactivate, AlarmType[alarm.kind],
+                         member_id=alarm.member_id, max_attempts=1)
 
     async def snapshot(self, path: Path, on_chunk: Callable[[bytes], None] | None = None) -> int:
         """Stream a snapshot of this member's backend into path; returns its size. on_chunk sees

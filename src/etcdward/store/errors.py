@@ -48,6 +48,12 @@ class NotEnoughStarted(StoreError, Temporary):
     """etcdserver: re-configuration failed due to not enough started members."""
 
 
+class NoSpace(StoreError, Temporary):
+    """etcdserver: mvcc: database space exceeded: the NOSPACE alarm is raised, etcd serves reads
+    and deletes only until space is freed and the alarm disarmed (the reconciler leader does both,
+    see reconcile/maintain.py)."""
+
+
 class LeaderChanged(StoreError, Temporary):
     pass
 
@@ -88,6 +94,7 @@ MESSAGE_MAP: tuple[tuple[str, type[StoreError]], ...] = (
     ("not enough started members", NotEnoughStarted),
     ("unhealthy cluster", UnhealthyCluster),
     ("leader changed", LeaderChanged),
+    ("database space exceeded", NoSpace),
     ("can only promote a learner member", MemberNotLearner),
     ("member not found", MemberNotFound),
     ("peer urls already exists", PeerURLExists),

@@ -1,0 +1,84 @@
+"""`etcdward etcd defrag [--all]` and `etcdward etcd alarm list|disarm`: flags and printing; the
+work is in maintenance/."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import click
+
+from ..maintenance.defrag import DefragReport, defrag_members, record
+from ..maintenance.lock import DefragLock
+from ..maintenance.remote import ControllerClient
+from ..paths import DataDir
+from ..store import Alarm, Store
+from .common import data_dir_option, print_table, with_store
+from .etcd_cmds import etcd_group
+
+
+@etcd_group.command("defrag")
+@data_dir_option
+@click.option("--all", "all_members", is_flag=True,
+              help="every member, through its controller: followers first, the etcd leader last")
+def defrag(data_dir: Path, all_members: bool) -> None:
+    """Defragment this member's etcd db (or every member's), returning free pages to the disk.
+
+    A member is blocked while it is defragmented: refused while any member is not started, not
+    live or a learner, or a join is queued; only one defrag runs at a time in the cluster."""
+    data = DataDir.at(data_dir)
+    caller = f"etcdward etcd defrag{' --all' if all_members else ''} on {socket.gethostname()} (pid {os.getpid()})"
+
+    def show(r: DefragReport) -> None:
+        click.echo(r.line())
+
+    async def go(store: Store) -> list[DefragReport]:
+        client = ControllerClient(data, "etcdward-cli") if all_members else None
+        only = None if all_members else [(await store.status()).member_id]
+        async with DefragLock(store, caller):
+            reports = await defrag_members(store, client, only=only, note=show)
+        await record(store, "defrag", caller, f"defrag of {', '.join(r.name for r in reports)}", reports)
+        return reports
+
+    with_store(data, go)
+
+
+@etcd_group.group("alarm")
+def alarm_group() -> None:
+    """etcd's alarms: NOSPACE (the db reached its quota: reads and deletes only) and CORRUPT."""
+
+
+def _show_alarms(alarms: list[Alarm], names: dict[int, str], output: str) -> None:
+    rows = [{**a.as_dict(), "name": names.get(a.member_id, "")} for a in alarms]
+    if output == "json":
+        sys.stdout.write(json.dumps({"alarms": rows}, indent=2) + "\n")
+    elif rows:
+        print_table(["MEMBER ID", "NAME", "ALARM"], [[r["memberID"], r["name"], r["alarm"]] for r in rows])
+    else:
+        click.echo("no alarms")
+
+
+def _alarms_command(disarm: bool) -> click.Command:
+    @data_dir_option
+    @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+                  help="output format")
+    def command(data_dir: Path, output: str) -> None:
+        async def go(store: Store) -> tuple[list[Alarm], dict[int, str]]:
+            alarms = await store.alarms()
+            for a in alarms if disarm else []:
+                await store.disarm(a)
+            return alarms, {m.id: m.name for m in await store.members()}
+
+        alarms, names = with_store(DataDir.at(data_dir), go)
+        _show_alarms(alarms, names, output)
+
+    return command
+
+
+alarm_group.command("list", help="List the cluster's active alarms.")(_alarms_command(disarm=False))
+alarm_group.command("disarm", help="Disarm every active alarm and list what was disarmed. Free space first "
+                                   "(delete, compact, defrag): a NOSPACE alarm is raised again by the next write "
+                                   "that finds the db over its quota.")(_alarms_command(disarm=True))

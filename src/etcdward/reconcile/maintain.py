@@ -1,0 +1,121 @@
+"""Maintenance by the reconciler leader, in a task of its own beside the reconcile loop (it runs
+while this controller leads and is cancelled with the leadership).
+
+Every CHECK_EVERY seconds it reads the cluster's alarms (one cheap RPC):
+- NOSPACE raised: compact to the current revision, defragment every live member (one at a
+  time, the etcd leader last), disarm once every db is below the quota, record it. Retried every
+  NOSPACE_RETRY seconds while the alarm stays (e.g. until an operator has deleted data). The
+  defrag window does not apply: the cluster takes no writes until this is done.
+- otherwise, every AUTO_EVERY seconds and inside spec.maintenance.defrag.window: the members
+  whose published figures say they need it (maintenance/plan.py), under the cluster-wide lock,
+  one at a time, the etcd leader last, never while the cluster is unhealthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+
+from ..errors import EtcdwardError
+from ..keys import DEFRAG_LOCK
+from ..maintenance import plan
+from ..maintenance.defrag import DefragReport, DefragRefused, defrag_members, record, recover_nospace
+from ..maintenance.figures import live_controllers
+from ..maintenance.lock import DefragBusy, DefragLock
+from ..maintenance.remote import ControllerClient
+from ..store import Store
+from ..store import errors as E
+from ..voterdeps import VoterDeps
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY = 2.0
+NOSPACE_RETRY = 10.0
+AUTO_EVERY = 30.0
+
+
+class Maintainer:
+    def __init__(self, deps: VoterDeps) -> None:
+        self.store: Store = deps.store
+        self.name = deps.ident.name
+        self.data = deps.data
+        self.spec = deps.cfg.spec.maintenance.defrag
+        self.quota = deps.cfg.etcd.quota_bytes
+        self.last_nospace = -NOSPACE_RETRY
+        self.last_auto = time.monotonic()  # a new leader first lets the cluster settle
+        self.last_refusal = ""
+        self._client: ControllerClient | None = None
+
+    def client(self) -> ControllerClient:
+        if self._client is None:
+            self._client = ControllerClient(self.data, f"etcdward-reconciler:{self.name}")
+        return self._client
+
+    def say_once(self, why: str) -> None:
+        """A reason to wait, logged when it changes (not at every check)."""
+        if why != self.last_refusal:
+            log.info("maintenance: %s", why)
+        self.last_refusal = why
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except (E.StoreError, EtcdwardError) as e:
+                log.warning("maintenance: %s", e)
+            await asyncio.sleep(CHECK_EVERY)
+
+    async def check(self) -> None:
+        now = time.monotonic()
+        if any(a.kind == "NOSPACE" for a in await self.store.alarms()):
+            if now - self.last_nospace >= NOSPACE_RETRY:
+                self.last_nospace = now
+                await self.recover()
+            return
+        if not self.spec.auto or now - self.last_auto < AUTO_EVERY:
+            return
+        self.last_auto = now
+        if self.spec.allows(dt.datetime.now(dt.timezone.utc)):
+            await self.auto_defrag()
+
+    async def recover(self) -> None:
+        if await self.store.get(DEFRAG_LOCK) is not None:
+            self.say_once("NOSPACE raised; waiting for the running defrag to finish first")
+            self.last_nospace = -NOSPACE_RETRY  # look again at the next check
+            return
+        self.last_refusal = ""
+        log.warning("maintenance: NOSPACE alarm raised: compacting, defragmenting and disarming")
+        outcome = await recover_nospace(self.store, self.client(), self.quota)
+        (log.info if outcome.disarmed else log.warning)("maintenance: %s", outcome.message)
+        if outcome.disarmed:
+            await record(self.store, "nospace-recovery", self.name, outcome.message, outcome.reports)
+
+    async def auto_defrag(self) -> None:
+        live = await live_controllers(self.store)
+        status = await self.store.status()
+        due = plan.candidates({mid: c.figures for mid, c in live.items()}, status.leader_id,
+                              self.spec.fragmented_ratio, self.spec.min_fragmented_bytes)
+        if not due:
+            return
+        done: list[DefragReport] = []
+
+        def note(r: DefragReport) -> None:
+            done.append(r)
+            log.info("maintenance: automatic %s", r.line())
+
+        try:
+            async with DefragLock(self.store, f"reconciler leader {self.name}"):
+                await defrag_members(self.store, self.client(), only=due, note=note)
+        except (DefragRefused, DefragBusy) as e:
+            self.say_once(f"automatic defrag postponed: {e}")
+        finally:
+            if done:
+                self.last_refusal = ""
+                await record(self.store, "defrag", self.name,
+                             f"automatic defrag of {', '.join(r.name for r in done)}", done)
+
+
+async def run_maintenance(deps: VoterDeps) -> None:
+    await Maintainer(deps).run()
