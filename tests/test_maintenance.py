@@ -122,6 +122,8 @@ def test_defrag_endpoint_wants_a_cluster_client_certificate_and_the_right_member
     assert r.status_code == 401 and "client certificate" in r.text
     ctx = client_ssl_context(n1.data, "test")
     assert httpx.post(url, json={"memberID": "nothex"}, verify=ctx).status_code == 400
+    r = httpx.post(url, json={"memberID": "1", "trigger": "cron"}, verify=ctx)
+    assert r.status_code == 400 and r.text.startswith("trigger: must be one of manual, auto, nospace"), r.text
     r = httpx.post(url, json={"memberID": "1"}, verify=ctx)
     assert r.status_code == 409 and "not 1" in r.text
 
