@@ -166,3 +166,38 @@ def test_renew_reissues_every_leaf_with_its_key_and_never_a_ca(node_dir: DataDir
 def test_renew_refuses_a_data_dir_without_a_controller(tmp_path: Path) -> None:
     assert_refused(etcdward("certs", "renew", "--data-dir", str(tmp_path)), "no effective config")
     assert_refused(etcdward("certs", "check-expiration", "--data-dir", str(tmp_path)), "etcdward data dir")
+
+
+# -- what `status` and /metrics say about expiry (certrenewal.node_certificates, expiry_problems) ---
+def test_expiry_problems_name_failing_renewal_and_certificates_expiring_within_7_days(node_dir: DataDir) -> None:
+    from etcdward.certrenewal import CertExpiry, expiry_problems, node_certificates
+
+    certs = {c.name: c for c in node_certificates(node_dir)}
+    assert set(certs) == {"ca", "etcd-ca", "api", "etcd-server", "etcd-peer", "etcd-client"}
+    assert certs["ca"].is_ca and certs["ca"].renewal_due is None and not certs["api"].is_ca
+    api = certs["api"]  # a 1-minute leaf: its whole last third is inside 7 days, only renewal is watched
+    assert api.renewal_due is not None and api.not_before is not None and api.not_after is not None
+    root = node_dir.root
+    assert expiry_problems(list(certs.values()), api.renewal_due, root) == []
+    late = api.renewal_due + (api.not_after - api.not_before) * 0.11
+    assert expiry_problems([api], late, root) == [
+        f"certificate renewal is failing: pki/api.crt was due for renewal at {api.renewal_due:%Y-%m-%d %H:%M:%S}Z "
+        f"and expires at {api.not_after:%Y-%m-%d %H:%M:%S}Z (the controller's log says why; `etcdward certs renew`)"]
+    assert expiry_problems([api], api.not_after, root) == [
+        f"certificate pki/api.crt expired at {api.not_after:%Y-%m-%d %H:%M:%S}Z"]
+    year = dt.timedelta(days=365)
+    ca = CertExpiry("etcd-ca", node_dir.root / "pki/etcd/ca.crt", True, T0, T0 + year)
+    capped = CertExpiry("etcd-peer", node_dir.root / "pki/etcd/peer.crt", False, T0, T0 + year)  # ends with its CA
+    stuck = CertExpiry("etcd-server", node_dir.root / "pki/etcd/server.crt", False, T0, T0 + year,
+                       T0 + year * 2 / 3)
+    five_days_left = T0 + year - dt.timedelta(days=5)
+    got = expiry_problems([ca, capped], five_days_left, root)
+    assert [p.split(" expires within 7 days")[0] for p in got] == ["CA certificate pki/etcd/ca.crt",
+                                                                  "certificate pki/etcd/peer.crt"]
+    assert "rotate it by hand" in got[0] and "renewing cannot extend it" in got[1]
+    assert expiry_problems([ca, capped, stuck], T0 + year / 2, root) == []
+    assert expiry_problems([stuck], T0 + year * 0.7, root) == []  # due, within its tenth of grace
+    assert expiry_problems([stuck], T0 + year * 0.8, root)[0].startswith("certificate renewal is failing")
+    (node_dir.pki / "api.crt").write_text("garbage")
+    assert "certificate pki/api.crt: not a readable PEM certificate" in expiry_problems(
+        node_certificates(node_dir), T0, root)

@@ -25,6 +25,8 @@ from etcdward.store import errors as E
 from tests.cluster import Cluster, Node, run_async, wait_for
 from tests.join_helpers import shared_cluster
 from tests.test_bad_input import assert_refused
+from tests.test_monitoring import get as api_get
+from tests.test_monitoring import sample
 
 QUOTA = 16 * 2**20
 CONFIG = {"spec": {"storage": {"etcd": {"quotaBackendBytes": QUOTA}}}}
@@ -120,6 +122,8 @@ def test_defrag_endpoint_wants_a_cluster_client_certificate_and_the_right_member
     assert r.status_code == 401 and "client certificate" in r.text
     ctx = client_ssl_context(n1.data, "test")
     assert httpx.post(url, json={"memberID": "nothex"}, verify=ctx).status_code == 400
+    r = httpx.post(url, json={"memberID": "1", "trigger": "cron"}, verify=ctx)
+    assert r.status_code == 400 and r.text.startswith("trigger: must be one of manual, auto, nospace"), r.text
     r = httpx.post(url, json={"memberID": "1"}, verify=ctx)
     assert r.status_code == 409 and "not 1" in r.text
 
@@ -229,6 +233,38 @@ def test_automatic_defrag_of_fragmented_members_leader_last(nodes: list[Node]) -
     names = [m["name"] for m in last["members"]]
     assert sorted(names) == ["n1", "n2", "n3"] and names[-1] == leader, last
     assert all(m["after"]["dbSize"] < m["before"]["dbSize"] for m in last["members"]), last
+
+
+def test_status_and_metrics_show_maintenance_and_certificates(nodes: list[Node]) -> None:
+    n1 = nodes[0]
+    put(n1, DEFRAG_LOCK, json.dumps({"holder": "test holder", "since": time.time() - 5}))
+    try:
+        out = json.loads(n1.cli("status", "-o", "json", *dd(n1), check=False).stdout)
+    finally:
+        delete(n1, DEFRAG_LOCK)
+    last, running = out["maintenance"]["last"], out["maintenance"]["running"]
+    assert last["what"] == "defrag" and last["by"] and last["when"].endswith("Z"), last  # the automatic one above
+    assert {m["name"] for m in last["members"]} == {"n1", "n2", "n3"}
+    assert running["holder"] == "test holder" and running["forSeconds"] >= 5
+    certs = out["certificates"]
+    assert {c["cert"] for c in certs["items"]} == {"ca", "etcd-ca", "api", "etcd-server", "etcd-peer", "etcd-client"}
+    assert certs["earliestLeaf"]["remainingSeconds"] > 300 * 86400 and certs["earliestCA"]["path"].endswith("ca.crt")
+    assert not [r for r in out["reasons"] if "certificate" in r], out["reasons"]
+    table = n1.cli("status", *dd(n1), check=False).stdout
+    assert "  last:         defrag at " in table and "  running:      none" in table, table
+    assert "certificates:     earliest leaf pki/" in table, table
+    # `etcd defrag --all` asked n2 and n3 through their controllers (manual); the reconciler
+    # leader recovered from NOSPACE by defragmenting all three
+    texts = [api_get(n, "/metrics").text for n in nodes]
+
+    def total(name: str, **labels: str) -> float:
+        return sum(sample(t, name, **labels) or 0 for t in texts)
+
+    assert total("etcdward_defrag_operations_total", trigger="manual", outcome="success") >= 2
+    assert total("etcdward_defrag_operations_total", trigger="nospace", outcome="success") >= 3
+    assert total("etcdward_defrag_duration_seconds_count", trigger="nospace") >= 3
+    assert total("etcdward_nospace_recoveries_total", outcome="recovered") >= 1
+    assert total("etcdward_etcd_alarms", alarm="NOSPACE") == 0
 
 
 def test_defrag_refused_naming_a_member_that_is_down(nodes: list[Node]) -> None:

@@ -15,6 +15,7 @@ import re
 import signal
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def test_livez_and_readyz_on_a_healthy_voter(nodes: tuple[Node, Node]) -> None:
     r = get(n1, "/livez")
     assert (r.status_code, r.text) == (200, "ok\n")
     lines = get(n1, "/livez?verbose").text.splitlines()
-    assert {"[+]liveness ok", "[+]reconciler ok", "[+]self ok", "[+]unstick ok", "[+]backup-status ok"} <= set(lines)
+    assert {"[+]liveness ok", "[+]reconciler ok", "[+]self ok", "[+]unstick ok", "[+]backup-status ok",
+            "[+]certs ok", "[+]maintenance ok"} <= set(lines)  # n1 leads: its maintenance loop runs
     assert lines[-1] == "livez check passed" and all(line.startswith("[+]") for line in lines[:-1])
     r = get(n1, "/readyz")
     assert (r.status_code, r.text) == (200, "ok\n")
@@ -100,6 +102,20 @@ def test_metrics_after_a_join_pass_promtool(nodes: tuple[Node, Node], tmp_path: 
     assert sample(text, "etcdward_etcd_restarts_total", reason="crash") == 0
     assert sample(text, "etcdward_build_info", etcd_version=str(n1.status().version)) == 1
     assert sample(text, "etcdward_backup_last_success_timestamp_seconds") == 0
+    # maintenance and certificates (issue 14): every series an alert reads exists before its first event
+    assert sample(text, "etcdward_etcd_alarms", alarm="NOSPACE") == 0 == sample(text, "etcdward_etcd_alarms",
+                                                                                 alarm="CORRUPT")
+    assert sample(text, "etcdward_defrag_operations_total", trigger="auto", outcome="failed") == 0
+    assert sample(text, "etcdward_defrag_duration_seconds_count", trigger="nospace") == 0
+    assert sample(text, "etcdward_nospace_recoveries_total", outcome="recovered") == 0
+    assert sample(text, "etcdward_certificate_renewals_total", outcome="failed") == 0
+    now = time.time()
+    for cert in ("ca", "etcd-ca", "api", "etcd-server", "etcd-peer", "etcd-client"):
+        assert now < sample(text, "etcdward_certificate_expiry_timestamp_seconds", cert=cert) < now + 3650 * 86400 + 60
+    for leaf in ("api", "etcd-server", "etcd-peer", "etcd-client"):
+        due = sample(text, "etcdward_certificate_renewal_due_timestamp_seconds", cert=leaf)
+        assert now < due < sample(text, "etcdward_certificate_expiry_timestamp_seconds", cert=leaf)
+    assert sample(text, "etcdward_certificate_renewal_due_timestamp_seconds", cert="ca") is None  # never renewed
     other = get(n2, "/metrics").text
     assert sample(other, "etcdward_reconciler_leader") == 0 and sample(other, "etcdward_etcd_leader") == 0
     assert sample(other, "etcdward_join_requests_total", outcome="joined") == 0

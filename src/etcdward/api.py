@@ -2,9 +2,10 @@
 
     GET  /v1beta1/ca              cluster CA {"cert": b64, "key": b64}        (bearer token)
     POST /v1beta1/etcd/members    {"node", "peerAddress"} -> etcd CA + initialCluster (bearer token)
-    POST /v1/maintenance/defrag   {"memberID": hex} -> defragment THIS controller's member (moving etcd
-                                  leadership away first if it leads); client certificate signed by the
-                                  cluster CA (maintenance/remote.py says why not a token)
+    POST /v1/maintenance/defrag   {"memberID": hex, "trigger"?: manual|auto|nospace} -> defragment THIS
+                                  controller's member (moving etcd leadership away first if it leads);
+                                  client certificate signed by the cluster CA (maintenance/remote.py
+                                  says why not a token)
     GET  /openapi.json            the schema of the join endpoints
     GET  /livez /readyz /metrics  health (health.py, `?verbose`) and Prometheus metrics (no auth)
     /version /api /apis /openapi/v3 /apis/etcd.etcdward.io/...
@@ -58,7 +59,7 @@ from .maintenance.defrag import defrag_this_member
 from .maintenance.remote import DEFRAG_PATH
 from .join.server import JoinAbandoned, JoinBusy, JoinConflict, JoinService
 from .memberops import MemberOps
-from .metrics import Metrics
+from .metrics import DEFRAG_TRIGGERS, Metrics
 from .paths import DataDir
 from .store import Store
 from .store import errors as E
@@ -218,6 +219,13 @@ def build_app(deps: ApiDeps) -> Starlette:
         }, headers={"X-Etcdward-Heartbeat-Interval": f"{deps.join.heartbeat_interval:g}"}),
             "joined" if claim is None else "heartbeat")
 
+    def count_defrag(trigger: str, outcome: str, seconds: float | None = None) -> None:
+        """Manual defrags are counted here; the reconciler leader counts those it asks for."""
+        if trigger == "manual":
+            metrics.defrags.labels(trigger, outcome).inc()
+            if seconds is not None:
+                metrics.defrag_duration.labels(trigger).observe(seconds)
+
     async def post_defrag(request: Request) -> Response:
         try:
             user = authenticate(request.scope.get("state", {}).get(PEER_CERT), cluster_ca)
@@ -228,6 +236,9 @@ def build_app(deps: ApiDeps) -> Starlette:
             want = body.get("memberID") if isinstance(body, dict) else None
             if not isinstance(want, str) or not re.fullmatch(r"[0-9a-f]{1,16}", want):
                 raise BadRequest("memberID: required, the member ID in hex that this controller is expected to serve")
+            trigger = body.get("trigger", "manual")
+            if trigger not in DEFRAG_TRIGGERS:
+                raise BadRequest(f"trigger: must be one of {', '.join(DEFRAG_TRIGGERS)} (default manual)")
         except _TooLarge:
             return done(DEFRAG_PATH, PlainTextResponse(f"body larger than {MAX_BODY} bytes", 413))
         except BadRequest as e:
@@ -238,7 +249,9 @@ def build_app(deps: ApiDeps) -> Starlette:
                 return done(DEFRAG_PATH, PlainTextResponse(f"this controller serves member {mine:x}, not {want}", 409))
             report = await defrag_this_member(deps.store)
         except E.StoreError as e:
+            count_defrag(trigger, "failed")
             return done(DEFRAG_PATH, PlainTextResponse(f"etcd: {e}", 503, headers={"Retry-After": "2"}))
+        count_defrag(trigger, "success", report.seconds)
         log.info("maintenance: %s (asked by %s)", report.line(), user)
         return done(DEFRAG_PATH, JSONResponse(report.as_dict()))
 
@@ -397,7 +410,7 @@ async def serve_api(voter: VoterDeps, before_add: Callable[[str], Awaitable[bool
     tls = tls or server_ssl_context(data)
     join = JoinService(store, joiner_timeout=cfg.spec.reconciler.joiner_timeout, before_add=before_add,
                        ops=MemberOps(voter.metrics), metrics=voter.metrics)
-    checks = health.Health(store, voter.ident.name, voter.member_id, voter.heartbeats, voter.metrics)
+    checks = health.Health(store, voter.ident.name, voter.member_id, voter.heartbeats, voter.metrics, data)
     deps = ApiDeps(store=store, data=data, join=join, health=checks, metrics=voter.metrics)
     config = uvicorn.Config(
         build_app(deps), host=cfg.api_address, port=cfg.api.port, log_level="warning", lifespan="off",

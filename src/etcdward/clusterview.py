@@ -1,5 +1,7 @@
 """The cluster as one node sees it, for `etcdward status`: read (`gather`), judged (`verdict`,
-pure), and shaped for output (`to_dict`).
+pure), and shaped for output (`to_dict`). Also this node's own certificates (read from its
+pki/, judged by certrenewal.expiry_problems) and the maintenance keys: the last record
+(/etcdward/maintenance/last) and a defrag running now (its lock key).
 
 Everything comes from this node's own etcd: client ports listen on loopback only, so the
 other members' figures are the reports their controllers publish with their liveness keys
@@ -12,15 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
-from dataclasses import dataclass, field
+import datetime as dt
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .keys import ALIVE, JOINS, RECONCILER_LEADER, JoinRecord, member_id_of
-from .memberreport import DEFAULT_QUOTA, REPORT_EVERY, MemberReport, from_status
+from .keys import ALIVE, DEFRAG_LOCK, JOINS, MAINTENANCE_LAST, RECONCILER_LEADER, JoinRecord, member_id_of
+from .memberreport import DEFAULT_QUOTA, REPORT_EVERY, MemberReport, alarms_in, from_status
 
 if TYPE_CHECKING:
+    from .certrenewal import CertExpiry
+    from .paths import DataDir
     from .store import Member, Status, Store
 
 STALE_AFTER = 3 * REPORT_EVERY  # a report older than this: its controller is not reporting
@@ -58,6 +63,10 @@ class ClusterView:
     ready_error: str | None = None  # this node's etcd fails a linearizable read: why
     read_errors: tuple[tuple[str, str], ...] = ()  # (what, why) of the reads that failed
     backup: dict[str, Any] = field(default_factory=dict)
+    maintenance_last: dict[str, Any] | None = None  # the record, as the last maintenance wrote it
+    defrag_running: dict[str, Any] | None = None  # the lock's body: holder, since (unix seconds)
+    certificates: tuple[CertExpiry, ...] = ()  # this node's (gather with its data dir)
+    data_root: str = ""  # this node's data dir: certificate paths are shown relative to it
 
     def name_of(self, member_id: int) -> str:
         m = next((v for v in self.members if v.member.id == member_id), None)
@@ -110,7 +119,16 @@ def verdict(view: ClusterView) -> list[str]:
     if view.record_drift:
         reasons.append("records out of sync with the member list: "
                        + ", ".join(f"{name} ({why})" for name, why in view.record_drift))
+    if view.certificates:
+        from .certrenewal import expiry_problems
+
+        reasons.extend(f"this node's {p}" for p in expiry_problems(list(view.certificates), _utc(view.now),
+                                                                   Path(view.data_root)))
     return reasons
+
+
+def _utc(unix: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(unix, dt.timezone.utc)
 
 
 def human_bytes(n: int) -> str:
@@ -124,17 +142,10 @@ def human_bytes(n: int) -> str:
 
 # -- reading -----------------------------------------------------------------------------------
 
-_ALARM = re.compile(r"memberID:(\d+)\s+alarm:(\w+)")
-
-
-def alarms_in(errors: tuple[str, ...] | list[str]) -> list[tuple[int, str]]:
-    """(member ID, alarm) from Status.errors, which lists every active alarm of the cluster."""
-    return [(int(m.group(1)), m.group(2)) for e in errors if (m := _ALARM.search(e))]
-
-
-async def gather(store: Store, now: float | None = None) -> ClusterView:
-    """Read the view from this node's etcd. Raises store errors only when the local etcd does
-    not answer its Status RPC at all (the caller's "cannot reach its etcd")."""
+async def gather(store: Store, now: float | None = None, data: DataDir | None = None) -> ClusterView:
+    """Read the view from this node's etcd (and with `data`, its certificates from its pki/).
+    Raises store errors only when the local etcd does not answer its Status RPC at all (the
+    caller's "cannot reach its etcd")."""
     from .backup.report import read_status
     from .records import list_records
     from .store import errors as E
@@ -156,21 +167,32 @@ async def gather(store: Store, now: float | None = None) -> ClusterView:
         except E.StoreError as e:
             return str(e)
 
-    members, alive, joins, leader, listing, backup, alarms, ready_error = await asyncio.gather(
+    async def maintenance() -> tuple[Any, Any]:
+        return await asyncio.gather(store.get(MAINTENANCE_LAST), store.get(DEFRAG_LOCK))
+
+    members, alive, joins, leader, listing, backup, alarms, ready_error, (last, lock) = await asyncio.gather(
         attempt("the member list", store.members(timeout=READ_TIMEOUT), None),
         attempt("the liveness keys", store.get_prefix(ALIVE), ([], 0)),
         attempt("the join records", store.get_prefix(JOINS), ([], 0)),
         attempt("the reconciler leader", store.get(RECONCILER_LEADER), None),
         attempt("the EtcdMember records", list_records(store), None),
         attempt("the backup status", read_status(store), {"lastSuccess": None, "lastFailure": None}),
-        _alarms(store), ready())
+        _alarms(store), ready(), attempt("the maintenance keys", maintenance(), (None, None)))
     if alarms is None:  # the Alarm RPC needs quorum; Status lists the same alarms locally
         alarms = alarms_in(local.errors)
     if members is None and local.is_learner:
         errors.append(("the cluster", "this node's etcd is a learner, which serves no member list; run "
                        "`etcdward status` on a voting member"))
-    return build(local, members or [], alive[0], joins[0], leader, listing, backup, alarms,
+    view = build(local, members or [], alive[0], joins[0], leader, listing, backup, alarms,
                  time.time() if now is None else now, ready_error, errors)
+    certs: tuple[CertExpiry, ...] = ()
+    if data is not None:
+        from .certrenewal import node_certificates
+
+        certs = tuple(node_certificates(data))
+    return replace(view, maintenance_last=_json(last.value) if last else None,
+                   defrag_running=_json(lock.value) if lock else None, certificates=certs,
+                   data_root=str(data.root) if data else "")
 
 
 async def _alarms(store: Store) -> list[tuple[int, str]] | None:
@@ -267,4 +289,33 @@ def to_dict(view: ClusterView) -> dict[str, Any]:
         "memberVersions": dict(sorted((v.name, d) for v in view.members
                                       if (d := v.etcd_version or (v.report.version if v.report else "")))),
         "backup": view.backup,
+        "maintenance": maintenance_dict(view),
+        "certificates": certificates_dict(view),
     }
+
+
+def maintenance_dict(view: ClusterView) -> dict[str, Any]:
+    """The last maintenance record as written (what, when, by, message, members), and the defrag
+    running now: who holds the lock, for how long."""
+    lock = view.defrag_running
+    running = None
+    if lock is not None:
+        since = lock.get("since")
+        running = {"holder": str(lock.get("holder") or "unknown holder"),
+                   "forSeconds": round(max(0.0, view.now - since), 1) if isinstance(since, (int, float)) else None}
+    return {"last": view.maintenance_last, "running": running}
+
+
+def certificates_dict(view: ClusterView) -> dict[str, Any] | None:
+    """This node's certificates: the earliest leaf and CA expiries, and each one (None: not read)."""
+    if not view.certificates:
+        return None
+    now = _utc(view.now)
+    each = [c.as_dict(Path(view.data_root), now) for c in view.certificates]
+
+    def earliest(ca: bool) -> dict[str, Any] | None:
+        dated = [c for c in each if c["isCA"] == ca and c["notAfter"] is not None]
+        first = min(dated, key=lambda c: c["remainingSeconds"], default=None)
+        return None if first is None else {k: first[k] for k in ("cert", "path", "notAfter", "remainingSeconds")}
+
+    return {"earliestLeaf": earliest(False), "earliestCA": earliest(True), "items": each}

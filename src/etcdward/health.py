@@ -16,7 +16,9 @@ does not answer (stopped, restarting, no quorum) and in the moment between this 
 removal and its controller noticing it (selfwatch.py).
 
 The cluster figures of /metrics (leader flag, members by role, who reports, learner ages, the
-join queue) are read when Prometheus scrapes, not polled: no etcd traffic without a scraper.
+join queue, active alarms) are read when Prometheus scrapes, not polled: no etcd traffic without
+a scraper. So are this node's certificate expiries (from pki/: a renewal by `etcdward certs
+renew` shows at the next scrape).
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .certrenewal import node_certificates
 from .heartbeats import Heartbeats
 from .keys import JOIN_QUEUE
+from .memberreport import alarms_in
 from .membership import alive_members
-from .metrics import Metrics
+from .metrics import ALARMS, Metrics
+from .paths import DataDir
 from .store import Member, Store
 from .store import errors as E
 
@@ -72,6 +77,7 @@ class Health:
     member_id: int
     heartbeats: Heartbeats
     metrics: Metrics
+    data: DataDir | None = None  # its pki/: the certificate expiries (None: not exported)
     learners_seen: dict[int, float] = field(default_factory=dict)  # learner id -> monotonic first seen
 
     def live(self) -> list[Check]:
@@ -91,6 +97,7 @@ class Health:
         dropped, never left stale)."""
         m = self.metrics
         self._loops()
+        self._certificates()
         try:
             async with asyncio.timeout(SCRAPE_TIMEOUT):
                 checks, members = await self.ready()
@@ -102,12 +109,34 @@ class Health:
         except (E.StoreError, TimeoutError):
             m.ready.set(0)
             m.etcd_leader.set(0)
-            for gauge in (m.cluster_members, m.member_reporting, m.learner_age):
+            for gauge in (m.cluster_members, m.member_reporting, m.learner_age, m.etcd_alarms):
                 gauge.clear()
             return
         m.etcd_leader.set(1 if status.leader_id == status.member_id else 0)
         m.join_queue_length.set(len(queue))
         self._members(members, alive)
+        self._alarms(status.errors)
+
+    def _alarms(self, errors: tuple[str, ...] | list[str]) -> None:
+        """Members per active alarm; NOSPACE and CORRUPT always have a series (0: none)."""
+        count = dict.fromkeys(ALARMS, 0)
+        for _, alarm in alarms_in(errors):
+            count[alarm] = count.get(alarm, 0) + 1
+        self.metrics.etcd_alarms.clear()
+        for alarm, n in count.items():
+            self.metrics.etcd_alarms.labels(alarm).set(n)
+
+    def _certificates(self) -> None:
+        m = self.metrics
+        m.certificate_expiry.clear()
+        m.certificate_renewal_due.clear()
+        if self.data is None:
+            return
+        for c in node_certificates(self.data):
+            if c.not_after is not None:
+                m.certificate_expiry.labels(c.name).set(c.not_after.timestamp())
+            if c.renewal_due is not None:
+                m.certificate_renewal_due.labels(c.name).set(c.renewal_due.timestamp())
 
     def _members(self, members: list[Member], alive: frozenset[int]) -> None:
         m, now = self.metrics, time.monotonic()

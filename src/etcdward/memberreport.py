@@ -18,6 +18,7 @@ request instead (join/client.py LearnerClaim, keys.JoinRecord).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,3 +96,12 @@ def from_status(status: Any, quota: int, now: float) -> MemberReport:
 def due(last: MemberReport | None, new: MemberReport, every: float = REPORT_EVERY) -> bool:
     """Whether `new` should be published, `last` being what was published last."""
     return last is None or new.material() != last.material() or new.reported_at - last.reported_at >= every
+
+
+_ALARM = re.compile(r"memberID:(\d+)\s+alarm:(\w+)")
+
+
+def alarms_in(errors: tuple[str, ...] | list[str]) -> list[tuple[int, str]]:
+    """(member ID, alarm) from Status.errors, which lists every active alarm of the cluster (a
+    local answer: no quorum needed, unlike the Alarm RPC)."""
+    return [(int(m.group(1)), m.group(2)) for e in errors if (m := _ALARM.search(e))]

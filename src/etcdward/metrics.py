@@ -3,8 +3,8 @@ section lists them; deploy/prometheus/ alerts and deploy/grafana/ charts use the
 
 `Metrics(registry)` is built by the controller (node.py) on its own CollectorRegistry and passed
 explicitly to what updates it: the supervisor (etcd restarts), the membership operations
-(memberops.py), the join API, the reconciler, the backup service and the scrape-time figures
-(health.py). Names follow Prometheus' rules: prefix `etcdward_`, base units in the name
+(memberops.py), the join API, the reconciler, the backup service, the maintenance loop and the
+defrag endpoint, the certificate renewer, and the scrape-time figures (health.py). Names follow Prometheus' rules: prefix `etcdward_`, base units in the name
 (`_seconds`), counters end in `_total` (prometheus_client appends it to a Counter's name).
 """
 
@@ -20,6 +20,13 @@ QUEUE_WAIT_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 6
 MEMBER_ACTIONS = ("add-learner", "promote", "remove", "move-leader")
 MEMBER_OUTCOMES = ("success", "noop", "refused", "unknown", "failed")
 JOIN_OUTCOMES = ("joined", "heartbeat", "queued", "conflict", "abandoned", "unavailable", "rejected")
+# A member's defrag: milliseconds for a small db, 17-21 s per GB (etcd-druid's figures).
+DEFRAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+DEFRAG_TRIGGERS = ("manual", "auto", "nospace")
+DEFRAG_OUTCOMES = ("success", "refused", "failed")
+NOSPACE_OUTCOMES = ("recovered", "incomplete", "failed")
+RENEWAL_OUTCOMES = ("success", "failed", "reload-failed")
+ALARMS = ("NOSPACE", "CORRUPT")  # etcd's alarm types (etcdserverpb.AlarmType, NONE aside)
 
 
 class Metrics:
@@ -93,6 +100,32 @@ class Metrics:
                                        registry=r)
         self.backup_interval = Gauge("etcdward_backup_interval_seconds",
                                      "spec.backup.interval (0: no scheduled backups)", registry=r)
+        # -- maintenance (reconcile/maintain.py, the defrag endpoint in api.py) --------------------
+        self.defrags = Counter(
+            "etcdward_defrag_operations", "member defrags, by trigger (manual: `etcd defrag --all` through this "
+            "controller; auto, nospace: decided by this controller as reconciler leader) and outcome (success, "
+            "refused: the cluster was not healthy enough or another defrag ran, failed)", ["trigger", "outcome"],
+            registry=r)
+        self.defrag_duration = Histogram(
+            "etcdward_defrag_duration_seconds", "time a member's etcd took to defragment (successful defrags)",
+            ["trigger"], buckets=DEFRAG_BUCKETS, registry=r)
+        self.nospace_recoveries = Counter(
+            "etcdward_nospace_recoveries", "NOSPACE recoveries this controller ran as reconciler leader, by outcome "
+            "(recovered: alarm disarmed; incomplete: a db is still over the quota; failed)", ["outcome"], registry=r)
+        self.etcd_alarms = Gauge("etcdward_etcd_alarms", "etcd members with each active alarm (NOSPACE, CORRUPT), "
+                                 "as this controller's etcd reports them", ["alarm"], registry=r)
+        # -- this node's certificates (read from pki/ at scrape time; certrenewal.py) --------------
+        self.certificate_expiry = Gauge(
+            "etcdward_certificate_expiry_timestamp_seconds", "unix time each certificate of this node expires "
+            "(leaves: api, etcd-server, etcd-peer, etcd-client; CAs: ca, etcd-ca)", ["cert"], registry=r)
+        self.certificate_renewal_due = Gauge(
+            "etcdward_certificate_renewal_due_timestamp_seconds", "unix time by which the controller renews each "
+            "leaf (2/3 of its life); none for CAs and for leaves that already end with their CA", ["cert"],
+            registry=r)
+        self.certificate_renewals = Counter(
+            "etcdward_certificate_renewals", "leaf certificate renewals by this controller, by outcome (success: "
+            "one per certificate; failed: a round that could not write them; reload-failed: written but not "
+            "loaded by the API or the etcd client)", ["outcome"], registry=r)
         # -- what runs ----------------------------------------------------------------------------
         self.build_info = Gauge("etcdward_build_info", "always 1: the versions this controller runs",
                                 ["version", "python_version", "etcd_version"], registry=r)
@@ -108,6 +141,14 @@ class Metrics:
             self.reconcile_passes.labels(result)
         for reason in ("crash", "requested"):
             self.etcd_restarts.labels(reason)
+        for trigger in DEFRAG_TRIGGERS:
+            self.defrag_duration.labels(trigger)
+            for outcome in DEFRAG_OUTCOMES:
+                self.defrags.labels(trigger, outcome)
+        for outcome in NOSPACE_OUTCOMES:
+            self.nospace_recoveries.labels(outcome)
+        for outcome in RENEWAL_OUTCOMES:
+            self.certificate_renewals.labels(outcome)
 
     def set_build_info(self, version: str, python_version: str, etcd_version: str) -> None:
         self.build_info.clear()

@@ -65,12 +65,12 @@ def _local_facts(data: DataDir) -> dict[str, Any]:
                        "beforeMembershipChange": spec.before_membership_change}}
 
 
-async def _view(store: Store, local: dict[str, Any]) -> dict[str, Any]:
+async def _view(store: Store, data: DataDir, local: dict[str, Any]) -> dict[str, Any]:
     from ..clusterview import gather, to_dict
     from ..store import errors as E
 
     try:
-        view = await gather(store)
+        view = await gather(store, data=data)
     except E.StoreError as e:
         raise EtcdUnreachable(f"can't get status: this node's etcd does not answer ({e})") from None
     info = to_dict(view)
@@ -82,7 +82,7 @@ async def _once(data: DataDir) -> dict[str, Any]:
     store = open_store(data, timeout=3.0)  # no certificates or no config: one line, before the rest
     local = _local_facts(data)
     async with store:
-        return await _view(store, local)
+        return await _view(store, data, local)
 
 
 async def _watch(data: DataDir, output: str) -> None:
@@ -95,7 +95,7 @@ async def _watch(data: DataDir, output: str) -> None:
         while True:
             started = time.monotonic()
             try:
-                info: dict[str, Any] | None = await _view(store, local)
+                info: dict[str, Any] | None = await _view(store, data, local)
                 problem = ""
             except EtcdUnreachable as e:
                 info, problem = None, e.message
@@ -162,6 +162,9 @@ def table_lines(info: dict[str, Any]) -> list[str]:
     lines.append(f"{'memberVersions:':<{width}}{versions}")
     lines.append("backup:")
     lines.extend(f"  {line}" for line in backup_lines(info["backup"]))
+    lines.append("maintenance:")
+    lines.extend(f"  {line}" for line in maintenance_lines(info["maintenance"]))
+    lines.append(f"{'certificates:':<{width}}{certificates_line(info['certificates'])}")
     if info["reasons"]:
         lines.append("degraded:")
         lines.extend(f"  - {r}" for r in info["reasons"])
@@ -179,3 +182,30 @@ def backup_lines(b: dict[str, Any]) -> list[str]:
     lines.append("lastFailure:  " + (f"{bad.get('time')} on {bad.get('node')} ({bad.get('trigger')}): "
                                      f"{bad.get('reason')}" if bad else "none"))
     return lines
+
+
+def maintenance_lines(m: dict[str, Any]) -> list[str]:
+    last, running = m.get("last"), m.get("running")
+    if last:
+        names = ", ".join(str(x.get("name")) for x in last.get("members") or [] if isinstance(x, dict)) or "-"
+        done = f"{last.get('what')} at {last.get('when')} by {last.get('by')} ({names}): {last.get('message')}"
+    else:
+        done = "none recorded"
+    now = "none" if not running else (f"defrag by {running['holder']}" + (
+        "" if running.get("forSeconds") is None else f", for {running['forSeconds']:.0f}s"))
+    return [f"last:         {done}", f"running:      {now}"]
+
+
+def certificates_line(c: dict[str, Any] | None) -> str:
+    """This node's earliest leaf and CA expiries."""
+    from .certs_cmds import remaining_text
+
+    if not c:
+        return "-"
+    def left(seconds: int) -> str:
+        text = remaining_text(seconds)
+        return text if text == "expired" else f"{text} left"
+
+    parts = [f"{what} {e['path']} until {e['notAfter']} ({left(e['remainingSeconds'])})"
+             for what, e in (("earliest leaf", c["earliestLeaf"]), ("earliest CA", c["earliestCA"])) if e]
+    return "; ".join(parts) or "unreadable"

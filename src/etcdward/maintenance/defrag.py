@@ -123,7 +123,8 @@ async def look(store: Store) -> ClusterView:
                        {m.id: m.name or m.hex_id for m in members})
 
 
-async def defrag_one(store: Store, view: ClusterView, member_id: int, client: ControllerClient | None) -> DefragReport:
+async def defrag_one(store: Store, view: ClusterView, member_id: int, client: ControllerClient | None,
+                     trigger: str = "manual") -> DefragReport:
     if member_id == view.self_id:
         return await defrag_this_member(store)
     who = view.names.get(member_id, format(member_id, "x"))
@@ -133,11 +134,12 @@ async def defrag_one(store: Store, view: ClusterView, member_id: int, client: Co
                                  "controller older than this one)")
     if client is None:
         raise RemoteDefragFailed(f"defrag of {who}: no client for other controllers")
-    return DefragReport.parse(await client.defrag(ctl.api_url, member_id, who))
+    return DefragReport.parse(await client.defrag(ctl.api_url, member_id, who, trigger))
 
 
 async def defrag_members(store: Store, client: ControllerClient | None, only: Iterable[int] | None = None,
-                         note: Callable[[DefragReport], None] = lambda _: None) -> list[DefragReport]:
+                         note: Callable[[DefragReport], None] = lambda _: None,
+                         trigger: str = "manual") -> list[DefragReport]:
     """Defragment the members in `only` (default: every member), one at a time, followers first
     and the etcd leader last; DefragRefused before each one while the cluster is unhealthy."""
     view = await look(store)
@@ -151,7 +153,7 @@ async def defrag_members(store: Store, client: ControllerClient | None, only: It
         if not remaining:
             break
         nxt = plan.defrag_order(remaining, view.leader_id)[0]
-        report = await defrag_one(store, view, nxt, client)
+        report = await defrag_one(store, view, nxt, client, trigger)
         note(report)
         done.append(report)
         remaining.discard(nxt)
@@ -164,28 +166,34 @@ async def defrag_members(store: Store, client: ControllerClient | None, only: It
 class NospaceOutcome:
     compacted_to: int
     reports: list[DefragReport]
-    skipped: list[str]
+    skipped: list[str]  # members not defragmented: not live, or failed (those also in `failed`)
+    failed: list[str]
     disarmed: bool
     message: str
 
 
-async def recover_nospace(store: Store, client: ControllerClient, quota: int) -> NospaceOutcome:
+async def recover_nospace(store: Store, client: ControllerClient, quota: int,
+                          note: Callable[[DefragReport | None], None] = lambda _: None) -> NospaceOutcome:
     """Free space and disarm NOSPACE. Writes are refused anyway, so a member that is down costs
     no availability here: every *live* member is defragmented (the others are named), one at a
     time, the leader last. The alarm is disarmed only once every defragmented db is below the
-    quota: before that the next write would raise it again."""
+    quota: before that the next write would raise it again. `note` hears of each member done (None:
+    it failed)."""
     view = await look(store)
     await store.compact(view.revision)
     live_ids = [m.id for m in view.members if m.id in view.live and m.started and not m.is_learner]
     skipped = [view.names[m.id] for m in view.members if m.id not in live_ids]
     reports: list[DefragReport] = []
+    failed: list[str] = []
     remaining = set(live_ids)
     while remaining:
         nxt = plan.defrag_order(remaining, view.leader_id)[0]
         try:
-            reports.append(await defrag_one(store, view, nxt, client))
+            reports.append(await defrag_one(store, view, nxt, client, "nospace"))
+            note(reports[-1])
         except (E.StoreError, RemoteDefragFailed, Temporary) as e:
-            skipped.append(f"{view.names.get(nxt, format(nxt, 'x'))} ({e})")
+            failed.append(f"{view.names.get(nxt, format(nxt, 'x'))} ({e})")
+            note(None)
         remaining.discard(nxt)
         view = await look(store)
     largest = max((r.after.db_size for r in reports), default=0)
@@ -194,13 +202,14 @@ async def recover_nospace(store: Store, client: ControllerClient, quota: int) ->
         for alarm in await store.alarms():
             if alarm.kind == "NOSPACE":
                 await store.disarm(alarm)
+    skipped += failed
     sizes = ", ".join(f"{r.name} {mib(r.after.db_size)}" for r in reports) or "no member"
     what = (f"compacted to revision {view.revision}, defragmented {sizes}"
             + (f" (skipped: {'; '.join(skipped)})" if skipped else ""))
     message = (f"NOSPACE: {what}; disarmed the alarm" if disarmed else
                f"NOSPACE: {what}; the largest db is still {mib(largest)} of the {mib(quota)} quota: delete data "
                "(deletes are allowed) and it recovers on its next try")
-    return NospaceOutcome(view.revision, reports, skipped, disarmed, message)
+    return NospaceOutcome(view.revision, reports, skipped, failed, disarmed, message)
 
 
 async def record(store: Store, what: str, by: str, message: str, reports: list[DefragReport]) -> None:

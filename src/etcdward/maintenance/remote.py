@@ -62,13 +62,14 @@ class ControllerClient:
     def __init__(self, data: DataDir, user: str) -> None:
         self.ctx = client_ssl_context(data, user)
 
-    async def defrag(self, api_url: str, member_id: int, who: str) -> dict[str, Any]:
+    async def defrag(self, api_url: str, member_id: int, who: str, trigger: str = "manual") -> dict[str, Any]:
         """Ask the controller at api_url to defragment its member (which must be member_id);
-        its answer (maintenance.defrag.DefragReport.as_dict)."""
+        its answer (maintenance.defrag.DefragReport.as_dict). `trigger` (metrics.DEFRAG_TRIGGERS)
+        tells it who counts the defrag: it does for "manual", the reconciler leader for the others."""
         url = api_url.rstrip("/") + DEFRAG_PATH
         try:
             async with httpx.AsyncClient(verify=self.ctx, timeout=DEFRAG_TIMEOUT) as client:
-                r = await client.post(url, json={"memberID": format(member_id, "x")})
+                r = await client.post(url, json={"memberID": format(member_id, "x"), "trigger": trigger})
         except httpx.HTTPError as e:
             raise ControllerUnreachable(f"defrag of {who}: its controller at {url} did not answer "
                                         f"({type(e).__name__}: {e})") from None

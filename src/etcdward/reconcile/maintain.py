@@ -9,6 +9,11 @@ Every CHECK_EVERY seconds it reads the cluster's alarms (one cheap RPC):
 - otherwise, every AUTO_EVERY seconds and inside spec.maintenance.defrag.window: the members
   whose published figures say they need it (maintenance/plan.py), under the cluster-wide lock,
   one at a time, the etcd leader last, never while the cluster is unhealthy.
+
+Each member's defrag it decides is counted in etcdward_defrag_operations_total (trigger auto or
+nospace; also for members defragmented through their controllers, which leave these to it) and
+each NOSPACE recovery in etcdward_nospace_recoveries_total. Its heartbeat ("maintenance", for
+/livez) allows one member's defrag between two beats: it beats before each one.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import logging
 import time
 
 from ..errors import EtcdwardError
+from ..heartbeats import ETCD_CALL, Heartbeat
 from ..keys import DEFRAG_LOCK
 from ..maintenance import plan
-from ..maintenance.defrag import DefragReport, DefragRefused, defrag_members, record, recover_nospace
+from ..maintenance.defrag import LEADER_MOVE_WAIT, DefragReport, DefragRefused, defrag_members, record, recover_nospace
 from ..maintenance.figures import live_controllers
 from ..maintenance.lock import DefragBusy, DefragLock
-from ..maintenance.remote import ControllerClient
+from ..maintenance.remote import DEFRAG_TIMEOUT, ControllerClient
 from ..store import Store
 from ..store import errors as E
 from ..voterdeps import VoterDeps
@@ -34,6 +40,7 @@ log = logging.getLogger(__name__)
 CHECK_EVERY = 2.0
 NOSPACE_RETRY = 10.0
 AUTO_EVERY = 30.0
+ONE_DEFRAG = DEFRAG_TIMEOUT + LEADER_MOVE_WAIT + 4 * ETCD_CALL  # the longest one member's defrag may take
 
 
 class Maintainer:
@@ -47,6 +54,9 @@ class Maintainer:
         self.last_auto = time.monotonic()  # a new leader first lets the cluster settle
         self.last_refusal = ""
         self._client: ControllerClient | None = None
+        self.metrics = deps.metrics
+        self.heartbeats = deps.heartbeats
+        self.hb: Heartbeat | None = None
 
     def client(self) -> ControllerClient:
         if self._client is None:
@@ -59,13 +69,25 @@ class Maintainer:
             log.info("maintenance: %s", why)
         self.last_refusal = why
 
+    def next_defrag(self) -> None:
+        """A member's defrag starts: it may take up to ONE_DEFRAG before the next beat."""
+        if self.hb is not None:
+            self.hb.beat(next_in=ONE_DEFRAG)
+
+    def count(self, trigger: str, report: DefragReport | None, outcome: str = "success") -> None:
+        self.metrics.defrags.labels(trigger, outcome).inc()
+        if report is not None:
+            self.metrics.defrag_duration.labels(trigger).observe(report.seconds)
+
     async def run(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except (E.StoreError, EtcdwardError) as e:
-                log.warning("maintenance: %s", e)
-            await asyncio.sleep(CHECK_EVERY)
+        with self.heartbeats.loop("maintenance", every=CHECK_EVERY, work=4 * ETCD_CALL) as self.hb:
+            while True:
+                try:
+                    await self.check()
+                except (E.StoreError, EtcdwardError) as e:
+                    log.warning("maintenance: %s", e)
+                self.hb.beat()
+                await asyncio.sleep(CHECK_EVERY)
 
     async def check(self) -> None:
         now = time.monotonic()
@@ -87,7 +109,18 @@ class Maintainer:
             return
         self.last_refusal = ""
         log.warning("maintenance: NOSPACE alarm raised: compacting, defragmenting and disarming")
-        outcome = await recover_nospace(self.store, self.client(), self.quota)
+
+        def note(r: DefragReport | None) -> None:
+            self.count("nospace", r, "success" if r else "failed")
+            self.next_defrag()
+
+        self.next_defrag()
+        try:
+            outcome = await recover_nospace(self.store, self.client(), self.quota, note=note)
+        except (E.StoreError, EtcdwardError):
+            self.metrics.nospace_recoveries.labels("failed").inc()
+            raise
+        self.metrics.nospace_recoveries.labels("recovered" if outcome.disarmed else "incomplete").inc()
         (log.info if outcome.disarmed else log.warning)("maintenance: %s", outcome.message)
         if outcome.disarmed:
             await record(self.store, "nospace-recovery", self.name, outcome.message, outcome.reports)
@@ -103,13 +136,20 @@ class Maintainer:
 
         def note(r: DefragReport) -> None:
             done.append(r)
+            self.count("auto", r)
+            self.next_defrag()
             log.info("maintenance: automatic %s", r.line())
 
+        self.next_defrag()
         try:
             async with DefragLock(self.store, f"reconciler leader {self.name}"):
-                await defrag_members(self.store, self.client(), only=due, note=note)
+                await defrag_members(self.store, self.client(), only=due, note=note, trigger="auto")
         except (DefragRefused, DefragBusy) as e:
+            self.count("auto", None, "refused")
             self.say_once(f"automatic defrag postponed: {e}")
+        except (E.StoreError, EtcdwardError):
+            self.count("auto", None, "failed")
+            raise
         finally:
             if done:
                 self.last_refusal = ""
