@@ -32,9 +32,15 @@ ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
 _running = running  # the name the tests import
 
 
+# 127.77.x.y: away from 127.0.0.x used by `etcdward up` and a package etcd on 127.0.0.1, and
+# from 127.78 (bench/). Each xdist worker gets its own second octet (77, 79, 80, ...): blocks
+# chosen by pid alone can overlap between two workers whose pids are neighbours.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+SECOND_OCTET = 77 if _WORKER == 0 else 78 + _WORKER
+
+
 def next_address() -> str:
-    # 127.77.x.y: away from 127.0.0.x used by `etcdward up` and a package etcd on 127.0.0.1
-    return loopback_address(77, next(_addr_counter))
+    return loopback_address(SECOND_OCTET, next(_addr_counter))
 
 
 def run_async(coro: Any) -> Any:

@@ -180,7 +180,7 @@ def check_processes(w: "World", expect_none: bool = False) -> None:
             w.violation(str(e))
     # anything else of ours anywhere on the machine (e.g. an etcd that left the netns? impossible,
     # but cheap to check): etcd processes whose data dir is under this scenario's folder
-    mine = str(w.outdir)
+    mine = str(w.outdir) + "/"  # not a sibling folder that shares the prefix (xdist runs them side by side)
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             pid = int(entry)
