@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from .. import config as cfgmod
 from ..paths import DEFAULT_DATA_DIR, DataDir
 from ..errors import EtcdwardError
 from .common import CLIError, Seconds
@@ -85,6 +84,8 @@ def controller(token: str | None, token_file: Path | None, config_file: Path | N
     for noisy in ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "etcd3aio", "grpc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     data = DataDir.at(data_dir)
+    from .. import config as cfgmod  # pydantic: 0.2 s of start-up that other commands need not pay
+
     try:
         cfg = cfgmod.load_effective(config_file)
     except cfgmod.ConfigError as e:
@@ -113,6 +114,8 @@ def config_group() -> None:
 @click.option("-c", "--config", "config_file", type=click.Path(path_type=Path), required=True)
 def config_validate(config_file: Path) -> None:
     """Check a config file and print the effective config."""
+    from .. import config as cfgmod
+
     try:
         cfg = cfgmod.load_effective(config_file)
     except cfgmod.ConfigError as e:
