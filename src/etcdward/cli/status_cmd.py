@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +69,17 @@ def status(data_dir: Path, output: str) -> None:
                        f"{tomb.get('reason')}" + ("" if "etcdward reset" in str(tomb.get("reason")) else
                                                   f"; to rejoin: `etcdward reset --data-dir {data.root}`, then start "
                                                   "the controller with a join token"))
+    waiting = localstate.read_no_peer(data)
+    if waiting is not None:  # its controller waits for a quorum that may never come back (fence.py)
+        checked = time.time() - float(waiting.get("checked") or 0)
+        click.echo(f"waiting: {waiting['reason']} (checked {checked:.0f}s ago)", err=True)
     try:
         info = with_store(data, gather)
     except E.StoreError as e:
+        if waiting is not None:
+            raise CLIError("can't get status: this node's etcd has no quorum (see `waiting` above)") from None
         raise CLIError(f"can't get status: {e}") from None
+    info["waiting"] = waiting["reason"] if waiting else None
     pinned = localstate.load_identity(data)
     info["pinnedClusterID"] = pinned.cluster_id if pinned else None
     info["tombstone"] = localstate.read_tombstone(data)
