@@ -99,11 +99,13 @@ class LeaveRefused(Permanent):
 
 
 async def remove_member_guarded(store: Store, peer_url: str, force: bool,
-                                note: Callable[[str], None] = lambda _: None) -> Member:
+                                note: Callable[[str], None] = lambda _: None,
+                                before: Callable[[Member], Awaitable[None]] | None = None) -> Member:
     """Remove the member whose first peer URL is exactly peer_url, from this node: the quorum
-    guard unless force; if this node's etcd leads and is the one leaving, leadership moves to a
-    healthy voter first. The removal is retried while etcd refuses it for now (it is idempotent:
-    a member already gone counts as removed)."""
+    guard unless force; `before` (the backup before a membership change) once the guard has
+    passed, and nothing is removed if it raises; if this node's etcd leads and is the one
+    leaving, leadership moves to a healthy voter first. The removal is retried while etcd
+    refuses it for now (it is idempotent: a member already gone counts as removed)."""
     from .store import errors as E  # the store pulls in gRPC; the pure guards above do not need it
 
     members = await store.members()
@@ -117,6 +119,8 @@ async def remove_member_guarded(store: Store, peer_url: str, force: bool,
         why = leave_blocker(members, alive, status.member_id, target)
         if why:
             raise LeaveRefused(f"refusing to remove {who}: {why}; use --force to remove it anyway")
+    if before is not None:
+        await before(target)
     if target.id == status.leader_id and status.member_id == status.leader_id:
         to = handover_target(members, alive, status.member_id, target.id)
         if to is not None:
