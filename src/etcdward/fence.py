@@ -52,7 +52,7 @@ def gone_reason(data: DataDir, mine: str, foreign: dict[str, str]) -> str:
 
 
 def no_peer_reason(data: DataDir, mine: str, silent: list[str], seconds: float) -> str:
-    return (f"no other member of this node's etcd cluster {mine} has answered for {seconds:.0f}s "
+    return (f"no other member of this node's etcd cluster {mine} has answered in {seconds:.0f}s "
             f"({', '.join(silent)}): etcd cannot start without a quorum, so this controller keeps waiting for "
             "them. If they are only down or cut off, bring them back. If the cluster was restored from a backup "
             "or rebuilt elsewhere, this node cannot rejoin with its old data: stop this controller, run "
