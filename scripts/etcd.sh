@@ -10,7 +10,7 @@
 # SUITE is a Debian suite or a version alias:
 #   bookworm | 3.4 | 3.4.23     etcd 3.4.23 (Debian 12): the installed /usr/bin/etcd when it is that version
 #   trixie   | 3.5.16           etcd 3.5.16 (Debian 13)
-#   testing | sid | 3.5.30      etcd 3.5.30 (Debian testing/unstable; its etcd-client has etcdutl)
+#   testing | sid | 3.5.30      etcd 3.5.30 (Debian testing/unstable; etcdutl is in etcd-server, from 3.5.16 on)
 # A version alias checks that the unpacked binary is that exact version (a suite moves on).
 #
 # Nothing is installed system-wide and the system apt configuration is not touched: apt runs

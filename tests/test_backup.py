@@ -4,6 +4,7 @@ kind of damaged archive refused with a message that names what is wrong."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import subprocess
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from etcdward.backup.archive import MANIFEST, SNAPSHOT, ArchiveError, read_archive, verify_file
+from etcdward.backup.archive import MANIFEST, PKI_FILES, SNAPSHOT, ArchiveError, read_archive, verify_file
+from etcdward.backup.writer import SnapshotPart, check_written, write_archive
 from tests.cluster import Cluster, Node
 from tests.test_bad_input import etcdward
 
@@ -45,6 +47,31 @@ def test_backup_writes_a_verified_0600_archive(backed_up: tuple[Node, Path]) -> 
     assert {"config.yaml", "pki/ca.key", "pki/etcd/ca.key"} <= set(names)
     listing = json.loads(etcdward("backup", "list", "--dir", str(path.parent), "-o", "json").stdout)
     assert [(r["name"], r["verified"], r["revision"]) for r in listing] == [(path.name, True, m.revision)]
+
+
+def test_the_two_member_archive_is_an_ordinary_tar_gz(backed_up: tuple[Node, Path], tmp_path: Path) -> None:
+    """gzip and GNU tar read the archive (two gzip members, level 0) as one; a byte changed on
+    disk after writing is what the check after writing catches."""
+    _, path = backed_up
+    assert subprocess.run(["gzip", "-t", str(path)], capture_output=True).returncode == 0
+    assert subprocess.run(["tar", "-xzf", str(path), "-C", str(tmp_path)], capture_output=True).returncode == 0
+    m = verify_file(path)
+    snap = (tmp_path / SNAPSHOT).read_bytes()
+    assert len(snap) == m.snapshot_size and hashlib.sha256(snap).hexdigest() == m.snapshot_sha256
+    assert len(gzip.decompress(path.read_bytes())) % (20 * 512) == 0  # whole tar records, as tar(1) writes
+
+    with SnapshotPart(tmp_path / "part") as part:
+        for i in range(0, len(snap), 32768):
+            part.write(snap[i:i + 32768])
+        out = tmp_path / "again.tar.gz"
+        with out.open("wb") as fh:
+            member1 = write_archive(fh, part, m, b"a: 1\n", {n: n.encode() for n in PKI_FILES})
+        check_written(out, member1, part)
+        raw = bytearray(out.read_bytes())
+        raw[len(raw) // 2] ^= 1
+        out.write_bytes(bytes(raw))
+        with pytest.raises(ArchiveError, match="differs from what was written"):
+            check_written(out, member1, part)
 
 
 def test_snapshot_restores_with_etcdctl(backed_up: tuple[Node, Path], tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from etcdward import config as C
 from etcdward.backup.archive import verify_file
 from etcdward.backup.retention import archives, prune, to_delete
 from etcdward.keys import BACKUP_BEFORE_CHANGE
-from tests.cluster import Cluster, Node, wait_for
+from tests.cluster import Cluster, Node, next_address, wait_for
 from tests.prereqs import needs
 from tests.test_bad_input import assert_refused, etcdward
 
@@ -178,3 +178,37 @@ def test_backups_before_a_learner_add_and_a_member_removal(cluster: Cluster, tmp
     assert b["trigger"].startswith("before removal of member"), b
     second = [p for p in archives(dest) if p not in first]
     assert len(second) == 1 and {m["name"] for m in verify_file(second[0]).members} == {"n1", "n2"}
+
+
+def test_etcd_leave_backs_up_first_and_refuses_when_that_fails(cluster: Cluster, tmp_path: Path) -> None:
+    dest = tmp_path / "pre"
+    n1 = cluster.bootstrap("n1", extra_config={"spec": {"backup": {"dir": str(dest), "beforeMembershipChange": True}}})
+
+    def add_learner() -> str:  # an unstarted learner: removable at once, no second controller needed
+        url = f"https://{next_address()}:2380"
+        p = n1.etcdctl("member", "add", "x", f"--peer-urls={url}", "--learner")
+        assert p.returncode == 0, p.stderr
+        return url
+
+    def leave(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return etcdward("etcd", "leave", "--peer-address", url.split("//")[1].split(":")[0],
+                        "--data-dir", str(n1.data.root), *extra)
+
+    first = add_learner()
+    p = leave(first)
+    assert p.returncode == 0, p.stderr
+    [archive] = archives(dest)
+    assert f"backup before the removal: {archive}" in p.stderr
+    assert first in {u for m in verify_file(archive).members for u in m["peerURLs"]}  # taken before the removal
+    assert first not in {m.peer_url for m in n1.members()}
+    # the backup fails (its dir is a file now): refused, nothing removed; --force removes anyway
+    assert n1.etcdctl("del", BACKUP_BEFORE_CHANGE).returncode == 0  # the 30 s rate limit
+    archive.unlink()
+    dest.rmdir()
+    dest.write_text("not a directory")
+    second = add_learner()
+    assert_refused(leave(second), "the backup before it failed")
+    assert second in {m.peer_url for m in n1.members()}
+    p = leave(second, "--force")
+    assert p.returncode == 0, p.stderr
+    assert second not in {m.peer_url for m in n1.members()}

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from etcdward.backup.archive import verify_file
-from tests.cluster import Cluster, wait_for
+from tests.cluster import Cluster, next_address, wait_for
 from tests.test_bad_input import assert_refused, etcdward
 from tests.test_restore import records_match_members
 
@@ -74,3 +74,20 @@ def test_recover_after_losing_two_of_three(cluster: Cluster, tmp_path: Path) -> 
         assert n1.etcdctl("get", "/data/", "--prefix", "--keys-only").stdout.split() == acked
     finally:
         fresh.teardown()
+
+
+def test_no_other_member_answers_the_node_says_so_and_keeps_waiting(cluster: Cluster) -> None:
+    """Every peer gone (or restored elsewhere, or cut off): no evidence either way, so no
+    tombstone; within 60 s the log and `status` say that no peer answers and what to do."""
+    n1 = cluster.bootstrap("n1")
+    ghost = f"https://{next_address()}:2380"  # nothing listens there: quorum is now 2 of 2 voters
+    p = n1.etcdctl("member", "add", "ghost", f"--peer-urls={ghost}")
+    assert p.returncode == 0, p.stderr
+    n1.stop()
+    n1.start()
+    wait_for(lambda: "no other member of this node's etcd cluster" in n1.log(), 60, "the no-quorum notice", node=n1)
+    assert ghost in n1.log() and f"etcdward reset --force --data-dir {n1.data.root}" in n1.log()
+    s = etcdward("status", "--data-dir", str(n1.data.root), timeout=60)
+    assert "waiting: no other member of this node's etcd cluster" in s.stderr and "join token" in s.stderr, s
+    assert n1.proc is not None and n1.proc.poll() is None  # still waiting, not fenced
+    assert not n1.data.tombstone.exists() and n1.data.etcd_db.exists()

@@ -3,6 +3,7 @@
     state/identity.json   pinned member name, cluster ID and member ID (Identity)
     state/join.json       an unfinished join: where it went, what was answered or refused
     state/removed.json    tombstone: this node was removed from its cluster
+    state/no-peer.json    while it waits on its old data and no other member answers (fence.py)
     state/etcd.pid        pid of the etcd the supervisor runs
     state/etcd-version.json  the etcd version this member last ran, and its cluster's version
     etcd.aside-<t>-<r>    an etcd data dir moved out of the way (partial, or of a removed member)
@@ -193,6 +194,23 @@ def read_tombstone(data: DataDir) -> dict[str, Any] | None:
     except (OSError, ValueError):
         body = None
     return body if isinstance(body, dict) else {"reason": f"(unreadable tombstone {data.tombstone})"}
+
+
+def write_no_peer(data: DataDir, reason: str, since: float) -> None:
+    body = {"since": since, "checked": time.time(), "reason": reason}
+    atomic_write(data.no_peer_file, json.dumps(body, indent=2) + "\n")
+
+
+def read_no_peer(data: DataDir) -> dict[str, Any] | None:
+    try:
+        body = json.loads(data.no_peer_file.read_text(errors="replace"))
+    except (OSError, ValueError):
+        return None
+    return body if isinstance(body, dict) and isinstance(body.get("reason"), str) else None
+
+
+def clear_no_peer(data: DataDir) -> None:
+    data.no_peer_file.unlink(missing_ok=True)
 
 
 # -- the start decision's view of the disk ---------------------------------------------------

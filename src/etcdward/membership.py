@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from .errors import Permanent
@@ -103,11 +103,14 @@ class LeaveRefused(Permanent):
 
 
 async def remove_member_guarded(store: Store, peer_url: str, force: bool,
-                                note: Callable[[str], None] = lambda _: None, ops: MemberOps | None = None) -> Member:
+                                note: Callable[[str], None] = lambda _: None, ops: MemberOps | None = None,
+                                before: Callable[[Member], Awaitable[None]] | None = None) -> Member:
     """Remove the member whose first peer URL is exactly peer_url, from this node: the quorum
-    guard unless force; if this node's etcd leads and is the one leaving, leadership moves to a
-    healthy voter first. The removal is retried while etcd refuses it for now (it is idempotent:
-    a member already gone counts as removed). Each membership operation goes through `ops`."""
+    guard unless force; `before` (the backup before a membership change) once the guard has
+    passed, and nothing is removed if it raises; if this node's etcd leads and is the one
+    leaving, leadership moves to a healthy voter first. The removal is retried while etcd
+    refuses it for now (it is idempotent: a member already gone counts as removed). Each
+    membership operation goes through `ops`."""
     from .memberops import MemberAction, MemberOps
     from .store import errors as E  # the store pulls in gRPC; the pure guards above do not need it
 
@@ -124,6 +127,8 @@ async def remove_member_guarded(store: Store, peer_url: str, force: bool,
         why = leave_blocker(members, alive, status.member_id, target)
         if why:
             raise LeaveRefused(f"refusing to remove {who}: {why}; use --force to remove it anyway")
+    if before is not None:
+        await before(target)
     if target.id == status.leader_id and status.member_id == status.leader_id:
         to = handover_target(members, alive, status.member_id, target.id)
         if to is not None:

@@ -91,6 +91,11 @@ class DataDir:
         return self.state / "removed.json"
 
     @property
+    def no_peer_file(self) -> Path:
+        """Written while this node waits on old data and no other member answers (fence.py)."""
+        return self.state / "no-peer.json"
+
+    @property
     def join_file(self) -> Path:
         """What the join API answered; lets a restart after a crash finish the same join."""
         return self.state / "join.json"

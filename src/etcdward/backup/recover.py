@@ -38,9 +38,10 @@ from ..procs import free_port
 from ..store import Member, local_store
 from ..store import errors as E
 from ..supervisor import LaunchPlan, Supervisor, etcd_args, last_run_output
-from .archive import CHUNK, Manifest, SnapshotDigest
+from .archive import CHUNK, Manifest
 from .etcdtool import find_tool, snapshot_revision, version_of
 from .take import temp_file, pki_files, write_verified
+from .writer import SnapshotPart
 
 START_TIMEOUT = 60.0
 T = TypeVar("T")
@@ -144,21 +145,23 @@ def backup_db(data: DataDir, cfg: Config, binary: str, s: Survey, dest: Path) ->
     """member/snap/db of the stopped etcd, with its sha256 appended, as a verified archive."""
     now = dt.datetime.now(dt.timezone.utc)
     tool = find_tool(binary)
-    with temp_file(dest, ".etcdward-recover-snapshot-") as snap:
+    with temp_file(dest, ".etcdward-recover-snapshot-") as snap, \
+            temp_file(dest, ".etcdward-recover-part-") as part_path, SnapshotPart(part_path) as part:
         digest = hashlib.sha256()
         with data.etcd_db.open("rb") as src, snap.open("wb") as out:
             while chunk := src.read(CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
+                part.write(chunk)
             out.write(digest.digest())
-        whole = SnapshotDigest.of_file(snap)
+            part.write(digest.digest())
         manifest = Manifest(
             cluster_id=s.cluster_id, member_name=s.me.name, member_id=s.me.id,
             revision=snapshot_revision(tool, snap), etcd_version=version_of(binary),
             members=tuple(m.as_dict() for m in (s.me, *s.others)),
             created=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
-            snapshot_size=whole.size, snapshot_sha256=whole.whole.hexdigest())
-        return write_verified(dest, now, manifest, snap, cfg.to_yaml().encode(), pki_files(data))
+            snapshot_size=part.digest.size, snapshot_sha256=part.digest.whole.hexdigest())
+        return write_verified(dest, now, part, manifest, cfg.to_yaml().encode(), pki_files(data))
 
 
 async def force_new_cluster(data: DataDir, cfg: Config, binary: str, name: str) -> tuple[Member, ...]:

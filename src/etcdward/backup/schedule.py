@@ -7,7 +7,8 @@ and before membership changes.
     BackupService.run_schedule()    every `interval` (run by the reconciler leader only, as a
                                     task beside its loop, cancelled when leadership is lost)
     BackupService.before_change()   awaited before a learner add (join API, on the serving
-                                    controller) and a member removal (reconciler leader)
+                                    controller) and a member removal (reconciler leader); its
+                                    due_before_change() by `etcdward etcd leave` too
     BackupService.run()             on every voting controller: the metrics follow the status
                                     record, and a backup in progress is stopped with the service
 
@@ -155,20 +156,26 @@ class BackupService:
     async def before_change(self, what: str) -> bool:
         """Take (or join) the backup before `what`; True if it waited for one (time has passed:
         the caller should look at the cluster again), False if the rate limit said none is due."""
-        running = self._running is not None and not self._running.done()
-        if not running:
-            try:
-                if not await self._claim(what):
-                    return False
-            except E.StoreError as e:
-                log.warning("backup before %s: not taken, etcd is not available (%s)", what, e)
-                return False
-        task = self.start(f"before {what}")
+        try:
+            task = await self.due_before_change(what)
+        except E.StoreError as e:
+            log.warning("backup before %s: not taken, etcd is not available (%s)", what, e)
+            return False
+        if task is None:
+            return False
         done, _ = await asyncio.wait({task}, timeout=BEFORE_CHANGE_WAIT)
         if not done:
             log.warning("backup before %s: still running after %.0fs; going ahead with the change", what,
                         BEFORE_CHANGE_WAIT)
         return True
+
+    async def due_before_change(self, what: str) -> asyncio.Task[Outcome] | None:
+        """The backup before `what`: the one running, or a new one if the cluster-wide rate limit
+        lets this controller claim it; None when it does not (one was taken < RATE_LIMIT s ago).
+        StoreError when etcd cannot say. (`etcdward etcd leave` waits for its outcome.)"""
+        if (self._running is None or self._running.done()) and not await self._claim(what):
+            return None
+        return self.start(f"before {what}")
 
     async def _claim(self, what: str) -> bool:
         if await self.store.get(BACKUP_BEFORE_CHANGE) is not None:

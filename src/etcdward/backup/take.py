@@ -1,24 +1,33 @@
-"""Taking a backup from this node's etcd: snapshot -> temp file (0600, hashed) -> archive ->
+"""Taking a backup from this node's etcd: the snapshot streams from etcd straight into the
+archive's snapshot member (hashed and written by a worker thread, writer.py) -> the archive ->
 verified. Used by `etcdward backup` and by the controller's scheduled backups.
 
-Hashing, compressing and verifying run in a worker thread (zlib and hashlib release the GIL):
-inside the controller they must never hold up its event loop (join API, reconciler, leases)."""
+The heavy parts run in a worker thread (zlib, hashlib and file writes release the GIL): inside
+the controller they must never hold up its event loop (join API, reconciler, leases), and in
+the CLI they overlap with receiving the snapshot, so that a backup takes about as long as
+`etcdctl snapshot save` (bench/backup.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from ..paths import DataDir
-from ..store import Store
-from .archive import PKI_FILES, ArchiveError, Manifest, SnapshotDigest, archive_name, verify_file, write_archive
+from ..store import Member, Store, Status
+from .archive import PKI_FILES, ArchiveError, Manifest, SnapshotDigest, archive_name
+from .writer import SnapshotPart, check_written, write_archive
+
+BATCH = 1 << 20  # bytes handed to the worker thread at a time (etcd sends 32 KiB chunks)
+IN_FLIGHT = 4  # batches queued for the worker at most: memory stays bounded when the disk is slow
 
 
 @dataclass(frozen=True)
@@ -38,15 +47,51 @@ def temp_file(directory: Path, prefix: str) -> Iterator[Path]:
         Path(name).unlink(missing_ok=True)
 
 
-async def snapshot_manifest(store: Store, snap: Path, now: dt.datetime) -> Manifest:
-    """Stream etcd's snapshot into snap and describe it; ArchiveError if etcd's hash is wrong."""
+class ToWorker:
+    """Chunks from the event loop to one worker thread, in order, in batches; at most IN_FLIGHT
+    batches wait (the receiving side waits for the worker instead of buffering the snapshot)."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self._write = write
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="backup-writer")  # one thread: in order
+        self._pending: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._batch: list[bytes] = []
+        self._size = 0
+
+    async def feed(self, chunk: bytes) -> None:
+        self._batch.append(chunk)
+        self._size += len(chunk)
+        if self._size >= BATCH:
+            await self._submit()
+
+    async def _submit(self) -> None:
+        batch, self._batch, self._size = b"".join(self._batch), [], 0
+        self._pending.append(asyncio.get_running_loop().run_in_executor(self._pool, self._write, batch))
+        while len(self._pending) > IN_FLIGHT or (self._pending and self._pending[0].done()):
+            await self._pending.popleft()  # raises the worker's error (disk full...) here
+
+    async def drain(self) -> None:
+        if self._size:
+            await self._submit()
+        while self._pending:
+            await self._pending.popleft()
+
+    async def close(self) -> None:
+        for f in self._pending:
+            f.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
+        self._pool.shutdown(wait=False)
+
+
+async def cluster_facts(store: Store) -> tuple[Status, list[Member], int]:
     status = await store.status()
     members = await store.members()
     _, revision = await store.get_prefix("/etcdward/backup-revision-probe/")
-    digest = SnapshotDigest()  # hashed as it streams: no second pass over the file
-    await store.snapshot(snap, digest.update)
-    if not digest.etcd_hash_ok:
-        raise ArchiveError("the snapshot etcd sent does not match its own integrity hash; try again")
+    return status, members, revision
+
+
+def make_manifest(status: Status, members: list[Member], revision: int, digest: SnapshotDigest,
+                  now: dt.datetime) -> Manifest:
     me = next((m for m in members if m.id == status.member_id), None)
     return Manifest(
         cluster_id=format(status.cluster_id, "x"), member_name=me.name if me else "",
@@ -55,6 +100,18 @@ async def snapshot_manifest(store: Store, snap: Path, now: dt.datetime) -> Manif
                       for m in members),
         created=now.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         snapshot_size=digest.size, snapshot_sha256=digest.whole.hexdigest())
+
+
+async def receive_snapshot(store: Store, part: SnapshotPart) -> None:
+    """etcd's snapshot stream into part (in the worker thread); ArchiveError if etcd's hash is wrong."""
+    worker = ToWorker(part.write)
+    try:
+        await store.snapshot(worker.feed)
+        await worker.drain()
+    finally:
+        await worker.close()
+    if not part.digest.etcd_hash_ok:
+        raise ArchiveError("the snapshot etcd sent does not match its own integrity hash; try again")
 
 
 def pki_files(data: DataDir) -> dict[str, bytes]:
@@ -69,33 +126,37 @@ async def take_backup(store: Store, data: DataDir, config_yaml: bytes, dest: Pat
     now = now or dt.datetime.now(dt.timezone.utc)
     pki = pki_files(data)  # before the snapshot: a node without its CAs cannot be backed up
     staging = dest if isinstance(dest, Path) else data.root
-    with temp_file(staging, ".etcdward-snapshot-") as snap:
-        manifest = await snapshot_manifest(store, snap, now)
-        if not isinstance(dest, Path):
-            await asyncio.to_thread(_write_stream, dest, manifest, snap, config_yaml, pki)
-            return Taken(None, manifest)
-        return Taken(await asyncio.to_thread(write_verified, dest, now, manifest, snap, config_yaml, pki), manifest)
+    with temp_file(staging, ".etcdward-snapshot-") as part_path:
+        status, members, revision = await cluster_facts(store)
+        with SnapshotPart(part_path) as part:
+            await receive_snapshot(store, part)
+            manifest = make_manifest(status, members, revision, part.digest, now)
+            if not isinstance(dest, Path):
+                await asyncio.to_thread(_write_stream, dest, part, manifest, config_yaml, pki)
+                return Taken(None, manifest)
+            path = await asyncio.to_thread(write_verified, dest, now, part, manifest, config_yaml, pki)
+            return Taken(path, manifest)
 
 
-def _write_stream(out: IO[bytes], manifest: Manifest, snap: Path, config_yaml: bytes, pki: dict[str, bytes]) -> None:
-    write_archive(out, manifest, snap, config_yaml, pki)
+def _write_stream(out: IO[bytes], part: SnapshotPart, manifest: Manifest, config_yaml: bytes,
+                  pki: dict[str, bytes]) -> None:
+    write_archive(out, part, manifest, config_yaml, pki)
     out.flush()
 
 
-def write_verified(dest: Path, now: dt.datetime, manifest: Manifest, snap: Path, config_yaml: bytes,
+def write_verified(dest: Path, now: dt.datetime, part: SnapshotPart, manifest: Manifest, config_yaml: bytes,
                    pki: dict[str, bytes]) -> Path:
-    """The archive of snap in the directory dest: written to a temp file (0600), read back and
-    verified, then renamed into place and the directory synced. Its path. (Blocking: the
-    controller runs it in a worker thread.)"""
+    """The archive in the directory dest: written to a temp file (0600), fsynced, read back and
+    compared (writer.check_written), then renamed into place and the directory synced. Its path.
+    (Blocking: the controller runs it in a worker thread.)"""
     dest.mkdir(parents=True, exist_ok=True)
     final = dest / archive_name(now)
     with temp_file(dest, f".{final.name}.") as tmp:
         with tmp.open("wb") as fh:
-            write_archive(fh, manifest, snap, config_yaml, pki)
+            member1 = write_archive(fh, part, manifest, config_yaml, pki)
             fh.flush()
             os.fsync(fh.fileno())
-        if verify_file(tmp) != manifest:
-            raise ArchiveError(f"{final}: the archive read back does not match what was written")
+        check_written(tmp, member1, part)
         os.replace(tmp, final)
     dir_fd = os.open(dest, os.O_RDONLY)
     try:

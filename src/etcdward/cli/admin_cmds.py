@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from .. import localstate
 from ..addresses import canonical_host, host_port
 from ..paths import DataDir
 from ..supervisor import etcd_processes
@@ -16,6 +20,9 @@ from ..store import Member, Store
 from ..store import errors as E
 from .common import CLIError, data_dir_option, locked_data_dir, node_config, with_store
 from .etcd_cmds import etcd_group
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 def check_peer_address(value: str) -> str:
@@ -46,7 +53,9 @@ def leave(ctx: click.Context, peer_address: str | None, force: bool, data_dir: P
     url = f"https://{host_port(addr, cfg.etcd.peer_port)}"
 
     async def go(store: Store) -> Member:
-        return await remove_member_guarded(store, url, force, note=lambda line: click.echo(line, err=True))
+        before = backup_before_removal(store, data, cfg, force) if cfg.spec.backup.before_membership_change else None
+        return await remove_member_guarded(store, url, force, note=lambda line: click.echo(line, err=True),
+                                           before=before)
 
     try:
         m = with_store(data, go, timeout=10.0)
@@ -55,6 +64,44 @@ def leave(ctx: click.Context, peer_address: str | None, force: bool, data_dir: P
     except E.StoreError as e:
         raise CLIError(f"can't remove {url}: etcd of {data.root} is not reachable or failed: {e}") from None
     click.echo(f"Successfully deleted peerID={m.hex_id} ({m.name or '(unstarted)'}, {url})")
+
+
+def backup_before_removal(store: Store, data: DataDir, cfg: Config, force: bool) -> Callable[[Member], Awaitable[None]]:
+    """spec.backup.beforeMembershipChange: the reconciler's backup before a removal, taken here
+    (BackupService, same archive dir and cluster-wide rate limit). A failed one stops the leave
+    unless --force."""
+    async def before(target: Member) -> None:
+        from prometheus_client import CollectorRegistry  # only when a backup is due
+
+        from ..backup.report import BackupMetrics
+        from ..backup.schedule import RATE_LIMIT, BackupService
+        from ..metrics import Metrics
+
+        logging.getLogger("etcdward.backup").setLevel(logging.ERROR)  # its outcome is told below, in one line
+        ident = localstate.load_identity(data)
+        node = ident.name if ident else localstate.hostname()
+        backups = BackupService(store, data, cfg, node, BackupMetrics(Metrics(CollectorRegistry())))
+        try:
+            task = await backups.due_before_change(f"removal of member {target.hex_id}")
+        except E.StoreError as e:
+            reason = f"etcd: {e}"
+        else:
+            if task is None:
+                click.echo("no backup before the removal: one was taken for a membership change less than "
+                           f"{RATE_LIMIT} s ago (spec.backup.beforeMembershipChange)", err=True)
+                return
+            outcome = await task
+            if outcome.ok:
+                click.echo(f"backup before the removal: {outcome.path}", err=True)
+                return
+            reason = outcome.reason
+        if not force:
+            raise LeaveRefused(f"refusing to remove {target.name or '(unstarted)'} (id {target.hex_id}): the backup "
+                               f"before it failed ({reason}); nothing was removed. Fix the backup "
+                               f"(spec.backup.dir {backups.dir}), or use --force to remove without one")
+        click.echo(f"warning: the backup before the removal failed ({reason}); removing anyway (--force)", err=True)
+
+    return before
 
 
 # -- reset ----------------------------------------------------------------------------------

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..backup.archive import ArchiveError, verify_file
-from ..backup.take import take_backup
 from ..paths import DataDir
-from ..store import Store
-from ..store import errors as E
-from .common import CLIError, data_dir_option, node_config, print_data, print_table, with_store
+from .common import CLIError, client_port, data_dir_option, print_data, print_table, with_store
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 
 @click.group("backup", invoke_without_command=True)
@@ -36,11 +37,15 @@ def backup_group(ctx: click.Context, save_path: str | None, data_dir: Path) -> N
         dest = Path(save_path).absolute()
         if dest.exists() and not dest.is_dir():
             raise CLIError(f"--save-path: {dest} is not a directory")
-    cfg = node_config(data)
+    client_port(data)  # the effective config is checked before anything is taken
+    # config.yaml of the archive: the effective config as the controller wrote it (cfg.to_yaml())
+    config_yaml = data.effective_config.read_bytes()
+    from ..backup.take import take_backup  # gRPC: not for `backup list`
+    from ..store import errors as E
 
     async def go(store: Store) -> Path | None:
         out = dest if dest is not None else sys.stdout.buffer
-        return (await take_backup(store, data, cfg.to_yaml().encode(), out)).path
+        return (await take_backup(store, data, config_yaml, out)).path
 
     try:
         path = with_store(data, go, timeout=10.0)

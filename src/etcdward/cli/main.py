@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from .. import config as cfgmod
 from .. import logformat
 from ..paths import DEFAULT_DATA_DIR, DataDir
 from ..errors import EtcdwardError
@@ -91,6 +90,8 @@ def controller(token: str | None, token_file: Path | None, config_file: Path | N
     already holds a member it restarts it. SIGTERM/SIGINT stop it and its etcd cleanly."""
     logformat.configure(log_format, verbose)
     data = DataDir.at(data_dir)
+    from .. import config as cfgmod  # pydantic: 0.2 s of start-up that other commands need not pay
+
     try:
         cfg = cfgmod.load_effective(config_file)
     except cfgmod.ConfigError as e:
@@ -120,6 +121,8 @@ def config_group() -> None:
               help="the config file (YAML) to check")
 def config_validate(config_file: Path) -> None:
     """Check a config file and print the effective config."""
+    from .. import config as cfgmod
+
     try:
         cfg = cfgmod.load_effective(config_file)
     except cfgmod.ConfigError as e:

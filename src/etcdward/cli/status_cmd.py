@@ -44,6 +44,10 @@ def status(data_dir: Path, output: str, watch: bool) -> None:
                        f"{tomb.get('reason')}" + ("" if "etcdward reset" in str(tomb.get("reason")) else
                                                   f"; to rejoin: `etcdward reset --data-dir {data.root}`, then start "
                                                   "the controller with a join token"))
+    waiting = localstate.read_no_peer(data)
+    if waiting is not None:  # its controller waits for a quorum that may never come back (fence.py)
+        checked = time.time() - float(waiting.get("checked") or 0)
+        click.echo(f"waiting: {waiting['reason']} (checked {checked:.0f}s ago)", err=True)
     if not watch:
         info = run(_once(data))
         emit(info, output)
@@ -59,8 +63,10 @@ def _local_facts(data: DataDir) -> dict[str, Any]:
     """What this node's files say (read before etcd is asked: a damaged file is one line)."""
     cfg = node_config(data)
     pinned = localstate.load_identity(data)
+    waiting = localstate.read_no_peer(data)
     spec = cfg.spec.backup
     return {"pinnedClusterID": pinned.cluster_id if pinned else None, "clientURL": cfg.client_url,
+            "waiting": waiting["reason"] if waiting else None,
             "backup": {"interval": spec.interval, "dir": spec.dir or str(data.root / "backups"), "keep": spec.keep,
                        "beforeMembershipChange": spec.before_membership_change}}
 
@@ -72,10 +78,13 @@ async def _view(store: Store, data: DataDir, local: dict[str, Any]) -> dict[str,
     try:
         view = await gather(store, data=data)
     except E.StoreError as e:
+        if local["waiting"]:
+            raise EtcdUnreachable("can't get status: this node's etcd has no quorum (see `waiting` above)") from None
         raise EtcdUnreachable(f"can't get status: this node's etcd does not answer ({e})") from None
     info = to_dict(view)
     info["backup"] = {**local["backup"], **info["backup"]}
-    return {**info, "pinnedClusterID": local["pinnedClusterID"], "clientURL": local["clientURL"]}
+    return {**info, "pinnedClusterID": local["pinnedClusterID"], "clientURL": local["clientURL"],
+            "waiting": local["waiting"]}
 
 
 async def _once(data: DataDir) -> dict[str, Any]:

@@ -16,9 +16,10 @@ Contract
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -414,20 +415,28 @@ class Store:
         await self._call("alarm disarm", self._client.maintenance.alarm_deactivate, AlarmType[alarm.kind],
                          member_id=alarm.member_id, max_attempts=1)
 
-    async def snapshot(self, path: Path, on_chunk: Callable[[bytes], None] | None = None) -> int:
-        """Stream a snapshot of this member's backend into path; returns its size. on_chunk sees
-        every chunk as it is written (a hash, without reading the file again)."""
+    async def snapshot(self, sink: Callable[[bytes], Awaitable[None]]) -> int:
+        """Stream a snapshot of this member's backend to sink, chunk by chunk as etcd sends it
+        (the bbolt db, then etcd's sha256 of it); returns its size. An error of the sink
+        (a full disk...) stops the stream and is raised as it is, not as an etcd error."""
+        failed: list[BaseException] = []
 
         async def save() -> int:
             n = 0
-            with path.open("wb") as fh:
-                async for chunk in self._client.maintenance.snapshot(max_attempts=1):
-                    fh.write(chunk)
-                    if on_chunk is not None:
-                        on_chunk(chunk)
+            async with contextlib.aclosing(self._client.maintenance.snapshot(max_attempts=1)) as chunks:
+                async for chunk in chunks:
+                    try:
+                        await sink(chunk)
+                    except Exception as e:  # noqa: BLE001 - re-raised below, outside the error mapping
+                        failed.append(e)
+                        return n
                     n += len(chunk)
             return n
 
+        n = await self._call("snapshot", save, timeout=600.0)
+        if failed:
+            raise failed[0]
+        return n
         return await self._call("snapshot", save, timeout=600.0)
 
 
