@@ -101,6 +101,8 @@ def test_etcd_runs_with_the_quota_and_periodic_compaction(nodes: list[Node]) -> 
     argv = open(f"/proc/{nodes[0].etcd_pid()}/cmdline", "rb").read().split(b"\0")
     assert {f"--quota-backend-bytes={QUOTA}".encode(), b"--auto-compaction-mode=periodic",
             b"--auto-compaction-retention=5m"} <= set(argv)
+    # status shows (and warns near) the quota etcd runs with, not etcd's default
+    assert {r.get("dbQuota") for r in reports(nodes[0])} == {QUOTA}
 
 
 def test_defrag_this_member(nodes: list[Node]) -> None:
