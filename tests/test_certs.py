@@ -166,3 +166,10 @@ def test_renew_reissues_every_leaf_with_its_key_and_never_a_ca(node_dir: DataDir
 def test_renew_refuses_a_data_dir_without_a_controller(tmp_path: Path) -> None:
     assert_refused(etcdward("certs", "renew", "--data-dir", str(tmp_path)), "no effective config")
     assert_refused(etcdward("certs", "check-expiration", "--data-dir", str(tmp_path)), "etcdward data dir")
+
+
+def test_renew_refuses_timeout_without_all(node_dir: DataDir) -> None:
+    files = {p: p.read_bytes() for p in node_dir.pki.rglob("*") if p.is_file()}
+    r = CliRunner().invoke(cli, ["certs", "renew", "--timeout", "5", "--data-dir", str(node_dir.root)])
+    assert r.exit_code == 2 and "--timeout applies only with --all" in r.output, r.output
+    assert {p: p.read_bytes() for p in node_dir.pki.rglob("*") if p.is_file()} == files
