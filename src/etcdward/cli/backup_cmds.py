@@ -64,6 +64,9 @@ def backup_list(directory: Path | None, data_dir: Path, output: str) -> None:
     """List backup archives with their cluster, revision and whether each verifies."""
     root = directory or DataDir.at(data_dir).root / "backups"
     if not root.is_dir():
+        if directory is None:  # the operator named no directory: do not blame an option they did not give
+            raise CLIError(f"no backup directory {root} (the default <data-dir>/backups: no scheduled backup or "
+                           "recover wrote one there yet); give --dir DIR for archives elsewhere")
         raise CLIError(f"--dir: {root} is not a directory")
     rows = []
     for path in sorted(root.glob("etcdward_backup_*.tar.gz")):
