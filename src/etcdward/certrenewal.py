@@ -28,6 +28,7 @@ from cryptography import x509
 
 from . import pki
 from .errors import Permanent, Temporary
+from .heartbeats import ETCD_CALL, Heartbeats
 from .keys import CERTS_RENEW_REQUEST, CERTS_RENEWED
 from .paths import DataDir
 from .retry import retry
@@ -80,8 +81,9 @@ def seconds_until_due(data: DataDir, now: dt.datetime) -> float:
 
 class CertRenewer:
     def __init__(self, data: DataDir, lifetime: dt.timedelta, store: Store, name: str, member_id: str,
-                 reload: Reload) -> None:
+                 reload: Reload, heartbeats: Heartbeats | None = None) -> None:
         self.data, self.lifetime, self.store = data, lifetime, store
+        self.heartbeats = heartbeats or Heartbeats()
         self.name, self.member_id, self.reload = name, member_id, reload
         # What the API and the etcd client loaded when they started, just before this task.
         self._seen = file_ids(data)
@@ -90,14 +92,17 @@ class CertRenewer:
         self._last_error = ""
 
     async def run(self) -> None:
-        while True:
-            request = await self._new_request()
-            renewed, error = await self._renew(force=request is not None)
-            await self._reload_changed()
-            if request is not None:
-                await self._answer(request, renewed, error)
-            wait = seconds_until_due(self.data, dt.datetime.now(dt.timezone.utc))
-            await asyncio.sleep(min(POLL, max(0.2, wait)))
+        # a round: the request read, a renewal retried for up to RETRY_FOR, the reload, the answer
+        with self.heartbeats.loop("certs", every=POLL, work=RETRY_FOR + 3 * ETCD_CALL) as hb:
+            while True:
+                request = await self._new_request()
+                renewed, error = await self._renew(force=request is not None)
+                await self._reload_changed()
+                if request is not None:
+                    await self._answer(request, renewed, error)
+                hb.beat()
+                wait = seconds_until_due(self.data, dt.datetime.now(dt.timezone.utc))
+                await asyncio.sleep(min(POLL, max(0.2, wait)))
 
     async def _renew(self, force: bool) -> tuple[list[str], str | None]:
         async def attempt() -> dict[str, x509.Certificate]:

@@ -79,4 +79,5 @@ def cert_renewer(deps: VoterDeps, tls: ssl.SSLContext) -> CertRenewer:
             crt, key = deps.data.etcd_cert("client")
             await deps.store.use_client_cert(crt.read_bytes(), key.read_bytes(), grace)
 
-    return CertRenewer(deps.data, lifetime, deps.store, deps.ident.name, deps.ident.member_id or "", reload)
+    return CertRenewer(deps.data, lifetime, deps.store, deps.ident.name, deps.ident.member_id or "", reload,
+                       heartbeats=deps.heartbeats)

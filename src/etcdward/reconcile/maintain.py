@@ -19,12 +19,14 @@ import logging
 import time
 
 from ..errors import EtcdwardError
+from ..heartbeats import ETCD_CALL, Heartbeat, Heartbeats
 from ..keys import DEFRAG_LOCK
 from ..maintenance import plan
-from ..maintenance.defrag import DefragReport, DefragRefused, defrag_members, record, recover_nospace
+from ..maintenance.defrag import (LEADER_MOVE_WAIT, DefragReport, DefragRefused, defrag_members, record,
+                                  recover_nospace)
 from ..maintenance.figures import live_controllers
 from ..maintenance.lock import DefragBusy, DefragLock
-from ..maintenance.remote import ControllerClient
+from ..maintenance.remote import DEFRAG_TIMEOUT, ControllerClient
 from ..store import Store
 from ..store import errors as E
 from ..voterdeps import VoterDeps
@@ -34,6 +36,9 @@ log = logging.getLogger(__name__)
 CHECK_EVERY = 2.0
 NOSPACE_RETRY = 10.0
 AUTO_EVERY = 30.0
+# the longest one member's defrag may take (a leadership move first, the defrag, its calls): a round
+# that defragments tells /livez how many of these it will wait for
+PER_MEMBER = LEADER_MOVE_WAIT + DEFRAG_TIMEOUT + 4 * ETCD_CALL
 
 
 class Maintainer:
@@ -47,6 +52,8 @@ class Maintainer:
         self.last_auto = time.monotonic()  # a new leader first lets the cluster settle
         self.last_refusal = ""
         self._client: ControllerClient | None = None
+        self.heartbeats: Heartbeats = deps.heartbeats
+        self.hb: Heartbeat | None = None
 
     def client(self) -> ControllerClient:
         if self._client is None:
@@ -60,12 +67,19 @@ class Maintainer:
         self.last_refusal = why
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except (E.StoreError, EtcdwardError) as e:
-                log.warning("maintenance: %s", e)
-            await asyncio.sleep(CHECK_EVERY)
+        with self.heartbeats.loop("maintenance", every=CHECK_EVERY, work=4 * ETCD_CALL) as self.hb:
+            while True:
+                try:
+                    await self.check()
+                except (E.StoreError, EtcdwardError) as e:
+                    log.warning("maintenance: %s", e)
+                self.hb.beat()
+                await asyncio.sleep(CHECK_EVERY)
+
+    def defragmenting(self, members: int) -> None:
+        """/livez: this round now waits for up to `members` defrags, one after another."""
+        if self.hb is not None:
+            self.hb.beat(next_in=members * PER_MEMBER)
 
     async def check(self) -> None:
         now = time.monotonic()
@@ -87,6 +101,7 @@ class Maintainer:
             return
         self.last_refusal = ""
         log.warning("maintenance: NOSPACE alarm raised: compacting, defragmenting and disarming")
+        self.defragmenting(len(await self.store.members()))
         outcome = await recover_nospace(self.store, self.client(), self.quota)
         (log.info if outcome.disarmed else log.warning)("maintenance: %s", outcome.message)
         if outcome.disarmed:
@@ -100,6 +115,7 @@ class Maintainer:
         if not due:
             return
         done: list[DefragReport] = []
+        self.defragmenting(len(due))
 
         def note(r: DefragReport) -> None:
             done.append(r)
