@@ -92,8 +92,9 @@ class CertRenewer:
         self._last_error = ""
 
     async def run(self) -> None:
-        # a round: the request read, a renewal retried for up to RETRY_FOR, the reload, the answer
-        with self.heartbeats.loop("certs", every=POLL, work=RETRY_FOR + 3 * ETCD_CALL) as hb:
+        # a round: the request read, a renewal retried for up to RETRY_FOR, the reload, the answer (each
+        # etcd call counted twice: the store retries once)
+        with self.heartbeats.loop("certs", every=POLL, work=RETRY_FOR + 6 * ETCD_CALL) as hb:
             while True:
                 request = await self._new_request()
                 renewed, error = await self._renew(force=request is not None)
