@@ -48,7 +48,7 @@ if [ "${1:-}" = test ]; then
   cd "$repo"
   py="${ETCDWARD_PYTHON:-.venv/bin/python}"  # the venv scripts/run.sh makes
   set +e
-  ETCDWARD_REQUIRE_PREREQS=1 ETCDWARD_ETCD_BIN="$etcd" ETCDWARD_ETCDCTL="$ctl" "$py" -m pytest -n "${ETCDWARD_TEST_WORKERS:-2}" --dist loadgroup "$@"
+  ETCDWARD_REQUIRE_PREREQS=1 ETCDWARD_ETCD_BIN="$etcd" ETCDWARD_ETCDCTL="$ctl" "$py" -m pytest -n "${ETCDWARD_TEST_WORKERS:-2}" --dist loadfile "$@"
   rc=$?
   [ "$rc" = 5 ] && { log "pytest collected no tests"; exit 1; }
   exit "$rc"

@@ -55,9 +55,10 @@ export ETCDWARD_REQUIRE_PREREQS=1
 # cannot be fetched, those tests fail naming it.
 bash scripts/etcd.sh 3.5.30 >/dev/null || echo "could not fetch etcd 3.5.30 (scripts/etcd.sh)" >&2
 set +e
-# Two workers: most tests wait on etcd and timers, not on the CPU; tests that share fixed host
-# resources are kept on one worker (xdist_group, tests/conftest.py). `-n 0` runs them serially.
-.venv/bin/python -m pytest -n "${ETCDWARD_TEST_WORKERS:-2}" --dist loadgroup "$@"
+# Two workers: most tests wait on etcd and timers, not on the CPU. Each test file runs whole on
+# one worker, in order (modules share one cluster between their tests, and the playground tests
+# use fixed addresses). `-n 0` runs everything in one process.
+.venv/bin/python -m pytest -n "${ETCDWARD_TEST_WORKERS:-2}" --dist loadfile "$@"
 rc=$?
 [ "$rc" = 5 ] && { echo "pytest collected no tests" >&2; exit 1; }
 exit "$rc"

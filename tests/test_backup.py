@@ -200,3 +200,12 @@ def test_backup_without_a_running_controller_is_one_line(tmp_path: Path, cluster
     p = etcdward("backup", "--save-path", str(out), "--data-dir", str(n.data.root))
     assert p.returncode == 1 and "backup failed: etcd of" in p.stderr and "Traceback" not in p.stderr
     assert list(out.iterdir()) == []  # no archive, no temp file left
+    p = etcdward("backup", "--save-path", str(out / "new" / "dir"), "--data-dir", str(n.data.root))
+    assert p.returncode == 1 and list(out.iterdir()) == []  # nor the directories it would have created
+
+
+def test_backup_list_without_the_default_dir_names_it_not_an_option(tmp_path: Path) -> None:
+    p = etcdward("backup", "list", "--data-dir", str(tmp_path))
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert f"no backup directory {tmp_path}/backups" in p.stderr and "--dir:" not in p.stderr, p.stderr
+    assert list(tmp_path.iterdir()) == []

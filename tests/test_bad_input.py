@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import re
 import subprocess
 import sys
 import time
@@ -79,6 +80,14 @@ def test_join_timeout_must_be_a_sane_number(tmp_path: Path, value: str) -> None:
     p = etcdward("controller", "sometoken", "--join-timeout", value, "--data-dir", str(data))
     assert p.returncode == 2 and "--join-timeout" in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert not data.exists()
+
+
+def test_seconds_out_of_bounds_say_which_bound() -> None:
+    from etcdward.durations import check_seconds
+
+    for value, message in [(0.0, "0 is less than the minimum of 1s"), (1e12, "1e+12 exceeds the maximum of 292 years")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            check_seconds(value, minimum=1.0)
 
 
 @pytest.mark.parametrize("text,needle", [

@@ -201,3 +201,10 @@ def test_expiry_problems_name_failing_renewal_and_certificates_expiring_within_7
     (node_dir.pki / "api.crt").write_text("garbage")
     assert "certificate pki/api.crt: not a readable PEM certificate" in expiry_problems(
         node_certificates(node_dir), T0, root)
+
+
+def test_renew_refuses_timeout_without_all(node_dir: DataDir) -> None:
+    files = {p: p.read_bytes() for p in node_dir.pki.rglob("*") if p.is_file()}
+    r = CliRunner().invoke(cli, ["certs", "renew", "--timeout", "5", "--data-dir", str(node_dir.root)])
+    assert r.exit_code == 2 and "--timeout applies only with --all" in r.output, r.output
+    assert {p: p.read_bytes() for p in node_dir.pki.rglob("*") if p.is_file()} == files

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from etcdward import config as C
 from etcdward.clusterview import STALE_AFTER, STUCK_REPEATS, ClusterView, MemberView, alarms_in, to_dict, verdict
 from etcdward.keys import JoinRecord
-from etcdward.memberreport import DEFAULT_QUOTA, REPORT_EVERY, MemberReport, due, quota_of
+from etcdward.memberreport import DEFAULT_QUOTA, REPORT_EVERY, MemberReport, due
 from etcdward.store import Member, Status
 
 NOW = 1_000_000.0
@@ -112,10 +113,10 @@ def test_a_report_is_published_on_a_material_change_or_when_old() -> None:
     assert MemberReport.parse({"raftTerm": "x"}) is None and MemberReport.parse(None) is None
 
 
-def test_quota_follows_etcds_flag() -> None:
-    assert quota_of({}) == quota_of({"quota-backend-bytes": "0"}) == DEFAULT_QUOTA
-    assert quota_of({"quota-backend-bytes": "8589934592"}) == 8 * 1024**3
-    assert quota_of({"quota-backend-bytes": "-1"}) == 0
+def test_quota_follows_the_config() -> None:
+    # the figure each controller publishes (voter.py): spec.storage.etcd.quotaBackendBytes, else etcd's default
+    assert C.parse("spec: {}").etcd.quota_bytes == DEFAULT_QUOTA
+    assert C.parse("spec: {storage: {etcd: {quotaBackendBytes: 16777216}}}").etcd.quota_bytes == 16 * 1024**2
 
 
 def test_join_record_counts_repeats_without_progress() -> None:

@@ -103,6 +103,8 @@ def test_etcd_runs_with_the_quota_and_periodic_compaction(nodes: list[Node]) -> 
     argv = open(f"/proc/{nodes[0].etcd_pid()}/cmdline", "rb").read().split(b"\0")
     assert {f"--quota-backend-bytes={QUOTA}".encode(), b"--auto-compaction-mode=periodic",
             b"--auto-compaction-retention=5m"} <= set(argv)
+    # status shows (and warns near) the quota etcd runs with, not etcd's default
+    assert {r.get("dbQuota") for r in reports(nodes[0])} == {QUOTA}
 
 
 def test_defrag_this_member(nodes: list[Node]) -> None:
@@ -273,3 +275,7 @@ def test_defrag_refused_naming_a_member_that_is_down(nodes: list[Node]) -> None:
     wait_for(lambda: len(alive_bodies(n1)) == 2, 30, "n3's liveness key expired", node=n1)
     assert_refused(n1.cli("etcd", "defrag", "--all", *dd(n1), check=False),
                    "refusing to defragment: member n3 (id ")
+    # on the dead node itself: one line saying its etcd does not answer, for each command
+    for args, needle in [(("etcd", "defrag"), "can't defragment: etcd of"),
+                         (("etcd", "alarm", "list"), "can't list alarms: etcd of")]:
+        assert_refused(n3.cli(*args, *dd(n3), check=False), needle)

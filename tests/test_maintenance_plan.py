@@ -134,6 +134,9 @@ def test_defrag_window_in_utc(window: str, now: str, inside: bool) -> None:
     ("maintenance: {defrag: {window: '2-4'}}", "spec.maintenance.defrag.window: '2-4' is not a daily UTC window"),
     ("maintenance: {defrag: {window: '02:00-02:00'}}", "spec.maintenance.defrag.window: '02:00-02:00' is an empty"),
     ("maintenance: {defrag: {schedule: daily}}", "spec.maintenance.defrag.schedule: unknown key"),
+    ("maintenance: {defrag: null}", "spec.maintenance.defrag: should be a mapping of keys, not null"),
+    ("maintenance: 5", "spec.maintenance: should be a mapping of keys, not a number"),
+    ("pki: [1]", "spec.pki: should be a mapping of keys, not a list"),
 ])
 def test_bad_maintenance_keys_are_refused_naming_the_key(tmp_path: Path, text: str, needle: str) -> None:
     cfg = tmp_path / "c.yaml"

@@ -72,6 +72,9 @@ def test_livez_and_readyz_on_a_healthy_voter(nodes: tuple[Node, Node]) -> None:
     assert {"[+]liveness ok", "[+]reconciler ok", "[+]self ok", "[+]unstick ok", "[+]backup-status ok",
             "[+]certs ok", "[+]maintenance ok"} <= set(lines)  # n1 leads: its maintenance loop runs
     assert lines[-1] == "livez check passed" and all(line.startswith("[+]") for line in lines[:-1])
+    assert "[+]certs ok" in lines  # the certificate renewer, on every voter
+    if sample(get(n1, "/metrics").text, "etcdward_reconciler_leader") == 1:
+        assert "[+]maintenance ok" in lines  # defrag and NOSPACE recovery, while leading
     r = get(n1, "/readyz")
     assert (r.status_code, r.text) == (200, "ok\n")
     assert get(n1, "/readyz?verbose").text == "[+]etcd ok\n[+]voter ok\nreadyz check passed\n"

@@ -115,7 +115,7 @@ def verdict(view: ClusterView) -> list[str]:
         if r is not None and r.near_quota:
             reasons.append(f"{who}: db {human_bytes(r.db_size)} is {100 * r.db_size / r.db_quota:.0f}% of its "
                            f"quota {human_bytes(r.db_quota)} (compact and defragment, or raise "
-                           "--quota-backend-bytes)")
+                           "spec.storage.etcd.quotaBackendBytes)")
     if view.record_drift:
         reasons.append("records out of sync with the member list: "
                        + ", ".join(f"{name} ({why})" for name, why in view.record_drift))

@@ -314,6 +314,16 @@ def _linux_ipv4_addresses() -> list[str]:
     return out
 
 
+def _yaml_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a list" if isinstance(value, list) else "a string" if isinstance(value, str) else type(value).__name__
+
+
 def _format_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
@@ -321,6 +331,8 @@ def _format_error(err: ValidationError) -> str:
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif e["type"] == "model_type":  # pydantic's text names our Python class ("instance of PkiSpec")
+            msg = f"should be a mapping of keys, not {_yaml_kind(e['input'])}"
         lines.append(f"{loc}: {msg}")
     return "; ".join(lines)
 

@@ -45,7 +45,10 @@ def check_seconds(value: float, *, minimum: float, maximum: float = MAX_DURATION
     """A finite number of seconds within [minimum, maximum], else ValueError saying why."""
     if math.isnan(value) or math.isinf(value):
         raise ValueError(f"{value} is not a finite number of seconds")
-    if not minimum <= value <= maximum:
-        raise ValueError(f"{value:g} is not between {minimum:g} and {maximum:g} seconds")
+    if value < minimum:
+        raise ValueError(f"{value:g} is less than the minimum of {minimum:g}s")
+    if value > maximum:
+        limit = f"{MAX_DURATION.days // 365} years" if maximum == MAX_DURATION.total_seconds() else f"{maximum:g}s"
+        raise ValueError(f"{value:g} exceeds the maximum of {limit}")
     return value
 

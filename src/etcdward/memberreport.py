@@ -27,17 +27,6 @@ REPORT_EVERY = 10.0  # seconds between two puts of unchanged figures
 NEAR_QUOTA = 0.8  # a db at this share of its quota is worth a warning (and a put when it gets there)
 
 
-def quota_of(extra_args: dict[str, str]) -> int:
-    """The backend quota this member's etcd runs with: its --quota-backend-bytes, else etcd's
-    default. 0 means no quota (etcd disables the check for a negative value)."""
-    raw = extra_args.get("quota-backend-bytes", "")
-    try:
-        value = int(raw)
-    except ValueError:
-        return DEFAULT_QUOTA  # etcd refuses to start on a non-number: nothing runs with it
-    return 0 if value < 0 else value or DEFAULT_QUOTA
-
-
 @dataclass(frozen=True)
 class MemberReport:
     raft_term: int

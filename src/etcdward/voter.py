@@ -28,7 +28,6 @@ from .backup.report import BackupMetrics
 from .backup.schedule import BackupService
 from .certrenewal import CertRenewer
 from .etcdversions import keep_pinned
-from .memberreport import quota_of
 from .reconcile.election import Liveness
 from .reconcile.loop import run_reconciler
 from .reconcile.maintain import run_maintenance
@@ -46,7 +45,7 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
     body = {"name": ident.name, "memberID": ident.member_id or "", "peerAddress": cfg.peer_address,
             "etcdVersion": str(deps.etcd_version or ""), "apiURL": cfg.api_url}
     alive = Liveness(deps.store, ident.member_id or "", body, ttl=cfg.spec.reconciler.lease_ttl,
-                     quota=quota_of(cfg.etcd.extra_args), heartbeats=deps.heartbeats)
+                     quota=cfg.etcd.quota_bytes, heartbeats=deps.heartbeats)
     deps.metrics.backup_interval.set(cfg.spec.backup.interval_seconds or 0)
     backups = BackupService(deps.store, deps.data, cfg, ident.name, BackupMetrics(deps.metrics),
                             heartbeats=deps.heartbeats)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,14 +48,23 @@ def backup_group(ctx: click.Context, save_path: str | None, data_dir: Path) -> N
         out = dest if dest is not None else sys.stdout.buffer
         return (await take_backup(store, data, config_yaml, out)).path
 
+    # directories this command creates (the snapshot is staged in DEST) go again when it fails
+    created = [] if dest is None else [d for d in (dest, *dest.parents) if not d.exists()]
+    done = False
     try:
         path = with_store(data, go, timeout=10.0)
+        done = True
     except E.StoreError as e:
         raise CLIError(f"backup failed: etcd of {data.root} is not reachable or failed: {e}") from None
     except ArchiveError as e:
         raise CLIError(f"backup failed: {e}") from None
     except OSError as e:
         raise CLIError(f"backup failed: {e.strerror}: {e.filename or save_path}") from None
+    finally:
+        if not done:
+            for d in created:  # deepest first, and only while empty
+                with contextlib.suppress(OSError):
+                    d.rmdir()
     if path is not None:
         click.echo(str(path))
 
@@ -69,6 +79,9 @@ def backup_list(directory: Path | None, data_dir: Path, output: str) -> None:
     """List backup archives with their cluster, revision and whether each verifies."""
     root = directory or DataDir.at(data_dir).root / "backups"
     if not root.is_dir():
+        if directory is None:  # the operator named no directory: do not blame an option they did not give
+            raise CLIError(f"no backup directory {root} (the default <data-dir>/backups: no scheduled backup or "
+                           "recover wrote one there yet); give --dir DIR for archives elsewhere")
         raise CLIError(f"--dir: {root} is not a directory")
     rows = []
     for path in sorted(root.glob("etcdward_backup_*.tar.gz")):

@@ -100,6 +100,9 @@ def check_expiration(data_dir: Path, output: str) -> None:
 def renew(everywhere: bool, timeout: float, data_dir: Path) -> None:
     """Renew this node's leaf certificates now (same keys; never a CA). A running controller
     serves them within seconds, etcd on its next connections; nothing is restarted."""
+    ctx = click.get_current_context()
+    if not everywhere and ctx.get_parameter_source("timeout") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--timeout applies only with --all (renewing this node's files waits for nothing)")
     data = DataDir.at(data_dir)
     cfg = node_config(data)
     if everywhere:

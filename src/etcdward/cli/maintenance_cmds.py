@@ -7,7 +7,9 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
@@ -16,8 +18,11 @@ from ..maintenance.lock import DefragLock
 from ..maintenance.remote import ControllerClient
 from ..paths import DataDir
 from ..store import Alarm, Store
-from .common import data_dir_option, print_table, with_store
+from ..store import errors as E
+from .common import CLIError, data_dir_option, print_table, with_store
 from .etcd_cmds import etcd_group
+
+T = TypeVar("T")
 
 
 @etcd_group.command("defrag")
@@ -43,7 +48,14 @@ def defrag(data_dir: Path, all_members: bool) -> None:
         await record(store, "defrag", caller, f"defrag of {', '.join(r.name for r in reports)}", reports)
         return reports
 
-    with_store(data, go)
+    _with_local_etcd(data, go, "can't defragment")
+
+
+def _with_local_etcd(data: DataDir, fn: Callable[[Store], Awaitable[T]], what: str) -> T:
+    try:
+        return with_store(data, fn)
+    except E.StoreError as e:
+        raise CLIError(f"{what}: etcd of {data.root} is not reachable or failed: {e}") from None
 
 
 @etcd_group.group("alarm")
@@ -72,7 +84,8 @@ def _alarms_command(disarm: bool) -> click.Command:
                 await store.disarm(a)
             return alarms, {m.id: m.name for m in await store.members()}
 
-        alarms, names = with_store(DataDir.at(data_dir), go)
+        alarms, names = _with_local_etcd(DataDir.at(data_dir), go,
+                                         "can't disarm alarms" if disarm else "can't list alarms")
         _show_alarms(alarms, names, output)
 
     return command

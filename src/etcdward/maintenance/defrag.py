@@ -203,7 +203,7 @@ async def recover_nospace(store: Store, client: ControllerClient, quota: int,
             if alarm.kind == "NOSPACE":
                 await store.disarm(alarm)
     skipped += failed
-    sizes = ", ".join(f"{r.name} {mib(r.after.db_size)}" for r in reports) or "no member"
+    sizes = ", ".join(f"{r.name} (db {mib(r.before.db_size)} -> {mib(r.after.db_size)})" for r in reports) or "no member"
     what = (f"compacted to revision {view.revision}, defragmented {sizes}"
             + (f" (skipped: {'; '.join(skipped)})" if skipped else ""))
     message = (f"NOSPACE: {what}; disarmed the alarm" if disarmed else
