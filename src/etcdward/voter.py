@@ -1,5 +1,6 @@
 """What a controller runs once its etcd is a voting member, each task from explicit deps:
 
+    member-list  the one reader of the etcd member list, shared by the services below (memberlist.py)
     join-api     the join API (api.py)
     reconciler   campaigns for the reconciler role and reconciles while leading (reconcile/)
     liveness     keeps /etcdward/alive/<member id> (with its etcd version) while the local etcd answers
@@ -23,6 +24,7 @@ from .api import serve_api
 from .backup.report import BackupMetrics
 from .backup.schedule import BackupService
 from .etcdversions import keep_pinned
+from .memberlist import MemberListReader
 from .reconcile.election import Liveness
 from .reconcile.loop import run_reconciler
 from .reconcile.unstick import run_unstick
@@ -35,15 +37,17 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
     body = {"name": ident.name, "memberID": ident.member_id or "", "peerAddress": cfg.peer_address,
             "etcdVersion": str(deps.etcd_version or "")}
     alive = Liveness(deps.store, ident.member_id or "", body, ttl=cfg.spec.reconciler.lease_ttl)
+    members = MemberListReader(deps.store)
     registry = CollectorRegistry()
     backups = BackupService(deps.store, deps.data, cfg, ident.name, BackupMetrics(registry))
     before_change = backups.before_change if cfg.spec.backup.before_membership_change else None
     version = ([asyncio.create_task(keep_pinned(deps.data, cfg.etcd.client_port, deps.etcd_version),
                                     name="etcd-version")] if deps.etcd_version else [])
-    return [*version, asyncio.create_task(serve_api(deps, registry, before_add=before_change), name="join-api"),
+    return [*version, asyncio.create_task(members.run(), name="member-list"),
+            asyncio.create_task(serve_api(deps, registry, before_add=before_change), name="join-api"),
             asyncio.create_task(alive.run(), name="liveness"),
-            asyncio.create_task(run_self(deps), name="self"),
+            asyncio.create_task(run_self(deps, members), name="self"),
             asyncio.create_task(backups.run(), name="backup"),
-            asyncio.create_task(run_reconciler(deps, while_leading=backups.run_schedule,
+            asyncio.create_task(run_reconciler(deps, members, while_leading=backups.run_schedule,
                                                before_removal=before_change), name="reconciler"),
             asyncio.create_task(run_unstick(deps), name="unstick")]
