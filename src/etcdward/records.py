@@ -24,13 +24,16 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .addresses import is_member_name
 from .errors import Permanent, Temporary
 from .keys import ETCDMEMBERS
-from .store import Member, Store
+from .store import KV, Member
+
+if TYPE_CHECKING:  # the store client pulls in gRPC; `etcdward get` reads through the gateway
+    from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +266,11 @@ class Listing:
 
 
 async def list_records(store: Store) -> Listing:
-    kvs, rev = await store.get_prefix(ETCDMEMBERS)
+    return listing_of(*await store.get_prefix(ETCDMEMBERS))
+
+
+def listing_of(kvs: list[KV], rev: int) -> Listing:
+    """The records (and the keys that are not valid records) of a read of ETCDMEMBERS."""
     recs, bad = [], []
     for kv in kvs:
         name = kv.key.removeprefix(ETCDMEMBERS)

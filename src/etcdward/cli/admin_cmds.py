@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..addresses import canonical_host, host_port
 from ..paths import DataDir
-from ..supervisor import etcd_processes
-from ..membership import LeaveRefused, remove_member_guarded
-from ..store import Member, Store
+from ..store import Member
 from ..store import errors as E
 from .common import CLIError, data_dir_option, locked_data_dir, node_config, with_store
 from .etcd_cmds import etcd_group
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+# This module is imported with `etcd_cmds` (it adds `etcd leave` to the group), so every `etcd`
+# subcommand pays for its top-level imports: what only leave and reset use is imported in them.
 
 
 def check_peer_address(value: str) -> str:
@@ -44,6 +49,8 @@ def leave(ctx: click.Context, peer_address: str | None, force: bool, data_dir: P
                            f"({data.effective_config}) or use --peer-address")
     addr = check_peer_address(peer_address)
     url = f"https://{host_port(addr, cfg.etcd.peer_port)}"
+
+    from ..membership import LeaveRefused, remove_member_guarded
 
     async def go(store: Store) -> Member:
         return await remove_member_guarded(store, url, force, note=lambda line: click.echo(line, err=True))
@@ -106,6 +113,8 @@ def reset(data_dir: Path, force: bool) -> None:
 
 def _reset_locked(data: DataDir, force: bool) -> None:
     # The lock keeps controllers out; this also catches a stray etcd started by hand.
+    from ..supervisor import etcd_processes
+
     pids = etcd_processes(data)
     if pids:
         raise CLIError(f"an etcd is running on {data.root} (pid {', '.join(map(str, pids))}): "
