@@ -243,6 +243,8 @@ class Reconciler:
         self.max_pass_age = max(1.0, election.lease.ttl * 0.5)
         try:
             while await election.still_leader():
+                # cleared before the pass reads, not after: a change seen during the pass wakes the next one
+                self.wakeup.clear()
                 try:
                     result = await self.run_pass()
                 except E.StoreError as e:
@@ -256,7 +258,6 @@ class Reconciler:
                 delay = 0 if result.done is not None else (FAST if pending or result.waiting else SLOW)
                 # a leader whose lease lapses (cut off) notices at once, not at the next safety-net pass
                 delay = min(delay, election.lease.valid_for() + 0.05)
-                self.wakeup.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), delay)
             return "lost"
