@@ -46,3 +46,13 @@ def test_help_lists_every_command() -> None:
     out = CliRunner().invoke(cli, ["--help"]).output
     for name in LAZY_COMMANDS:
         assert f"  {name} " in out
+
+
+def test_gateway_response_plain_and_chunked() -> None:
+    from etcdward.store.gateway import _parse_response
+
+    plain = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"a": true}'
+    assert _parse_response(plain) == (200, b'{"a": true}')
+    chunked = (b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b'4\r\n{"er\r\n8;x=1\r\nror": 1}\r\n0\r\n\r\n')
+    assert _parse_response(chunked) == (503, b'{"error": 1}')

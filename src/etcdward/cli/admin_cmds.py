@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -124,6 +123,8 @@ def _reset_locked(data: DataDir, force: bool) -> None:
         click.echo(f"nothing to reset in {data.root}")
         return
     if not force and not data.tombstone.exists():
+        import asyncio
+
         reason = asyncio.run(_still_member(data)) if data.etcd_cert("ca")[0].exists() else None
         if reason is None and data.etcd_db.exists():
             reason = ("it has etcd data and no tombstone (state/removed.json), so it was never seen being removed "

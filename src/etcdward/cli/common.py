@@ -93,6 +93,24 @@ def node_config(data: DataDir) -> Config:
     return cfg
 
 
+def node_client_port(data: DataDir) -> int:
+    """The local etcd's client port from the effective config, for a command that needs nothing
+    else: read without pydantic (whose models take longer to build than such a command runs)
+    when the file is as the controller wrote it; anything else goes through node_config() and
+    is refused with its error."""
+    import yaml
+
+    try:
+        doc = yaml.load(data.effective_config.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        etcd = doc["spec"]["storage"]["etcd"]
+        port, peer = etcd["clientPort"], etcd["peerAddress"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return node_config(data).etcd.client_port
+    if type(port) is int and 0 < port < 65536 and isinstance(peer, str) and peer:
+        return port
+    return node_config(data).etcd.client_port
+
+
 def open_store(data: DataDir, timeout: float = 5.0) -> Store:
     from ..store import local_store  # gRPC: imported only by commands that talk to etcd
 
@@ -113,10 +131,10 @@ def gateway_reader(data: DataDir, timeout: float = 5.0) -> GatewayReader:
     ca, _ = data.etcd_cert("ca")
     if not ca.exists():
         raise CLIError(f"no etcd certificates under {data.etcd_pki}: is {data.root} an etcdward data dir? (--data-dir)")
-    cfg = node_config(data)
+    port = node_client_port(data)
     crt, key = data.etcd_cert("client")
     try:
-        return GatewayReader(f"127.0.0.1:{cfg.etcd.client_port}", ca, crt, key, timeout=timeout)
+        return GatewayReader(f"127.0.0.1:{port}", ca, crt, key, timeout=timeout)
     except OSError as e:
         raise CLIError(f"cannot read the client certificate for the local etcd: {e.filename or crt}: "
                        f"{e.strerror}") from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -118,6 +117,8 @@ def read_token(token: str | None, token_file: Path | None) -> str | None:
 def controller(token: str | None, token_file: Path | None, config_file: Path | None, data_dir: Path,
                join_timeout: float, verbose: bool) -> None:
     """Run a control-plane node (etcd + join API + reconciler) in the foreground."""
+    import logging
+
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     for noisy in ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "etcd3aio", "grpc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

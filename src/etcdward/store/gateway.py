@@ -3,7 +3,9 @@
 Importing gRPC and etcd3aio takes longer than the whole of `etcdctl member list`; a command
 that only reads can instead POST etcd's own v3 JSON API over the same mutual-TLS port with
 the standard library (ssl, http.client). Same endpoint, same certificates, same answers as
-the gRPC calls of client.py; errors map to `store.errors` the same way.
+the gRPC calls of client.py; errors map to `store.errors` the same way. One request per
+connection (`Connection: close`), written by hand: http.client alone imports about as long as
+the rest of the command.
 
     GatewayReader(...).members()     -> list[Member]          (POST /v3/cluster/member/list)
     GatewayReader(...).get_prefix(p) -> (list[KV], revision)  (POST /v3/kv/range, linearizable)
@@ -12,7 +14,6 @@ the gRPC calls of client.py; errors map to `store.errors` the same way.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import socket
 import ssl
@@ -36,25 +37,26 @@ class GatewayReader:
         self._tls.load_cert_chain(str(cert), str(key))
 
     def _post(self, op: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        payload = json.dumps(body).encode()
+        request = (f"POST {path} HTTP/1.1\r\nHost: {self.server_name}\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode() + payload
         try:
-            # TLS here, not by HTTPSConnection: the certificate is checked for the name client.py
-            # checks (localhost), whatever address the endpoint is
-            conn.sock = self._tls.wrap_socket(socket.create_connection((self.host, self.port), self.timeout),
-                                              server_hostname=self.server_name)
-            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            raw = resp.read()
-        except (OSError, http.client.HTTPException) as e:
+            # TLS checked for the name client.py checks (localhost), whatever address the endpoint is
+            with socket.create_connection((self.host, self.port), self.timeout) as raw, \
+                    self._tls.wrap_socket(raw, server_hostname=self.server_name) as conn:
+                conn.sendall(request)
+                chunks = []
+                while chunk := conn.recv(65536):
+                    chunks.append(chunk)
+        except OSError as e:
             raise E.Unavailable(f"{op}: {e}") from None
-        finally:
-            conn.close()
+        status, body_bytes = _parse_response(b"".join(chunks))
         try:
-            data = json.loads(raw or b"{}")
+            data = json.loads(body_bytes or b"{}")
         except ValueError:
-            raise E.Other(f"{op}: etcd answered HTTP {resp.status} with no JSON") from None
-        if resp.status != 200 or "error" in data:
-            msg = str(data.get("error") or data.get("message") or f"HTTP {resp.status}")
+            raise E.Other(f"{op}: etcd answered HTTP {status} with no JSON") from None
+        if status != 200 or "error" in data:
+            msg = str(data.get("error") or data.get("message") or f"HTTP {status}")
             raise (E.classify(msg) or E.Unavailable)(f"{op}: {msg}")
         return data  # type: ignore[no-any-return]
 
@@ -76,3 +78,25 @@ class GatewayReader:
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
+
+
+def _parse_response(raw: bytes) -> tuple[int, bytes]:
+    """Status code and body of one HTTP/1.1 response read to the end (plain or chunked)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    try:
+        status = int(lines[0].split()[1])
+    except (IndexError, ValueError):
+        raise E.Unavailable(f"etcd's gateway answered something that is not HTTP: {raw[:80]!r}") from None
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        out, rest = [], body
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0] or b"0", 16)
+            if size == 0:
+                break
+            out.append(rest[:size])
+            rest = rest[size + 2:]
+        body = b"".join(out)
+    return status, body
