@@ -397,6 +397,12 @@ class _Server(uvicorn.Server):
     def capture_signals(self) -> Any:  # type: ignore[override]
         return contextlib.nullcontext()
 
+    async def main_loop(self) -> None:
+        """uvicorn's own loop wakes every 0.1 s to look at should_exit; this server is stopped by
+        cancelling its task, so a tick a second is enough (each refreshes the Date header)."""
+        while not await self.on_tick(0):  # counter 0: every tick is uvicorn's once-a-second one
+            await asyncio.sleep(1.0)
+
 
 class ApiListenError(Permanent):
     """The join API's address:port cannot be listened on."""

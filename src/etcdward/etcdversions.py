@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import ssl
 import subprocess
@@ -68,6 +69,25 @@ def parse_version_output(out: str) -> Version | None:
 
 
 def binary_version(binary: str) -> Version:
+    """The version of the etcd binary; asked once per file (a controller checks it twice while
+    it starts, and each `etcd --version` is a process start on the way to the first join)."""
+    try:
+        st = os.stat(binary)
+        stamp: tuple[str, int, int] | None = (os.path.realpath(binary), st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = None
+    if stamp is not None and stamp in _VERSIONS:
+        return _VERSIONS[stamp]
+    v = _ask_version(binary)
+    if stamp is not None:
+        _VERSIONS[stamp] = v
+    return v
+
+
+_VERSIONS: dict[tuple[str, int, int], Version] = {}
+
+
+def _ask_version(binary: str) -> Version:
     try:
         p = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30,
                            stdin=subprocess.DEVNULL)

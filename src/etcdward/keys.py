@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+ROOT = "/etcdward/"  # every key below is under it
 ETCDMEMBERS = "/etcdward/etcdmembers/"
 TOKENS = "/etcdward/tokens/"
 JOIN_QUEUE = "/etcdward/join-queue/"

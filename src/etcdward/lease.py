@@ -29,7 +29,13 @@ class KeptLease:
 
     @property
     def valid(self) -> bool:
-        return self.id != 0 and time.monotonic() - self._confirmed < self.ttl * 0.8
+        return self.valid_for() > 0
+
+    def valid_for(self) -> float:
+        """Seconds until `valid` turns False unless a keep-alive is confirmed (0: not valid)."""
+        if self.id == 0:
+            return 0.0
+        return max(0.0, self.ttl * 0.8 - (time.monotonic() - self._confirmed))
 
     async def grant(self) -> int:
         t0 = time.monotonic()

@@ -41,6 +41,7 @@ from .supervisor import LaunchPlan, MemberWasRemoved, Supervisor, SupervisorGave
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 120.0
+READY_POLL = 0.05  # the first node's join API starts after this passes: joiners are waiting for it
 
 
 class ControllerError(Permanent):
@@ -279,7 +280,7 @@ class Controller:
                 break
             except E.StoreError as e:
                 last = e
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(READY_POLL)
         else:
             raise ControllerError(f"etcd did not become ready in time: {last}")
         crashpoint("join-after-promotion")

@@ -24,13 +24,16 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .addresses import is_member_name
 from .errors import Permanent, Temporary
 from .keys import ETCDMEMBERS
-from .store import KV, Member, Store
+from .store import KV, Member
+
+if TYPE_CHECKING:  # the store client pulls in gRPC; `etcdward get` reads through the gateway
+    from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -263,12 +266,12 @@ class Listing:
 
 
 async def list_records(store: Store) -> Listing:
-    kvs, rev = await store.get_prefix(ETCDMEMBERS)
-    return listing(kvs, rev)
+    return listing(*await store.get_prefix(ETCDMEMBERS))
 
 
 def listing(kvs: list[KV], rev: int) -> Listing:
-    """The records among kvs (keys under ETCDMEMBERS), read at revision rev."""
+    """The records (and the keys that are not valid records) among kvs, a read of ETCDMEMBERS at
+    revision rev."""
     recs, bad = [], []
     for kv in kvs:
         name = kv.key.removeprefix(ETCDMEMBERS)

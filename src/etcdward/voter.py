@@ -1,5 +1,6 @@
 """What a controller runs once its etcd is a voting member, each task from explicit deps:
 
+    member-list  the one reader of the etcd member list, shared by the services below (memberlist.py)
     join-api     the join API (api.py)
     reconciler   campaigns for the reconciler role and reconciles while leading (reconcile/)
     liveness     keeps /etcdward/alive/<member id> (with its etcd version and its etcd's Status figures)
@@ -28,6 +29,7 @@ from .backup.report import BackupMetrics
 from .backup.schedule import BackupService
 from .certrenewal import CertRenewer
 from .etcdversions import keep_pinned
+from .memberlist import MemberListReader
 from .reconcile.election import Liveness
 from .reconcile.loop import run_reconciler
 from .reconcile.maintain import run_maintenance
@@ -50,6 +52,7 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
     backups = BackupService(deps.store, deps.data, cfg, ident.name, BackupMetrics(deps.metrics),
                             heartbeats=deps.heartbeats)
     before_change = backups.before_change if cfg.spec.backup.before_membership_change else None
+    members = MemberListReader(deps.store, heartbeats=deps.heartbeats)
 
     async def while_leading() -> None:
         await asyncio.gather(backups.run_schedule(), run_maintenance(deps))
@@ -58,12 +61,13 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
                                                 heartbeats=deps.heartbeats), name="etcd-version")]
                if deps.etcd_version else [])
     tls = server_ssl_context(deps.data)
-    return [*version, asyncio.create_task(serve_api(deps, before_add=before_change, tls=tls), name="join-api"),
+    return [*version, asyncio.create_task(members.run(), name="member-list"),
+            asyncio.create_task(serve_api(deps, before_add=before_change, tls=tls), name="join-api"),
             asyncio.create_task(cert_renewer(deps, tls).run(), name="certs"),
             asyncio.create_task(alive.run(), name="liveness"),
-            asyncio.create_task(run_self(deps), name="self"),
+            asyncio.create_task(run_self(deps, members), name="self"),
             asyncio.create_task(backups.run(), name="backup"),
-            asyncio.create_task(run_reconciler(deps, while_leading=while_leading,
+            asyncio.create_task(run_reconciler(deps, members, while_leading=while_leading,
                                                before_removal=before_change), name="reconciler"),
             asyncio.create_task(run_unstick(deps), name="unstick")]
 

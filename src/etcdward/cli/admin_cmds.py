@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
 from collections.abc import Awaitable, Callable
@@ -14,15 +13,17 @@ import click
 from .. import localstate
 from ..addresses import canonical_host, host_port
 from ..paths import DataDir
-from ..supervisor import etcd_processes
-from ..membership import LeaveRefused, remove_member_guarded
-from ..store import Member, Store
+from ..store import Member
 from ..store import errors as E
 from .common import CLIError, data_dir_option, locked_data_dir, node_config, with_store
 from .etcd_cmds import etcd_group
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..store import Store
+
+# This module is imported with `etcd_cmds` (it adds `etcd leave` to the group), so every `etcd`
+# subcommand pays for its top-level imports: what only leave and reset use is imported in them.
 
 
 def check_peer_address(value: str) -> str:
@@ -52,6 +53,8 @@ def leave(ctx: click.Context, peer_address: str | None, force: bool, data_dir: P
     addr = check_peer_address(peer_address)
     url = f"https://{host_port(addr, cfg.etcd.peer_port)}"
 
+    from ..membership import LeaveRefused, remove_member_guarded
+
     async def go(store: Store) -> Member:
         before = backup_before_removal(store, data, cfg, force) if cfg.spec.backup.before_membership_change else None
         return await remove_member_guarded(store, url, force, note=lambda line: click.echo(line, err=True),
@@ -75,6 +78,7 @@ def backup_before_removal(store: Store, data: DataDir, cfg: Config, force: bool)
 
         from ..backup.report import BackupMetrics
         from ..backup.schedule import RATE_LIMIT, BackupService
+        from ..membership import LeaveRefused
         from ..metrics import Metrics
 
         logging.getLogger("etcdward.backup").setLevel(logging.ERROR)  # its outcome is told below, in one line
@@ -153,6 +157,8 @@ def reset(data_dir: Path, force: bool) -> None:
 
 def _reset_locked(data: DataDir, force: bool) -> None:
     # The lock keeps controllers out; this also catches a stray etcd started by hand.
+    from ..supervisor import etcd_processes
+
     pids = etcd_processes(data)
     if pids:
         raise CLIError(f"an etcd is running on {data.root} (pid {', '.join(map(str, pids))}): "
@@ -162,6 +168,8 @@ def _reset_locked(data: DataDir, force: bool) -> None:
         click.echo(f"nothing to reset in {data.root}")
         return
     if not force and not data.tombstone.exists():
+        import asyncio
+
         reason = asyncio.run(_still_member(data)) if data.etcd_cert("ca")[0].exists() else None
         if reason is None and data.etcd_db.exists():
             reason = ("it has etcd data and no tombstone (state/removed.json), so it was never seen being removed "

@@ -11,7 +11,7 @@ import click
 
 from ..backup.archive import ArchiveError, verify_file
 from ..paths import DataDir
-from .common import CLIError, client_port, data_dir_option, print_data, print_table, with_store
+from .common import CLIError, data_dir_option, node_client_port, print_data, print_table, with_store
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -38,7 +38,7 @@ def backup_group(ctx: click.Context, save_path: str | None, data_dir: Path) -> N
         dest = Path(save_path).absolute()
         if dest.exists() and not dest.is_dir():
             raise CLIError(f"--save-path: {dest} is not a directory")
-    client_port(data)  # the effective config is checked before anything is taken
+    node_client_port(data)  # the effective config is checked before anything is taken
     # config.yaml of the archive: the effective config as the controller wrote it (cfg.to_yaml())
     config_yaml = data.effective_config.read_bytes()
     from ..backup.take import take_backup  # gRPC: not for `backup list`

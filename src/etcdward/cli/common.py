@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import yaml
 
 from .. import datalock
 from .. import logformat
@@ -19,8 +17,9 @@ from ..durations import MAX_DURATION, check_seconds
 from ..paths import DEFAULT_DATA_DIR, DataDir
 
 if TYPE_CHECKING:
-    from .. import config as cfgmod
+    from ..config import Config
     from ..store import Store
+    from ..store.gateway import GatewayReader
 
 T = TypeVar("T")
 
@@ -76,15 +75,15 @@ def locked_data_dir(data: DataDir, command: str) -> Iterator[None]:
         yield
 
 
-def node_config(data: DataDir) -> cfgmod.Config:
+def node_config(data: DataDir) -> Config:
     """The effective config the controller wrote to state/ (ports, addresses)."""
-    from .. import config as cfgmod  # pydantic: imported only by commands that need the whole config
-
     p = data.effective_config
     if not p.exists():
         # Never guess the default ports: another node's etcd may answer on them.
         raise CLIError(f"no effective config in {p}: is {data.root} the data dir of a controller that has started "
                        "(--data-dir)? The controller writes this file each time it starts")
+    from .. import config as cfgmod  # pydantic: imported by the commands that need it only
+
     try:
         cfg = cfgmod.load(p)
     except cfgmod.ConfigError as e:
@@ -95,18 +94,21 @@ def node_config(data: DataDir) -> cfgmod.Config:
     return cfg
 
 
-def client_port(data: DataDir) -> int:
-    """The local etcd's client port, from the effective config. Read without the config schema
-    (pydantic: ~0.2 s of start-up, a sixth of an `etcdctl snapshot save` that `etcdward backup`
-    is measured against): the controller wrote this file fully explicit, from a validated config.
-    Anything unexpected in it goes through the full load, which names what is wrong."""
+def node_client_port(data: DataDir) -> int:
+    """The local etcd's client port from the effective config, for a command that needs nothing
+    else: read without pydantic (whose models take longer to build than such a command runs)
+    when the file is as the controller wrote it; anything else goes through node_config() and
+    is refused with its error."""
+    import yaml
+
     try:
-        doc = yaml.safe_load(data.effective_config.read_bytes())
-        port = doc["spec"]["storage"]["etcd"]["clientPort"]
-        if doc["spec"]["storage"]["etcd"]["peerAddress"] and type(port) is int and 1 <= port <= 65535:
-            return port
+        doc = yaml.load(data.effective_config.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        etcd = doc["spec"]["storage"]["etcd"]
+        port, peer = etcd["clientPort"], etcd["peerAddress"]
     except (OSError, yaml.YAMLError, KeyError, TypeError):
-        pass
+        return node_config(data).etcd.client_port
+    if type(port) is int and 0 < port < 65536 and isinstance(peer, str) and peer:
+        return port
     return node_config(data).etcd.client_port
 
 
@@ -116,14 +118,32 @@ def open_store(data: DataDir, timeout: float = 5.0) -> Store:
     ca, _ = data.etcd_cert("ca")
     if not ca.exists():
         raise CLIError(f"no etcd certificates under {data.etcd_pki}: is {data.root} an etcdward data dir? (--data-dir)")
-    port = client_port(data)
+    port = node_client_port(data)
     try:
         return local_store(data, port, timeout=timeout)
     except OSError as e:
         raise CLIError(f"cannot read the client certificate for the local etcd: {e.filename}: {e.strerror}") from None
 
 
+def gateway_reader(data: DataDir, timeout: float = 5.0) -> GatewayReader:
+    """Like open_store, for a command that only reads: etcd's JSON gateway, no gRPC to import."""
+    from ..store.gateway import GatewayReader
+
+    ca, _ = data.etcd_cert("ca")
+    if not ca.exists():
+        raise CLIError(f"no etcd certificates under {data.etcd_pki}: is {data.root} an etcdward data dir? (--data-dir)")
+    port = node_client_port(data)
+    crt, key = data.etcd_cert("client")
+    try:
+        return GatewayReader(f"127.0.0.1:{port}", ca, crt, key, timeout=timeout)
+    except OSError as e:
+        raise CLIError(f"cannot read the client certificate for the local etcd: {e.filename or crt}: "
+                       f"{e.strerror}") from None
+
+
 def run(coro: Awaitable[T]) -> T:
+    import asyncio
+
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
@@ -137,20 +157,18 @@ def with_store(data: DataDir, fn: Callable[[Store], Awaitable[T]], timeout: floa
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """kubectl-style plain table (no box), stable for scripts that use awk."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for c in columns:
-        table.add_column(c, no_wrap=True)
-    for r in rows:
-        table.add_row(*["" if v is None else str(v) for v in r])
-    Console(width=250, soft_wrap=True).print(table)
+    """kubectl-style plain table (no box, two spaces between columns, every cell padded to its
+    column), stable for scripts that use awk. Plain string formatting: importing rich for it
+    cost more than the rest of a short command."""
+    cells = [list(columns), *(["" if v is None else str(v) for v in r] for r in rows)]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    sys.stdout.write("".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "\n" for r in cells))
 
 
 def print_data(obj: Any, fmt: str) -> None:
     if fmt == "yaml":
+        import yaml
+
         sys.stdout.write(yaml.safe_dump(obj, sort_keys=False))
     else:
         sys.stdout.write(json.dumps(obj, indent=2) + "\n")

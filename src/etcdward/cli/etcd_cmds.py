@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from ..paths import DataDir
-from ..store import Member, Store
+from ..store import Member
 from ..store import errors as E
-from .common import CLIError, data_dir_option, print_table, with_store
+from .common import CLIError, data_dir_option, gateway_reader, print_table
 
 
 @click.group("etcd")
@@ -32,12 +32,9 @@ def k0s_member_list(members: list[Member]) -> str:
 def member_list(data_dir: Path, output: str) -> None:
     """List etcd cluster members (JSON encoded, like k0s)."""
     data = DataDir.at(data_dir)
-
-    async def fetch(store: Store) -> list[Member]:
-        return await store.members()
-
     try:
-        members = with_store(data, fetch)
+        # a read only: etcd's JSON gateway, which spares the command importing gRPC (~10x its run time)
+        members = gateway_reader(data).members()
     except (E.StoreError, CLIError, OSError) as e:
         msg = e.message if isinstance(e, CLIError) else str(e)
         raise CLIError(f"can't list etcd cluster members: {msg}") from None

@@ -35,9 +35,50 @@ LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The one-line help of the lazy commands, so that `etcdward --help` lists them without importing
+# them (tests/test_cli_startup.py checks that each is the command's own first line). A lazy
+# command missing here is imported to list it.
+LAZY_HELP: dict[str, str] = {
+    "etcd": "Manage the etcd cluster membership.",
+    "token": "Manage join tokens.",
+    "get": "Display EtcdMember records (like kubectl get).",
+    "delete": "Delete EtcdMember records (like kubectl delete).",
+    "patch": "Update fields of an EtcdMember record (like kubectl patch).",
+    "kubeconfig": "Print a kubeconfig with a client certificate for USER signed by the cluster CA (the key is only "
+                  "in the output: keep it like a password).",
+    "reset": "Remove this node's local state (etcd data, state/, pki/) so that it can join again.",
+    "status": "Cluster health: members, leaders, raft and db figures, records, backups, and why it is degraded.",
+    "up": "Run N controllers on 127.0.0.x: the first bootstraps, the rest join in parallel.",
+    "backup": "Back up this node's etcd, CAs and config into one archive (its controller must run).",
+    "restore": "Restore a backup ARCHIVE (or - for stdin) into an empty data dir, as the one member of a new "
+               "cluster.",
+    "recover": "Quorum-loss recovery: make this surviving node (controller stopped) the only member of its cluster, "
+               "keeping all its data, when a majority of the members is gone for good.",
+    "install": "Install etcdward as a systemd service.",
+    "uninstall": "Remove the etcdward systemd service (refused while it runs).",
+    "certs": "Check and renew this node's certificates (pki/ in the data dir).",
+}
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's listing, but without importing the lazy commands whose help is in LAZY_HELP."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names), default=0)
+        rows = []
+        for name in names:
+            if name in LAZY_HELP and name not in self.commands:
+                rows.append((name, click.Command(name, help=LAZY_HELP[name]).get_short_help_str(limit)))
+                continue
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in LAZY_COMMANDS:

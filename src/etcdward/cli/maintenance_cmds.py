@@ -9,18 +9,17 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from ..maintenance.defrag import DefragReport, defrag_members, record
-from ..maintenance.lock import DefragLock
-from ..maintenance.remote import ControllerClient
 from ..paths import DataDir
-from ..store import Alarm, Store
-from ..store import errors as E
 from .common import CLIError, data_dir_option, print_table, with_store
 from .etcd_cmds import etcd_group
+
+if TYPE_CHECKING:  # imported with every `etcd` subcommand: what only these commands use is imported in them
+    from ..maintenance.defrag import DefragReport
+    from ..store import Alarm, Store
 
 T = TypeVar("T")
 
@@ -34,6 +33,10 @@ def defrag(data_dir: Path, all_members: bool) -> None:
 
     A member is blocked while it is defragmented: refused while any member is not started, not
     live or a learner, or a join is queued; only one defrag runs at a time in the cluster."""
+    from ..maintenance.defrag import defrag_members, record
+    from ..maintenance.lock import DefragLock
+    from ..maintenance.remote import ControllerClient
+
     data = DataDir.at(data_dir)
     caller = f"etcdward etcd defrag{' --all' if all_members else ''} on {socket.gethostname()} (pid {os.getpid()})"
 
@@ -52,6 +55,8 @@ def defrag(data_dir: Path, all_members: bool) -> None:
 
 
 def _with_local_etcd(data: DataDir, fn: Callable[[Store], Awaitable[T]], what: str) -> T:
+    from ..store import errors as E
+
     try:
         return with_store(data, fn)
     except E.StoreError as e:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -18,13 +18,15 @@ from .. import records
 from ..addresses import is_member_name
 from ..kubeapi import resource
 from ..kubeapi.patch import merge_patch
-from ..kubeapi.routes import list_object
 from ..kubeapi.status import KubeError, not_found
 from ..kubeapi.table import cli_cell, cli_columns
 from ..paths import DataDir
-from ..store import Store
+from ..keys import ETCDMEMBERS
 from ..store import errors as E
-from .common import CLIError, data_dir_option, print_data, print_table, with_store
+from .common import CLIError, data_dir_option, gateway_reader, print_data, print_table, with_store
+
+if TYPE_CHECKING:  # the gRPC client: imported by the commands that write only
+    from ..store import Store
 
 T = TypeVar("T")
 KINDS = ("etcdmembers", "etcdmember", "em")
@@ -42,6 +44,19 @@ def _store_call(data_dir: Path, fn: Callable[[Store], Awaitable[T]], what: str) 
         raise CLIError(f"can't {what}: etcd of {data.root} is not reachable or failed: {e}") from None
     except OSError as e:
         raise CLIError(f"can't {what}: {e}") from None
+
+
+def _read_records(data_dir: Path) -> records.Listing:
+    """A read only: through etcd's JSON gateway, which spares `get` importing gRPC."""
+    data = DataDir.at(data_dir)
+    try:
+        listing = records.listing(*gateway_reader(data).get_prefix(ETCDMEMBERS))
+    except E.StoreError as e:
+        raise CLIError(f"can't list EtcdMember records: etcd of {data.root} is not reachable or failed: etcd is not "
+                       f"available: {e}") from None
+    except OSError as e:
+        raise CLIError(f"can't list EtcdMember records: {e}") from None
+    return records.Listing(tuple(sorted(listing.records, key=lambda r: r.name)), listing.invalid, listing.revision)
 
 
 def _check_name(name: str) -> str:
@@ -69,10 +84,7 @@ def _get(kind: str) -> click.Command:
         if name is not None:
             _check_name(name)
 
-        async def fetch(store: Store) -> records.Listing:
-            return await resource.list_members(store)
-
-        listing = _store_call(data_dir, fetch, "list EtcdMember records")
+        listing = _read_records(data_dir)
         for k, why in listing.invalid:
             click.echo(f"warning: {k} is not a valid EtcdMember record ({why}); skipped", err=True)
         recs = list(listing.records)
@@ -87,7 +99,7 @@ def _get(kind: str) -> click.Command:
                 print_table(header, rows([one], output == "wide"))
             return
         if output in ("json", "yaml"):
-            print_data(list_object(listing.records), output)
+            print_data(resource.list_object(listing.records), output)
         elif not recs:
             click.echo("No resources found", err=True)
         else:

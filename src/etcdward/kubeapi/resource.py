@@ -13,16 +13,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import records
 from ..records import EtcdMember, RecordError
-from ..store import Store
 from ..store import errors as E
 from . import patch as P
 from .selectors import Selector
 from .status import STALE, KubeError, bad_request, conflict, invalid, not_found, unavailable, \
     unsupported_media_type
+
+if TYPE_CHECKING:  # the store client pulls in gRPC; `etcdward get` reads through the gateway
+    from ..store import Store
 
 ATTEMPTS = 10  # compare-and-swap attempts of a write without a resourceVersion precondition
 _NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
@@ -36,6 +38,15 @@ async def _store_op(op: Callable[[], Any]) -> Any:
         return await op()
     except E.StoreError as e:
         raise unavailable(f"etcd is not available: {e}") from None
+
+
+def list_object(recs: tuple[EtcdMember, ...], revision: int | None = None) -> dict[str, Any]:
+    """An EtcdMemberList as the kube API and `get -o json|yaml` print it."""
+    out: dict[str, Any] = {"apiVersion": records.API_VERSION, "kind": records.LIST_KIND,
+                           "items": [r.to_dict() for r in recs]}
+    if revision is not None:
+        out["metadata"] = {"resourceVersion": str(revision)}
+    return out
 
 
 async def list_members(store: Store, selector: Selector = Selector()) -> records.Listing:

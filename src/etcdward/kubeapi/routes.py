@@ -46,14 +46,6 @@ def _object(rec: EtcdMember | None, rv: str, as_table: bool) -> dict[str, Any]:
     return table.kube_table([(rec, obj)], rv) if as_table else obj
 
 
-def list_object(recs: tuple[EtcdMember, ...], revision: int | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"apiVersion": records.API_VERSION, "kind": records.LIST_KIND,
-                           "items": [r.to_dict() for r in recs]}
-    if revision is not None:
-        out["metadata"] = {"resourceVersion": str(revision)}
-    return out
-
-
 async def read_json(request: Request) -> Any:
     body = b""
     async for chunk in request.stream():
@@ -101,7 +93,7 @@ def kube_routes(store: Store, ca: x509.Certificate) -> list[BaseRoute]:
         listing = await resource.list_members(store, sel)
         if as_table:
             return JSONResponse(table.kube_table([(r, r.to_dict()) for r in listing.records], str(listing.revision)))
-        return JSONResponse(list_object(listing.records, listing.revision))
+        return JSONResponse(resource.list_object(listing.records, listing.revision))
 
     def watch_response(q: Any, sel: selectors.Selector, as_table: bool) -> Response:
         try:

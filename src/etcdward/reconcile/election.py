@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 from ..keys import ALIVE, RECONCILER_LEADER
 from ..retry import retry
 
+RECHECK = 30.0  # a follower tries the election key at least this often, even if no watch event came
+
 
 class Election:
     def __init__(self, store: Store, name: str, member_id: str, ttl: int = 10) -> None:
@@ -51,9 +53,13 @@ class Election:
     _won = False
 
     async def campaign(self, poll: float = 0.5, eligible: Callable[[], Awaitable[bool]] | None = None,
-                       beat: Callable[[], None] = lambda: None) -> None:
+                       recheck: float = RECHECK, beat: Callable[[], None] = lambda: None) -> None:
         """Return once this node holds the election key (only tried while `eligible()`);
-        `beat()` every round (the reconciler's heartbeat)."""
+        `beat()` every round (the reconciler's heartbeat: a round may wait up to `recheck`).
+
+        While another controller holds the key, this one holds no lease and sends nothing: it
+        watches the key and tries again when it is deleted (its holder resigned or its lease
+        expired), or after `recheck` seconds at the latest."""
         while True:
             beat()
             try:
@@ -71,9 +77,21 @@ class Election:
                 if kv is not None and kv.lease == self.lease.id:
                     self._won = True
                     return
+                if kv is not None:
+                    await self.lease.close(revoke=True)  # a follower keeps no lease alive
+                    await self._until_deleted(kv.mod_revision, recheck)
+                    continue
             except E.StoreError as e:
                 log.debug("campaign: %s", e)
             await asyncio.sleep(poll)
+
+    async def _until_deleted(self, mod_revision: int, timeout: float) -> None:
+        """Until the election key written at mod_revision is deleted (or replaced), or timeout."""
+        with contextlib.suppress(TimeoutError):  # asyncio.timeout: never swallows a cancel (tasks.py)
+            async with asyncio.timeout(timeout):
+                async for batch in self.store.watch_prefix(RECONCILER_LEADER, mod_revision + 1):
+                    if any(ev.key == RECONCILER_LEADER for ev in batch):
+                        return
 
     async def still_leader(self) -> bool:
         if not self.leading:

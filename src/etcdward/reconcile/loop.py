@@ -1,9 +1,11 @@
 """The leader-elected reconcile loop: wake -> snapshot -> decide -> apply one action -> log.
 
-It wakes on a watch of the EtcdMember records, on a change of the member list (polled every
-0.25 s: etcd has no watch for membership, so an `etcdctl member remove` behind our back shows
-within ~0.25 s), and on a timer: fast (0.1 s) while a learner is pending or a leave is in
-progress, otherwise every second (liveness keys, learner timeouts)."""
+It wakes on one watch of etcdward's keys (records, join records, liveness keys appearing or
+expiring, the election key), on a change of the member list (the process's MemberListReader,
+read every 0.25 s while this loop leads: etcd has no watch for membership, so an `etcdctl
+member remove` behind our back shows within ~0.25 s), and on a timer: fast (0.1 s) while a
+learner is pending or a leave is in progress (learner timeouts, handovers), otherwise only as
+a safety net (SLOW): every change an idle cluster can see is watched."""
 
 from __future__ import annotations
 
@@ -18,24 +20,24 @@ from dataclasses import dataclass
 
 from .. import records
 from ..heartbeats import ETCD_CALL, Heartbeat, Heartbeats
-from ..keys import ETCDMEMBERS, JOINS, JoinRecord, join_key, member_id_of
+from ..keys import ALIVE, ETCDMEMBERS, JOINS, RECONCILER_LEADER, ROOT, JoinRecord, join_key, member_id_of
+from ..memberlist import MemberListReader
 from ..memberops import MemberAction, MemberOps, Operation
 from ..metrics import Metrics
-from ..store import Store
+from ..store import Store, WatchEvent
 from ..store import errors as E
 from ..etcdversions import skew
 from ..membership import alive_members, alive_versions
 from ..tasks import cancel_and_wait
 from ..voterdeps import VoterDeps
 from . import rules
-from .election import Election
+from .election import RECHECK, Election
 
 
 log = logging.getLogger(__name__)
 
 FAST = 0.1  # while a learner is pending or a leave is in progress
-SLOW = 1.0  # a full pass at least this often
-MEMBER_POLL = 0.25  # the member list alone (one cheap RPC) this often; a change wakes a pass
+SLOW = 5.0  # a full pass at least this often (a safety net: changes are watched)
 SKEW_CHECK = 10.0  # the members' etcd versions (liveness keys) this often
 # The longest a pass may take with nothing wrong in the controller: its snapshots and actions are
 # a dozen etcd calls, and a removal may wait for its backup (the loop's /livez bound).
@@ -255,37 +257,21 @@ class Reconciler:
             log.warning("reconcile: %s", warning)
         self.skew = warning
 
-    async def _watch_records(self) -> None:
-        """Wake the loop on any change under the records prefix."""
-        while True:
-            try:
-                _, rev = await self.store.get_prefix(ETCDMEMBERS)
+    async def _follow_keys(self) -> None:
+        """Wake the loop on a change of a key a pass reads (see wakes_reconciler)."""
+        async for batch in self.store.follow_prefix(ROOT):
+            if not batch or any(wakes_reconciler(ev) for ev in batch):
                 self.wakeup.set()
-                async for _batch in self.store.watch_prefix(ETCDMEMBERS, rev + 1):
-                    self.wakeup.set()
-            except E.StoreError as e:
-                log.debug("records watch: %s; watching again", e)
-            await asyncio.sleep(0.5)
 
-    async def _watch_members(self, hb: Heartbeat) -> None:
-        last: tuple[tuple[int, str, bool, tuple[str, ...]], ...] | None = None
-        while True:
-            hb.beat()
-            await asyncio.sleep(MEMBER_POLL)
-            try:
-                now = tuple(sorted((m.id, m.name, m.is_learner, m.peer_urls) for m in await self.store.members()))
-            except E.StoreError:
-                continue
-            if last is not None and now != last:
-                self.wakeup.set()
-            last = now
+    async def _follow_members(self, members: MemberListReader) -> None:
+        with members.quick():
+            await members.notify(self.wakeup)
 
-    async def lead(self, election: Election, hb: Heartbeat) -> str:
-        """Reconcile while leading; returns "lost" or "resigned". (The records watch waits for
-        changes, which may never come: it has no heartbeat.)"""
-        poll = self.heartbeats.register("reconciler-members-poll", every=MEMBER_POLL, work=ETCD_CALL)
-        watchers = [asyncio.create_task(self._watch_records(), name="records-watch"),
-                    asyncio.create_task(self._watch_members(poll), name="members-poll")]
+    async def lead(self, election: Election, members: MemberListReader, hb: Heartbeat) -> str:
+        """Reconcile while leading; returns "lost" or "resigned". (The watches wait for changes,
+        which may never come: they have no heartbeat; the member-list reader has its own.)"""
+        watchers = [asyncio.create_task(self._follow_keys(), name="keys-watch"),
+                    asyncio.create_task(self._follow_members(members), name="member-list-changes")]
         if self.while_leading is not None:
             watchers.append(asyncio.create_task(self.while_leading(), name="while-leading"))
         self.leading = lambda: election.leading
@@ -294,6 +280,8 @@ class Reconciler:
             while await election.still_leader():
                 hb.beat()
                 failed = False
+                # cleared before the pass reads, not after: a change seen during the pass wakes the next one
+                self.wakeup.clear()
                 try:
                     result = await self.run_pass()
                 except E.StoreError as e:
@@ -306,15 +294,25 @@ class Reconciler:
                     return "resigned"
                 pending = result.snapshot is not None and any(m.is_learner for m in result.snapshot.members)
                 delay = 0 if result.done is not None else (FAST if pending or result.waiting else SLOW)
-                self.wakeup.clear()
+                # a leader whose lease lapses (cut off) notices at once, not at the next safety-net pass
+                delay = min(delay, election.lease.valid_for() + 0.05)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), delay)
             return "lost"
         finally:
-            self.heartbeats.unregister(poll)
             if self.metrics is not None:
                 self.metrics.records_out_of_sync.set(0)  # only the leader's view counts
             await cancel_and_wait(watchers)
+
+
+def wakes_reconciler(ev: WatchEvent) -> bool:
+    """Whether a change under ROOT can change a pass's decision: records, join records, the
+    election key, and liveness keys appearing or expiring (not a rewrite of a live one's body)."""
+    if ev.key.startswith((ETCDMEMBERS, JOINS)) or ev.key == RECONCILER_LEADER:
+        return True
+    if ev.key.startswith(ALIVE):
+        return ev.kind == "delete" or ev.create_revision == ev.mod_revision
+    return False
 
 
 async def mark_removed(store: Store, name: str, member_hex: str) -> None:
@@ -330,7 +328,8 @@ async def mark_removed(store: Store, name: str, member_hex: str) -> None:
         await records.modify(store, name, change)
 
 
-async def run_reconciler(deps: VoterDeps, while_leading: Callable[[], Awaitable[None]] | None = None,
+async def run_reconciler(deps: VoterDeps, members: MemberListReader,
+                         while_leading: Callable[[], Awaitable[None]] | None = None,
                          before_removal: Callable[[str], Awaitable[bool]] | None = None) -> None:
     store, name, my_id = deps.store, deps.ident.name, deps.ident.member_id or ""
     spec = deps.cfg.spec.reconciler
@@ -356,12 +355,13 @@ async def run_reconciler(deps: VoterDeps, while_leading: Callable[[], Awaitable[
 
     leader = deps.metrics.reconciler_leader
     try:
-        with deps.heartbeats.loop("reconciler", every=SLOW, work=PASS_WORK) as hb:
+        # a round waits up to SLOW for a change while leading, up to the election's RECHECK while not
+        with deps.heartbeats.loop("reconciler", every=max(SLOW, RECHECK), work=PASS_WORK) as hb:
             while True:
                 await election.campaign(eligible=eligible, beat=hb.beat)
                 leader.set(1)
                 try:
-                    why = await rec.lead(election, hb)
+                    why = await rec.lead(election, members, hb)
                 finally:
                     leader.set(0)
                 if why == "resigned":

@@ -1,16 +1,34 @@
-"""etcd access for the rest of etcdward. Import from here, never from etcd3aio."""
+"""etcd access for the rest of etcdward. Import from here, never from etcd3aio.
+
+`Store` (gRPC) is imported on first use: the values and errors are not, so that a CLI command
+that reads through the JSON gateway (gateway.py) never loads gRPC."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ..paths import DataDir
 from . import errors
-from .client import KV, Alarm, Member, Status, Store, WatchEvent
+from .types import KV, Alarm, Member, Status, WatchEvent
+
+if TYPE_CHECKING:
+    from .client import Store
 
 __all__ = ["KV", "Alarm", "Member", "Status", "Store", "WatchEvent", "errors", "local_store"]
 
 
+def __getattr__(name: str) -> Any:
+    if name == "Store":
+        from .client import Store
+
+        return Store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def local_store(data: DataDir, client_port: int, timeout: float = 5.0) -> Store:
     """A client for this node's etcd at https://127.0.0.1:<clientPort>, with the node's client cert."""
+    from .client import Store
+
     ca, _ = data.etcd_cert("ca")
     crt, key = data.etcd_cert("client")
     return Store.from_files(f"127.0.0.1:{client_port}", ca, crt, key, timeout=timeout)

@@ -1,0 +1,67 @@
+"""The process's one member-list reader and what wakes the reconciler (no etcd: a counting fake)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from etcdward.keys import ALIVE, ETCDMEMBERS, JOIN_QUEUE, JOINS, RECONCILER_LEADER, TOKENS
+from etcdward.memberlist import MemberListReader
+from etcdward.reconcile.loop import wakes_reconciler
+from etcdward.store import Member, WatchEvent
+from etcdward.store import errors as E
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.members_now = [Member(1, "n1", ("https://a:2380",), (), False)]
+        self.calls = 0
+        self.fail = False
+
+    async def members(self) -> list[Member]:
+        self.calls += 1
+        if self.fail:
+            raise E.Unavailable("member list: down")
+        return list(self.members_now)
+
+
+def test_reader_polls_slowly_unless_asked_and_announces_changes() -> None:
+    async def go() -> None:
+        store = FakeStore()
+        reader = MemberListReader(store, idle=10.0, fast=0.01)  # type: ignore[arg-type]
+        task = asyncio.create_task(reader.run())
+        v1 = await asyncio.wait_for(reader.changed(0), 1)
+        await asyncio.sleep(0.1)
+        assert store.calls == 1  # idle: no second read within 10 s
+        wake = asyncio.Event()
+        with reader.quick():
+            notifier = asyncio.create_task(reader.notify(wake))
+            await asyncio.sleep(0.1)
+            assert store.calls > 3  # quick: every 10 ms
+            assert not wake.is_set()  # the same list is no news
+            store.fail = True
+            await asyncio.sleep(0.05)
+            assert reader.latest is not None  # a failed read keeps the last list
+            store.fail = False
+            store.members_now = store.members_now[:0]
+            await asyncio.wait_for(wake.wait(), 1)
+        assert reader.version == v1 + 1 and reader.latest == []
+        notifier.cancel()
+        task.cancel()
+        await asyncio.gather(task, notifier, return_exceptions=True)
+
+    asyncio.run(go())
+
+
+def _ev(key: str, kind: str = "put", create: int = 5, mod: int = 5) -> WatchEvent:
+    return WatchEvent(kind, key, b"{}", mod, create)
+
+
+def test_what_wakes_the_reconciler() -> None:
+    assert wakes_reconciler(_ev(ETCDMEMBERS + "n1", mod=9))
+    assert wakes_reconciler(_ev(JOINS + "ab", mod=9))
+    assert wakes_reconciler(_ev(RECONCILER_LEADER, "delete"))
+    assert wakes_reconciler(_ev(ALIVE + "ab"))  # a controller came alive
+    assert wakes_reconciler(_ev(ALIVE + "ab", "delete"))  # its lease expired
+    assert not wakes_reconciler(_ev(ALIVE + "ab", create=5, mod=9))  # a live one rewrote its figures
+    assert not wakes_reconciler(_ev(TOKENS + "x"))
+    assert not wakes_reconciler(_ev(JOIN_QUEUE + "x"))
