@@ -207,6 +207,10 @@ class Controller:
             for t in done:
                 if t is not stop and t is not sup_task and t.exception():
                     raise t.exception()  # type: ignore[misc]
+            if not stop.done():  # a service task returned: every one runs until cancelled
+                ended = ", ".join(sorted(t.get_name() for t in done if t is not sup_task))
+                raise ControllerError(f"internal error: the {ended} task ended on its own; stopping this "
+                                      "controller (a service manager restarts it)")
             return 0
         except MemberWasRemoved as e:
             await self.shutdown()  # etcd must be stopped before its data dir is moved aside

@@ -45,6 +45,16 @@ DEFAULT_TIMEOUT = 5.0
 _ALARM_NAMES = {int(a): a.name for a in AlarmType}
 
 
+def _cancelled(op: str) -> BaseException:
+    """What a CancelledError out of a gRPC call is: our own task being cancelled (raise it on),
+    or the call cancelled under us because its channel was closed (after a client certificate
+    renewal, use_client_cert): a temporary error the caller answers by calling again."""
+    task = asyncio.current_task()
+    if task is None or task.cancelling():
+        return asyncio.CancelledError()
+    return E.Unavailable(f"{op}: the call was cancelled (its channel closed)")
+
+
 def _member(m: Any) -> Member:
     return Member(int(m.ID), m.name, tuple(m.peerURLs), tuple(m.clientURLs), bool(m.isLearner))
 
@@ -180,7 +190,7 @@ class Store:
             async with asyncio.timeout(timeout or self.timeout):
                 return await coro_fn(*args, **kw)
         except asyncio.CancelledError:
-            raise
+            raise _cancelled(op) from None
         except BaseException as exc:  # noqa: BLE001 - mapped below, never leaks
             raise map_error(exc, op) from None
 
@@ -264,7 +274,7 @@ class Store:
                 if resp.events:
                     yield [_watch_event(ev, prev_kv) for ev in resp.events]
         except asyncio.CancelledError:
-            raise
+            raise _cancelled(f"watch {prefix}") from None
         except E.StoreError:
             raise
         except BaseException as exc:  # noqa: BLE001
