@@ -170,3 +170,29 @@ def test_peer_address_and_patch_validation() -> None:
                        ('{"spec":{"leave":"yes"}}', "spec.leave must be true or false"), ("{", "not valid JSON")):
         with pytest.raises(CLIError, match=field):
             parse_patch(bad)
+
+
+def test_the_quorum_guard_counts_only_lately_renewed_liveness_keys(cluster: Cluster) -> None:
+    """A member cut off a moment ago keeps its liveness key for up to a whole lease TTL; the
+    guard (alive_members(fresh=True)) stops counting it once its lease has missed half its TTL."""
+    import asyncio
+
+    from etcdward.keys import ALIVE
+    from etcdward.membership import alive_members
+
+    n1 = cluster.bootstrap("n1")
+
+    async def go() -> tuple[frozenset[int], frozenset[int], frozenset[int]]:
+        async with n1.store() as st:
+            lease = await st.grant_lease(4)
+            await st.put(ALIVE + "abc", "{}", lease=lease)
+            at_once = await alive_members(st, fresh=True)
+            await asyncio.sleep(2.6)  # not renewed: more than half of its 4 s gone
+            silent, all_live = await alive_members(st, fresh=True), await alive_members(st)
+            await st.revoke_lease(lease)
+            return at_once, silent, all_live
+
+    at_once, silent, all_live = asyncio.run(go())
+    assert 0xABC in at_once and 0xABC in all_live, (at_once, all_live)
+    assert 0xABC not in silent, silent
+    assert len(silent) >= 1  # n1's own controller renews its key every beat

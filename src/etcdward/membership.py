@@ -10,6 +10,7 @@ reconciler and `etcd leave` count "started, healthy voters".
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -79,9 +80,26 @@ async def current_leader(store: Store) -> dict[str, str] | None:
     return json.loads(kv.value) if kv else None
 
 
-async def alive_members(store: Store) -> frozenset[int]:
+async def alive_members(store: Store, fresh: bool = False) -> frozenset[int]:
+    """Members whose controller's liveness key is live. With fresh, only those whose lease was
+    renewed within the last half of its TTL (its last two beats): a member cut off a moment ago
+    keeps its key for up to a whole TTL, and the quorum guard must not count it as healthy for
+    that long (it did: a leave was applied 5 s after another member was cut off)."""
     kvs, _ = await store.get_prefix(ALIVE)
-    return frozenset(mid for kv in kvs if (mid := member_id_of(kv.key, ALIVE)) is not None)
+    live = {mid: kv.lease for kv in kvs if (mid := member_id_of(kv.key, ALIVE)) is not None}
+    if not fresh:
+        return frozenset(live)
+    from .store.errors import StoreError
+
+    async def renewed_lately(lease: int) -> bool:
+        try:
+            left, granted = await store.lease_remaining(lease)
+        except StoreError:
+            return False  # no evidence: not healthy (the guard errs on the side of refusing)
+        return left >= 0 and 2 * left >= granted
+
+    checks = await asyncio.gather(*(renewed_lately(lease) for lease in live.values()))
+    return frozenset(mid for mid, ok in zip(live, checks) if ok)
 
 
 async def alive_versions(store: Store) -> dict[str, str]:
@@ -121,7 +139,7 @@ async def remove_member_guarded(store: Store, peer_url: str, force: bool,
     if target is None:
         raise LeaveRefused(f"peer not found: {peer_url}")
     status = await store.status()
-    alive = await alive_members(store)
+    alive = await alive_members(store, fresh=True)
     who = f"{target.name or '(unstarted)'} (id {target.hex_id})"
     if not force:
         why = leave_blocker(members, alive, status.member_id, target)

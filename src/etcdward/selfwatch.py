@@ -101,7 +101,7 @@ async def check_self(store: Store, name: str, my_id: int, members: list[Member] 
     if status.leader_id != my_id:
         return True
     members = await store.members()  # fresh: this acts on it
-    alive = await alive_members(store)
+    alive = await alive_members(store, fresh=True)
     if leave_blocker(members, alive, my_id, me) is not None:
         return True  # the reconciler records why; leadership stays here
     target = handover_target(members, alive, my_id, my_id)

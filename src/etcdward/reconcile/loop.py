@@ -88,7 +88,7 @@ class Reconciler:
         members = await self.store.members()
         status = await self.store.status()
         listing = await records.list_records(self.store)
-        alive = await alive_members(self.store)
+        alive = await alive_members(self.store, fresh=True)
         kvs, _ = await self.store.get_prefix(JOINS)
         joins = {}
         record_revs = {}

@@ -313,6 +313,12 @@ class Store:
 
         return await self._call("lease keepalive", once)
 
+    async def lease_remaining(self, lease_id: int) -> tuple[int, int]:
+        """(seconds the lease has left, its granted TTL); the first is -1 once it is gone."""
+        r = await self._call("lease time-to-live", self._client.lease.time_to_live, lease_id, timeout=2.0,
+                             max_attempts=1)
+        return int(r.TTL), int(r.grantedTTL)
+
     async def revoke_lease(self, lease_id: int) -> None:
         try:
             await self._call("lease revoke", self._client.lease.revoke, lease_id, timeout=2.0, max_attempts=1)
