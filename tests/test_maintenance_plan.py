@@ -150,3 +150,11 @@ def test_a_bad_key_is_one_line_from_the_cli(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("spec: {maintenance: {defrag: {fragmentedRatio: 2}}}\n")
     assert_refused(etcdward("config", "validate", "-c", str(cfg)), "spec.maintenance.defrag.fragmentedRatio")
+
+
+@given(st.integers(0, 2**34), st.integers(0, 2**34))
+def test_nospace_is_disarmed_only_with_headroom(largest: int, quota: int) -> None:
+    # just under the quota, the next few writes would raise the alarm again: keep 10 % free
+    assert plan.can_disarm(largest, quota) == (quota > 0 and largest <= 0.9 * quota)
+    if plan.can_disarm(largest, quota):
+        assert largest < quota

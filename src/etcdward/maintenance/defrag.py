@@ -7,7 +7,7 @@
                                       each step) last; the local one directly, the others through
                                       their controllers; refuses while the cluster is unhealthy
     recover_nospace(store, ...)       NOSPACE: compact to the current revision, defragment every
-                                      live member, disarm once every db is below the quota
+                                      live member, disarm once every db is below 90 % of the quota
     record(store, entry)              /etcdward/maintenance/last: what was done, when, by whom
 """
 
@@ -176,8 +176,8 @@ async def recover_nospace(store: Store, client: ControllerClient, quota: int,
                           note: Callable[[DefragReport | None], None] = lambda _: None) -> NospaceOutcome:
     """Free space and disarm NOSPACE. Writes are refused anyway, so a member that is down costs
     no availability here: every *live* member is defragmented (the others are named), one at a
-    time, the leader last. The alarm is disarmed only once every defragmented db is below the
-    quota: before that the next write would raise it again. `note` hears of each member done (None:
+    time, the leader last. The alarm is disarmed only once every defragmented db is below 90 % of
+    the quota (plan.can_disarm): before that the next writes would raise it again. `note` hears of each member done (None:
     it failed)."""
     view = await look(store)
     await store.compact(view.revision)
@@ -197,7 +197,7 @@ async def recover_nospace(store: Store, client: ControllerClient, quota: int,
         remaining.discard(nxt)
         view = await look(store)
     largest = max((r.after.db_size for r in reports), default=0)
-    disarmed = bool(reports) and largest < quota
+    disarmed = bool(reports) and plan.can_disarm(largest, quota)
     if disarmed:
         for alarm in await store.alarms():
             if alarm.kind == "NOSPACE":
@@ -207,8 +207,9 @@ async def recover_nospace(store: Store, client: ControllerClient, quota: int,
     what = (f"compacted to revision {view.revision}, defragmented {sizes}"
             + (f" (skipped: {'; '.join(skipped)})" if skipped else ""))
     message = (f"NOSPACE: {what}; disarmed the alarm" if disarmed else
-               f"NOSPACE: {what}; the largest db is still {mib(largest)} of the {mib(quota)} quota: delete data "
-               "(deletes are allowed) and it recovers on its next try")
+               f"NOSPACE: {what}; the largest db is still {mib(largest)} of the {mib(quota)} quota (disarmed below "
+               f"{1 - plan.DISARM_HEADROOM:.0%}): delete data (deletes are allowed) and it recovers on its next try, "
+               "or raise spec.storage.etcd.quotaBackendBytes")
     return NospaceOutcome(view.revision, reports, skipped, failed, disarmed, message)
 
 

@@ -50,6 +50,17 @@ def needs_defrag(f: Figures, fragmented_ratio: float, min_fragmented_bytes: int)
     return f.db_size > 0 and f.free_ratio >= fragmented_ratio and f.free >= min_fragmented_bytes
 
 
+# Disarm NOSPACE only with this share of the quota free in every db: a db just under the quota
+# would raise the alarm again within a few writes, and the leader would cycle compact, defrag,
+# disarm every NOSPACE_RETRY seconds while clients see writes refused most of the time.
+DISARM_HEADROOM = 0.10
+
+
+def can_disarm(largest_db: int, quota: int) -> bool:
+    """True when the largest defragmented db leaves DISARM_HEADROOM of the quota free."""
+    return 0 < quota and largest_db <= quota * (1 - DISARM_HEADROOM)
+
+
 def defrag_order(member_ids: Iterable[int], leader_id: int) -> list[int]:
     """Followers first (by member ID, for a stable order), the etcd leader last."""
     return sorted(set(member_ids), key=lambda i: (i == leader_id, i))

@@ -3,7 +3,7 @@ while this controller leads and is cancelled with the leadership).
 
 Every CHECK_EVERY seconds it reads the cluster's alarms (one cheap RPC):
 - NOSPACE raised: compact to the current revision, defragment every live member (one at a
-  time, the etcd leader last), disarm once every db is below the quota, record it. Retried every
+  time, the etcd leader last), disarm once every db is below 90 % of the quota, record it. Retried every
   NOSPACE_RETRY seconds while the alarm stays (e.g. until an operator has deleted data). The
   defrag window does not apply: the cluster takes no writes until this is done.
 - otherwise, every AUTO_EVERY seconds and inside spec.maintenance.defrag.window: the members
