@@ -29,6 +29,7 @@ def test_up_once_forms_verifies_and_stops(tmp_path: Path) -> None:
     p = etcdward("up", "--nodes", "2", "--once", "--dir", str(tmp_path / "up"), timeout=180)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "cluster of 2 verified; stopping" in p.stderr
+    assert "stopped 2 controller(s); data and logs are kept in" in p.stderr
     assert "n1" in p.stdout and "n2" in p.stdout
     again = etcdward("up", "--nodes", "2", "--once", "--dir", str(tmp_path / "up"), timeout=180)
     assert again.returncode == 0, again.stderr[-3000:]  # the same dir restarts the existing members

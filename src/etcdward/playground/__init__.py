@@ -176,10 +176,15 @@ class Playground:
                 await asyncio.wait_for(stop.wait(), 1.0)
 
     def stop(self) -> None:
+        stopped = 0
         for n in reversed(self.nodes):
+            stopped += n.alive()
             rc = n.stop()
             if rc not in (None, 0):
                 self.say(f"{n.name} exited with code {rc}; see {n.log_file}")
+        if stopped:  # a plain log ends with what happened and where the data stays
+            self.say(f"stopped {stopped} controller(s); data and logs are kept in {self.root} "
+                     f"(`etcdward up --dir {self.root}` starts them again)")
 
 
 T = TypeVar("T")
