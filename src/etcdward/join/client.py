@@ -18,12 +18,16 @@ import asyncio
 import base64
 import logging
 import ssl
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+# httpx imports its command-line tool (rich, pygments) when they are installed, and falls back to
+# a stub without them: a joiner never runs it, and it would keep ~4 MiB of RSS for good (issue 12).
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+import httpx  # noqa: E402
 
 from .. import localstate, pkiprocess, tokens
 from ..certfiles import write_pem
