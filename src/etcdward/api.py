@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
-from cryptography import x509
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -54,7 +53,7 @@ from . import health, tokens
 from .addresses import canonical_host, host_port, is_member_name
 from .kubeapi.routes import kube_routes
 from .kubeapi.status import KubeError
-from .kubeapi.tlsauth import PEER_CERT, PeerCertProtocol, authenticate, request_any_client_certificate
+from .kubeapi.tlsauth import PEER_CERT, ClusterCA, PeerCertProtocol, authenticate, request_any_client_certificate
 from .maintenance.defrag import defrag_this_member
 from .maintenance.remote import DEFRAG_PATH
 from .join.server import JoinAbandoned, JoinBusy, JoinConflict, JoinService
@@ -131,7 +130,7 @@ def b64(data: bytes) -> str:
 
 def build_app(deps: ApiDeps) -> Starlette:
     metrics = deps.metrics
-    cluster_ca = x509.load_pem_x509_certificate(deps.data.ca_crt.read_bytes())
+    cluster_ca = ClusterCA(deps.data.ca_crt)  # read on the first client certificate
 
     def done(path: str, resp: Response, join_outcome: str = "") -> Response:
         metrics.api_requests.labels(path, str(resp.status_code)).inc()

@@ -31,9 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-
-from . import pki
+from .certfiles import CertDates, node_leaves, read_dates
 from .errors import Permanent, Temporary
 from .heartbeats import ETCD_CALL, Heartbeats
 from .keys import CERTS_RENEW_REQUEST, CERTS_RENEWED
@@ -43,6 +41,8 @@ from .store import Store
 from .store import errors as E
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class RenewFailed(Temporary):
 def file_ids(data: DataDir) -> dict[str, tuple[int, ...]]:
     """A cheap fingerprint of each leaf's files: an atomic rename changes the inode."""
     out: dict[str, tuple[int, ...]] = {}
-    for leaf in pki.node_leaves(data):
+    for leaf in node_leaves(data):
         ids: list[int] = []
         for p in (leaf.crt, leaf.key):
             try:
@@ -79,16 +79,26 @@ def file_ids(data: DataDir) -> dict[str, tuple[int, ...]]:
 def seconds_until_due(data: DataDir, now: dt.datetime) -> float:
     """Seconds until the next leaf a renewal can extend is due (inf: none can be read)."""
     nearest = float("inf")
-    for leaf in pki.node_leaves(data):
+    for leaf in node_leaves(data):
         try:
-            cert = x509.load_pem_x509_certificate(leaf.crt.read_bytes())
-            ca = x509.load_pem_x509_certificate(leaf.ca_crt.read_bytes())
+            cert, ca = read_dates(leaf.crt), read_dates(leaf.ca_crt)
         except (OSError, ValueError):
             continue
-        if cert.not_valid_after_utc >= ca.not_valid_after_utc:
+        if cert.not_after >= ca.not_after:
             continue  # ends with its CA: renewing cannot help (pki.check_ca_valid warns)
-        nearest = min(nearest, (pki.controller_renews_at(cert) - now).total_seconds())
+        nearest = min(nearest, (cert.controller_renews_at - now).total_seconds())
     return nearest
+
+
+def renewal_work_due(data: DataDir, now: dt.datetime) -> bool:
+    """Whether pki.renew_leaves has anything to do or to report: a leaf is due, or a file's
+    dates cannot be read (renew_leaves says what is wrong with it)."""
+    for leaf in node_leaves(data):
+        try:
+            read_dates(leaf.crt), read_dates(leaf.ca_crt)
+        except (OSError, ValueError):
+            return True
+    return seconds_until_due(data, now) <= 0
 
 
 @dataclass(frozen=True)
@@ -117,12 +127,12 @@ class CertExpiry:
 def node_certificates(data: DataDir) -> list[CertExpiry]:
     """This node's CAs and leaf certificates, read from pki/ (no etcd)."""
     cas = {data.ca_crt: "ca", data.etcd_cert("ca")[0]: "etcd-ca"}
-    loaded: dict[Path, x509.Certificate | str] = {}
+    loaded: dict[Path, CertDates | str] = {}
 
-    def load(path: Path) -> x509.Certificate | str:
+    def load(path: Path) -> CertDates | str:
         if path not in loaded:
             try:
-                loaded[path] = x509.load_pem_x509_certificate(path.read_bytes())
+                loaded[path] = read_dates(path)
             except OSError as e:
                 loaded[path] = f"cannot read it: {e.strerror}"
             except ValueError:
@@ -133,15 +143,15 @@ def node_certificates(data: DataDir) -> list[CertExpiry]:
     for path, name in cas.items():
         c = load(path)
         out.append(CertExpiry(name, path, True, error=c) if isinstance(c, str) else
-                   CertExpiry(name, path, True, c.not_valid_before_utc, c.not_valid_after_utc))
-    for leaf in pki.node_leaves(data):
+                   CertExpiry(name, path, True, c.not_before, c.not_after))
+    for leaf in node_leaves(data):
         c, ca = load(leaf.crt), load(leaf.ca_crt)
         if isinstance(c, str):
             out.append(CertExpiry(leaf.name, leaf.crt, False, error=c))
             continue
-        extendable = not isinstance(ca, str) and c.not_valid_after_utc < ca.not_valid_after_utc
-        out.append(CertExpiry(leaf.name, leaf.crt, False, c.not_valid_before_utc, c.not_valid_after_utc,
-                              pki.renewal_due(c) if extendable else None))
+        extendable = not isinstance(ca, str) and c.not_after < ca.not_after
+        out.append(CertExpiry(leaf.name, leaf.crt, False, c.not_before, c.not_after,
+                              c.renewal_due if extendable else None))
     return out
 
 
@@ -205,7 +215,12 @@ class CertRenewer:
             self.metrics.certificate_renewals.labels(outcome).inc(n)
 
     async def _renew(self, force: bool) -> tuple[list[str], str | None]:
+        if not force and not renewal_work_due(self.data, dt.datetime.now(dt.timezone.utc)):
+            return [], None  # the dates say so without cryptography (certfiles.py)
+
         async def attempt() -> dict[str, x509.Certificate]:
+            from . import pki  # cryptography: only when there is PKI work
+
             try:
                 return pki.renew_leaves(self.data, self.lifetime, force=force, due=pki.controller_renews_at)
             except OSError as e:

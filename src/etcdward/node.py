@@ -246,10 +246,10 @@ class Controller:
             self.ident = joined.ident
             self._claim = asyncio.create_task(joined.claim.keep(self._applied_index), name="learner-claim")
             return joined.plan
-        from . import pki
+        from . import pkiprocess
 
         hostname = localstate.hostname()
-        pki.ensure_node_pki(self.data, peer_address=self.cfg.peer_address, api_address=self.cfg.api_address,
+        pkiprocess.ensure_node_pki(self.data, peer_address=self.cfg.peer_address, api_address=self.cfg.api_address,
                             sans=self.cfg.api.sans, hostname=hostname, create_cas=True,
                             ca_lifetime=self.cfg.spec.pki.ca_lifetime_td, cert_lifetime=self.cfg.spec.pki.cert_lifetime_td)
         self.ident = (pinned or Identity(name=name)).with_(name=name)

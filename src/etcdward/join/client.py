@@ -18,14 +18,19 @@ import asyncio
 import base64
 import logging
 import ssl
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+# httpx imports its command-line tool (rich, pygments) when they are installed, and falls back to
+# a stub without them: a joiner never runs it, and it would keep ~4 MiB of RSS for good (issue 12).
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+import httpx  # noqa: E402
 
-from .. import localstate, tokens
+from .. import localstate, pkiprocess, tokens
+from ..certfiles import write_pem
 from ..config import Config
 from ..localstate import Identity, pin_join
 from ..paths import DataDir
@@ -272,11 +277,9 @@ async def _ask(client: JoinClient, data: DataDir, cfg: Config, name: str, token:
     # Pin what we are joining before etcd starts: see the module docstring.
     pin_join(data, {"name": name, "server": token.server, "clusterID": ans.get("clusterID"),
                      "memberID": ans.get("memberID"), "initialCluster": initial})
-    from .. import pki  # cryptography is needed only from here on
-
     ca_crt, ca_key = data.etcd_cert("ca")
     _write_pair(ans["ca"], ca_crt, ca_key, "etcd CA")
-    pki.ensure_node_pki(data, peer_address=cfg.peer_address, api_address=cfg.api_address, sans=cfg.api.sans,
+    pkiprocess.ensure_node_pki(data, peer_address=cfg.peer_address, api_address=cfg.api_address, sans=cfg.api.sans,
                         hostname=localstate.hostname(), create_cas=False, cert_lifetime=cfg.spec.pki.cert_lifetime_td)
     pinned = localstate.load_identity(data)
     ident = Identity(name=name, cluster_id=pinned.cluster_id if pinned else None)
@@ -293,9 +296,8 @@ def _write_pair(body: dict[str, Any], crt, key, what: str) -> None:  # type: ign
         cert_pem, key_pem = base64.b64decode(body["cert"]), base64.b64decode(body["key"])
     except (KeyError, TypeError, ValueError):
         raise JoinFailed(f"join API answered without a usable {what}") from None
-    from .. import pki
     if crt.exists() and key.exists() and crt.read_bytes() == cert_pem and key.read_bytes() == key_pem:
         return
     if crt.exists():
         log.warning("replacing %s with the %s of the cluster being joined", crt, what)
-    pki.write_pem(cert_pem, key_pem, crt, key)
+    write_pem(cert_pem, key_pem, crt, key)

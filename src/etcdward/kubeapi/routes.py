@@ -12,7 +12,6 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from cryptography import x509
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -24,7 +23,7 @@ from . import discovery as D
 from . import openapi_v2 as V2
 from . import resource, selectors, table, watch
 from .status import GROUP, PLURAL, VERSION, KubeError, bad_request, forbidden, method_not_allowed
-from .tlsauth import PEER_CERT, authenticate
+from .tlsauth import PEER_CERT, ClusterCA, authenticate
 
 MAX_BODY = 256 * 1024
 WATCH_DEFAULT = 3600.0  # seconds a watch stays open without timeoutSeconds (kube-apiserver: 30-60 min)
@@ -58,7 +57,7 @@ async def read_json(request: Request) -> Any:
         raise bad_request(f"the body is not valid JSON: {e}") from None
 
 
-def kube_routes(store: Store, ca: x509.Certificate) -> list[BaseRoute]:
+def kube_routes(store: Store, ca: ClusterCA) -> list[BaseRoute]:
     def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
             try:
