@@ -51,7 +51,7 @@ class ToWorker:
     """Chunks from the event loop to one worker thread, in order, in batches; at most IN_FLIGHT
     batches wait (the receiving side waits for the worker instead of buffering the snapshot)."""
 
-    def __init__(self, write: Callable[[bytes], None]) -> None:
+    def __init__(self, write: Callable[[list[bytes]], None]) -> None:
         self._write = write
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="backup-writer")  # one thread: in order
         self._pending: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -65,7 +65,7 @@ class ToWorker:
             await self._submit()
 
     async def _submit(self) -> None:
-        batch, self._batch, self._size = b"".join(self._batch), [], 0
+        batch, self._batch, self._size = self._batch, [], 0  # a list: joining would copy every byte
         self._pending.append(asyncio.get_running_loop().run_in_executor(self._pool, self._write, batch))
         while len(self._pending) > IN_FLIGHT or (self._pending and self._pending[0].done()):
             await self._pending.popleft()  # raises the worker's error (disk full...) here
@@ -104,7 +104,7 @@ def make_manifest(status: Status, members: list[Member], revision: int, digest: 
 
 async def receive_snapshot(store: Store, part: SnapshotPart) -> None:
     """etcd's snapshot stream into part (in the worker thread); ArchiveError if etcd's hash is wrong."""
-    worker = ToWorker(part.write)
+    worker = ToWorker(part.write_many)
     try:
         await store.snapshot(worker.feed)
         await worker.drain()

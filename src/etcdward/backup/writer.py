@@ -27,6 +27,7 @@ import gzip
 import os
 import shutil
 import stat
+import struct
 import tarfile
 import zlib
 from pathlib import Path
@@ -34,8 +35,11 @@ from typing import IO
 
 from .archive import BLOCK, CHUNK, CONFIG, MANIFEST, SNAPSHOT, ArchiveError, Manifest, SnapshotDigest, tar_info
 
-LEVEL = 0
 RECORD = 20 * BLOCK  # tar's record size: archives are padded to a whole record, as tar(1) does
+STORED_MAX = 0xFFFF  # bytes in one stored deflate block at most
+# a gzip member's header (RFC 1952 2.3): magic, deflate, no flags, no mtime, no extra flags, Unix
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
+IOV_MAX = 1024  # POSIX's minimum is 16, Linux's and the BSDs' 1024
 
 
 def head_tar(manifest: Manifest, config_yaml: bytes, pki: dict[str, bytes]) -> bytes:
@@ -50,24 +54,51 @@ def head_tar(manifest: Manifest, config_yaml: bytes, pki: dict[str, bytes]) -> b
 
 
 class SnapshotPart:
-    """Member 2, written to `path` as the snapshot streams in (one thread at a time)."""
+    """Member 2, written to `path` as the snapshot streams in (one thread at a time).
+
+    The deflate stream is built here rather than by zlib at level 0, which copies every byte
+    into its window and out again (0.13 s of CPU per 110 MB here, on the core the etcd server
+    needs to send the snapshot): each chunk becomes one "stored" block (RFC 1951 3.2.4: a 5-byte
+    header, then the bytes as they are) and the chunks go to the file with one writev per batch,
+    never copied or joined in Python. The gzip trailer's CRC-32 is taken as they pass."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.digest = SnapshotDigest()
-        self._fh = path.open("wb")
-        self._z = zlib.compressobj(LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16+: with a gzip header
+        self._fh = path.open("wb", buffering=0)
+        self._crc = 0
+        self._length = 0  # uncompressed bytes, for the trailer
+        _write_all(self._fh.fileno(), [GZIP_HEADER])
 
     def write(self, chunk: bytes) -> None:
-        self.digest.update(chunk)
-        self._fh.write(self._z.compress(chunk))
+        self.write_many([chunk])
+
+    def write_many(self, chunks: list[bytes]) -> None:
+        """Chunks in order: hashed, then appended as stored blocks."""
+        out: list[bytes | memoryview] = []
+        for chunk in chunks:
+            self.digest.update(chunk)
+            out += self._blocks(chunk, final=False)
+        _write_all(self._fh.fileno(), out)
+
+    def _blocks(self, data: bytes, final: bool) -> list[bytes | memoryview]:
+        self._crc = zlib.crc32(data, self._crc)
+        self._length += len(data)
+        view, out = memoryview(data), []
+        for i in range(0, len(view), STORED_MAX):
+            piece = view[i:i + STORED_MAX]
+            last = final and i + STORED_MAX >= len(view)
+            out += (struct.pack("<BHH", last, len(piece), len(piece) ^ 0xFFFF), piece)
+        return out
 
     def finish(self, head_size: int) -> None:
         """Pad the snapshot to a tar block, add the two end-of-archive blocks and pad the whole
-        archive (head_size bytes of tar before the snapshot) to a record; close the member."""
+        archive (head_size bytes of tar before the snapshot) to a record, in the final stored
+        block (never empty: the end-of-archive blocks are in it); close the member."""
         size = self.digest.size
         end = head_size + size + -size % BLOCK + 2 * BLOCK
-        self._fh.write(self._z.compress(bytes(end - head_size - size + -end % RECORD)) + self._z.flush())
+        tail = self._blocks(bytes(end - head_size - size + -end % RECORD), final=True)
+        _write_all(self._fh.fileno(), [*tail, struct.pack("<II", self._crc, self._length & 0xFFFFFFFF)])
         self._fh.close()
 
     def close(self) -> None:
@@ -79,6 +110,18 @@ class SnapshotPart:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _write_all(fd: int, buffers: list[bytes | memoryview]) -> None:
+    """os.writev until every buffer is written (it may write less, and takes IOV_MAX at most)."""
+    i = 0
+    while i < len(buffers):
+        n = os.writev(fd, buffers[i:i + IOV_MAX])
+        while i < len(buffers) and n >= len(buffers[i]):
+            n -= len(buffers[i])
+            i += 1
+        if n:
+            buffers[i] = memoryview(buffers[i])[n:]
 
 
 def write_archive(out: IO[bytes], part: SnapshotPart, manifest: Manifest, config_yaml: bytes,
