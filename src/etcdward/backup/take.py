@@ -160,18 +160,24 @@ def archive_part(dest: Path, now: dt.datetime, draft: Manifest, config_yaml: byt
 
 def write_verified(dest: Path, now: dt.datetime, part: SnapshotPart, manifest: Manifest, config_yaml: bytes,
                    pki: dict[str, bytes]) -> Path:
-    """The archive of archive_part: member 1 written into its room, fsynced, read back and
-    checked (writer.check_written), then renamed into place and the directory synced. Its path.
+    """The archive of archive_part: member 1 written into its room, then fsynced while it is
+    read back and checked (writer.check_written), then renamed into place and the directory
+    synced. Its path.
     (Blocking: the controller runs it in a worker thread.)"""
     final = dest / archive_name(now)
     head = head_tar(manifest, config_yaml, pki)
     part.finish(len(head))
     member1 = padded_member1(head, part.offset)
-    with part.path.open("r+b") as fh:
+    with part.path.open("r+b") as fh, ThreadPoolExecutor(1, thread_name_prefix="backup-fsync") as pool:
         fh.write(member1)
         fh.flush()
-        os.fsync(fh.fileno())
-    check_written(part.path, member1, part)
+        # the check reads what the file holds now (the page cache, synced or not) and takes CPU,
+        # fsync waits for the disk: side by side, both done before the archive gets its name
+        synced = pool.submit(os.fsync, fh.fileno())
+        try:
+            check_written(part.path, member1, part)
+        finally:
+            synced.result()
     os.replace(part.path, final)
     dir_fd = os.open(dest, os.O_RDONLY)
     try:
