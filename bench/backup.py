@@ -9,8 +9,8 @@ about half compressible, like text) until etcd reports a db of at least --mb MB.
 times, alternating which goes first, on the same cluster:
 
 etcdward   `python -m etcdward backup --save-path DIR` (the whole command: Python start-up,
-           snapshot streamed into the archive while it is hashed (worker thread), fsync,
-           read back and compared, rename)
+           snapshot streamed into the archive while it is hashed (worker thread), fsync
+           while it is read back and checked, rename)
 etcdctl    `etcdctl snapshot save FILE` (snapshot, fsync, rename)
 
 and the ratio of the medians (target <= 1.2). For reference, the command's start-up alone

@@ -7,13 +7,17 @@ import gzip
 import hashlib
 import io
 import json
+import dataclasses
+import datetime as dt
+import os
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from etcdward.backup.archive import MANIFEST, PKI_FILES, SNAPSHOT, ArchiveError, read_archive, verify_file
+from etcdward.backup.archive import MANIFEST, PKI_FILES, SNAPSHOT, ArchiveError, Manifest, read_archive, verify_file
+from etcdward.backup.take import archive_part, write_verified
 from etcdward.backup.writer import SnapshotPart, check_written, write_archive
 from tests.cluster import Cluster, Node
 from tests.test_bad_input import etcdward
@@ -72,6 +76,36 @@ def test_the_two_member_archive_is_an_ordinary_tar_gz(backed_up: tuple[Node, Pat
         out.write_bytes(bytes(raw))
         with pytest.raises(ArchiveError, match="differs from what was written"):
             check_written(out, member1, part)
+
+
+def test_an_archive_written_in_place_pads_its_first_member_and_is_checked(tmp_path: Path) -> None:
+    """The snapshot goes straight into the archive after room for member 1, sized for the widest
+    manifest (here: 7 members, a 20-digit revision would not fit less); member 1 fills its room
+    exactly (gzip extra field) whatever the snapshot's size, and the check after writing catches
+    a byte changed in the snapshot member. No etcd needed: the bytes are made up."""
+    body = os.urandom(200_000)
+    snapshot = body + hashlib.sha256(body).digest()
+    now = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    members = tuple({"name": f"node-{i}", "id": f"{i:016x}", "peerURLs": [f"https://10.0.0.{i}:2380"],
+                     "isLearner": False} for i in range(7))
+    draft = Manifest("c0ffee", "node-0", "0" * 16, 0, "3.5.30", members, "2026-01-02T03:04:05Z", 0, "")
+    pki = {n: n.encode() * 100 for n in PKI_FILES}
+    with archive_part(tmp_path, now, draft, b"a: 1\n", pki) as part:
+        for i in range(0, len(snapshot), 32768):
+            part.write_many([snapshot[i:i + 10000], snapshot[i + 10000:i + 32768]])
+        manifest = dataclasses.replace(draft, revision=(1 << 62), snapshot_size=part.digest.size,
+                                       snapshot_sha256=part.digest.whole.hexdigest())
+        path = write_verified(tmp_path, now, part, manifest, b"a: 1\n", pki)
+        assert subprocess.run(["gzip", "-t", str(path)], capture_output=True).returncode == 0
+        unpacked = read_archive(path.open("rb"), tmp_path / "x")
+        assert unpacked.manifest == manifest and (tmp_path / "x" / SNAPSHOT).read_bytes() == snapshot
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+        assert path.stat().st_mode & 0o777 == 0o600
+        raw = bytearray(path.read_bytes())
+        raw[part.offset + 100_000] ^= 1
+        path.write_bytes(bytes(raw))
+        with pytest.raises(ArchiveError, match="differs from what was written"):
+            check_written(path, raw[:part.offset], part)
 
 
 def test_snapshot_restores_with_etcdctl(backed_up: tuple[Node, Path], tmp_path: Path) -> None:

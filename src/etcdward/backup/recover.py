@@ -22,6 +22,7 @@ removed (`the member has been permanently removed`): their controller writes a t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import time
@@ -40,8 +41,7 @@ from ..store import errors as E
 from ..supervisor import LaunchPlan, Supervisor, etcd_args, last_run_output
 from .archive import CHUNK, Manifest
 from .etcdtool import find_tool, snapshot_revision, version_of
-from .take import temp_file, pki_files, write_verified
-from .writer import SnapshotPart
+from .take import archive_part, pki_files, temp_file, write_verified
 
 START_TIMEOUT = 60.0
 T = TypeVar("T")
@@ -145,8 +145,13 @@ def backup_db(data: DataDir, cfg: Config, binary: str, s: Survey, dest: Path) ->
     """member/snap/db of the stopped etcd, with its sha256 appended, as a verified archive."""
     now = dt.datetime.now(dt.timezone.utc)
     tool = find_tool(binary)
+    config_yaml, pki = cfg.to_yaml().encode(), pki_files(data)
+    draft = Manifest(
+        cluster_id=s.cluster_id, member_name=s.me.name, member_id=s.me.id, revision=0,
+        etcd_version=version_of(binary), members=tuple(m.as_dict() for m in (s.me, *s.others)),
+        created=now.isoformat(timespec="seconds").replace("+00:00", "Z"), snapshot_size=0, snapshot_sha256="")
     with temp_file(dest, ".etcdward-recover-snapshot-") as snap, \
-            temp_file(dest, ".etcdward-recover-part-") as part_path, SnapshotPart(part_path) as part:
+            archive_part(dest, now, draft, config_yaml, pki) as part:
         digest = hashlib.sha256()
         with data.etcd_db.open("rb") as src, snap.open("wb") as out:
             while chunk := src.read(CHUNK):
@@ -155,13 +160,9 @@ def backup_db(data: DataDir, cfg: Config, binary: str, s: Survey, dest: Path) ->
                 part.write(chunk)
             out.write(digest.digest())
             part.write(digest.digest())
-        manifest = Manifest(
-            cluster_id=s.cluster_id, member_name=s.me.name, member_id=s.me.id,
-            revision=snapshot_revision(tool, snap), etcd_version=version_of(binary),
-            members=tuple(m.as_dict() for m in (s.me, *s.others)),
-            created=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
-            snapshot_size=part.digest.size, snapshot_sha256=part.digest.whole.hexdigest())
-        return write_verified(dest, now, part, manifest, cfg.to_yaml().encode(), pki_files(data))
+        manifest = dataclasses.replace(draft, revision=snapshot_revision(tool, snap), snapshot_size=part.digest.size,
+                                       snapshot_sha256=part.digest.whole.hexdigest())
+        return write_verified(dest, now, part, manifest, config_yaml, pki)
 
 
 async def force_new_cluster(data: DataDir, cfg: Config, binary: str, name: str) -> tuple[Member, ...]:

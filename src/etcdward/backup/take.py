@@ -24,7 +24,7 @@ from typing import IO
 from ..paths import DataDir
 from ..store import Member, Store, Status
 from .archive import PKI_FILES, ArchiveError, Manifest, SnapshotDigest, archive_name
-from .writer import SnapshotPart, check_written, write_archive
+from .writer import SnapshotPart, check_written, head_tar, member1_room, padded_member1, write_archive
 
 BATCH = 1 << 20  # bytes handed to the worker thread at a time (etcd sends 32 KiB chunks)
 IN_FLIGHT = 4  # batches queued for the worker at most: memory stays bounded when the disk is slow
@@ -51,7 +51,7 @@ class ToWorker:
     """Chunks from the event loop to one worker thread, in order, in batches; at most IN_FLIGHT
     batches wait (the receiving side waits for the worker instead of buffering the snapshot)."""
 
-    def __init__(self, write: Callable[[bytes], None]) -> None:
+    def __init__(self, write: Callable[[list[bytes]], None]) -> None:
         self._write = write
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="backup-writer")  # one thread: in order
         self._pending: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -65,7 +65,7 @@ class ToWorker:
             await self._submit()
 
     async def _submit(self) -> None:
-        batch, self._batch, self._size = b"".join(self._batch), [], 0
+        batch, self._batch, self._size = self._batch, [], 0  # a list: joining would copy every byte
         self._pending.append(asyncio.get_running_loop().run_in_executor(self._pool, self._write, batch))
         while len(self._pending) > IN_FLIGHT or (self._pending and self._pending[0].done()):
             await self._pending.popleft()  # raises the worker's error (disk full...) here
@@ -104,7 +104,7 @@ def make_manifest(status: Status, members: list[Member], revision: int, digest: 
 
 async def receive_snapshot(store: Store, part: SnapshotPart) -> None:
     """etcd's snapshot stream into part (in the worker thread); ArchiveError if etcd's hash is wrong."""
-    worker = ToWorker(part.write)
+    worker = ToWorker(part.write_many)
     try:
         await store.snapshot(worker.feed)
         await worker.drain()
@@ -121,21 +121,24 @@ def pki_files(data: DataDir) -> dict[str, bytes]:
 async def take_backup(store: Store, data: DataDir, config_yaml: bytes, dest: Path | IO[bytes],
                       now: dt.datetime | None = None) -> Taken:
     """A backup of this member into the directory `dest` (written atomically, 0600, verified
-    after writing) or onto the stream `dest`. The snapshot is staged in a temp file next to the
-    archive (or in the data dir when streaming), never in memory."""
+    after writing) or onto the stream `dest`. The snapshot is written into the archive's temp
+    file in dest as it streams (or staged in a temp file in the data dir when streaming), never
+    held in memory."""
     now = now or dt.datetime.now(dt.timezone.utc)
     pki = pki_files(data)  # before the snapshot: a node without its CAs cannot be backed up
-    staging = dest if isinstance(dest, Path) else data.root
-    with temp_file(staging, ".etcdward-snapshot-") as part_path:
-        status, members, revision = await cluster_facts(store)
-        with SnapshotPart(part_path) as part:
+    status, members, revision = await cluster_facts(store)
+    if isinstance(dest, Path):
+        draft = make_manifest(status, members, revision, SnapshotDigest(), now)
+        with archive_part(dest, now, draft, config_yaml, pki) as part:
             await receive_snapshot(store, part)
             manifest = make_manifest(status, members, revision, part.digest, now)
-            if not isinstance(dest, Path):
-                await asyncio.to_thread(_write_stream, dest, part, manifest, config_yaml, pki)
-                return Taken(None, manifest)
             path = await asyncio.to_thread(write_verified, dest, now, part, manifest, config_yaml, pki)
             return Taken(path, manifest)
+    with temp_file(data.root, ".etcdward-snapshot-") as part_path, SnapshotPart(part_path) as part:
+        await receive_snapshot(store, part)
+        manifest = make_manifest(status, members, revision, part.digest, now)
+        await asyncio.to_thread(_write_stream, dest, part, manifest, config_yaml, pki)
+        return Taken(None, manifest)
 
 
 def _write_stream(out: IO[bytes], part: SnapshotPart, manifest: Manifest, config_yaml: bytes,
@@ -144,20 +147,38 @@ def _write_stream(out: IO[bytes], part: SnapshotPart, manifest: Manifest, config
     out.flush()
 
 
+@contextmanager
+def archive_part(dest: Path, now: dt.datetime, draft: Manifest, config_yaml: bytes,
+                 pki: dict[str, bytes]) -> Iterator[SnapshotPart]:
+    """The snapshot member of the archive to be, written in place in its temp file in the
+    directory dest (0600), after room for member 1 (writer.member1_room; draft: the manifest but
+    for the snapshot's digest and revision). Finish it with write_verified."""
+    with temp_file(dest, f".{archive_name(now)}.") as tmp, \
+            SnapshotPart(tmp, offset=member1_room(draft, config_yaml, pki)) as part:
+        yield part
+
+
 def write_verified(dest: Path, now: dt.datetime, part: SnapshotPart, manifest: Manifest, config_yaml: bytes,
                    pki: dict[str, bytes]) -> Path:
-    """The archive in the directory dest: written to a temp file (0600), fsynced, read back and
-    compared (writer.check_written), then renamed into place and the directory synced. Its path.
+    """The archive of archive_part: member 1 written into its room, then fsynced while it is
+    read back and checked (writer.check_written), then renamed into place and the directory
+    synced. Its path.
     (Blocking: the controller runs it in a worker thread.)"""
-    dest.mkdir(parents=True, exist_ok=True)
     final = dest / archive_name(now)
-    with temp_file(dest, f".{final.name}.") as tmp:
-        with tmp.open("wb") as fh:
-            member1 = write_archive(fh, part, manifest, config_yaml, pki)
-            fh.flush()
-            os.fsync(fh.fileno())
-        check_written(tmp, member1, part)
-        os.replace(tmp, final)
+    head = head_tar(manifest, config_yaml, pki)
+    part.finish(len(head))
+    member1 = padded_member1(head, part.offset)
+    with part.path.open("r+b") as fh, ThreadPoolExecutor(1, thread_name_prefix="backup-fsync") as pool:
+        fh.write(member1)
+        fh.flush()
+        # the check reads what the file holds now (the page cache, synced or not) and takes CPU,
+        # fsync waits for the disk: side by side, both done before the archive gets its name
+        synced = pool.submit(os.fsync, fh.fileno())
+        try:
+            check_written(part.path, member1, part)
+        finally:
+            synced.result()
+    os.replace(part.path, final)
     dir_fd = os.open(dest, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
