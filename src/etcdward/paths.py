@@ -5,8 +5,8 @@ Operators and other tools rely on these exact names (see README, "Data dir layou
 
 from __future__ import annotations
 
+import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +87,11 @@ class DataDir:
         return self.state / "config.yaml"
 
     @property
+    def client_hint(self) -> Path:
+        """The local etcd's client port, derived from effective_config (read_client_port)."""
+        return self.state / "client.json"
+
+    @property
     def tombstone(self) -> Path:
         return self.state / "removed.json"
 
@@ -115,6 +120,8 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     if isinstance(data, str):
         data = data.encode()
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # here: the fast CLI path imports this module and never writes
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)
@@ -136,3 +143,28 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_client_hint(data: DataDir, effective_config: bytes, client_port: int) -> None:
+    """Next to the effective config: its client port and the config's digest, so that a
+    read-only CLI command finds the port without a YAML parser (read_client_port)."""
+    import hashlib
+
+    atomic_write(data.client_hint, json.dumps({"configSha256": hashlib.sha256(effective_config).hexdigest(),
+                                               "clientPort": client_port}) + "\n")
+
+
+def read_client_port(data: DataDir) -> int | None:
+    """The client port of write_client_hint, or None when the hint is absent, damaged, or was
+    not written for the effective config as it is now (edited by hand, or an older controller)."""
+    import hashlib
+
+    try:
+        hint = json.loads(data.client_hint.read_bytes())
+        config = data.effective_config.read_bytes()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(hint, dict) or hint.get("configSha256") != hashlib.sha256(config).hexdigest():
+        return None
+    port = hint.get("clientPort")
+    return port if type(port) is int and 0 < port < 65536 else None

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..paths import DataDir
 from . import errors
 from .types import KV, Alarm, Member, Status, WatchEvent
 
 if TYPE_CHECKING:
+    from ..paths import DataDir  # not imported at run time: the fast CLI path skips its imports
     from .client import Store
 
 __all__ = ["KV", "Alarm", "Member", "Status", "Store", "WatchEvent", "errors", "local_store"]

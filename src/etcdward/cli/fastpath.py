@@ -1,0 +1,145 @@
+"""The fast path: a few read-only commands run without click, pydantic or gRPC.
+
+An `etcdward etcd member-list` through click spends most of its time importing (click alone
+takes longer than the whole of `etcdctl member list`). `handled(argv)` recognises only exact,
+well-formed argv of
+
+    etcdward --help | -h
+    etcdward etcd member-list [--data-dir DIR] [-o|--output json|table|wide]
+    etcdward get etcdmembers|etcdmember|em [NAME] [-o|--output table|wide|json] [--data-dir DIR]
+
+and runs them with the standard library and etcdward's own light modules, reading through
+etcd's JSON gateway (store/gateway.py) with the client port from state/client.json. For
+anything else - another option or value, a subcommand's --help, a missing or stale client.json,
+any error at all - it returns False before printing anything and click runs the command as
+always: click stays the one source of help texts, usage errors, error lines and exit codes.
+tests/test_cli_fastpath.py checks that both paths print the same bytes.
+
+ETCDWARD_NO_FASTPATH=1 turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+OFF = "ETCDWARD_NO_FASTPATH"
+
+Run = Callable[[], tuple[str, list[str]]]  # -> (stdout, stderr lines), or raises: click takes over
+
+
+class NotMine(Exception):
+    """This argv is not one the fast path prints exactly as click does."""
+
+
+def handled(argv: list[str]) -> bool:
+    """Run argv here if it is one of ours; False (nothing printed) means: run it through click."""
+    if os.environ.get(OFF):
+        return False
+    try:
+        run = recognise(argv)
+        out, err = run()
+    except Exception:  # not ours, or something went wrong: click does it again and says what
+        return False
+    for line in err:
+        sys.stderr.write(line + "\n")
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    return True
+
+
+def recognise(argv: list[str]) -> Run:
+    if argv in (["--help"], ["-h"]):
+        return top_help
+    if argv[:2] == ["etcd", "member-list"]:
+        opts, args = parse(argv[2:], {"--data-dir": None, "-o": ("json", "table", "wide")})
+        if args:
+            raise NotMine
+        return lambda: member_list(opts.get("--data-dir"), opts.get("-o", "json"))
+    if argv[:1] == ["get"] and argv[1:2] and argv[1] in ("etcdmembers", "etcdmember", "em"):
+        opts, args = parse(argv[2:], {"--data-dir": None, "-o": ("table", "wide", "json")})
+        if len(args) > 1:
+            raise NotMine
+        return lambda: get(opts.get("--data-dir"), args[0] if args else None, opts.get("-o", "table"))
+    raise NotMine
+
+
+def parse(args: list[str], spec: dict[str, tuple[str, ...] | None]) -> tuple[dict[str, str], list[str]]:
+    """click's parsing for options that take one value: `--opt V`, `--opt=V`, `-oV`, `-o V`, the
+    last one wins, positionals anywhere. `-o` stands for `--output`; `spec` gives each option's
+    choices (None: any value). Values that click might read otherwise (empty, starting with -)
+    and every other option are NotMine."""
+    long_names = {"--output": "-o"}
+    opts: dict[str, str] = {}
+    positional: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("--") and "=" in a:
+            name, value = a.split("=", 1)
+        elif a in spec or a in long_names:
+            if i + 1 == len(args):
+                raise NotMine
+            name, value = a, args[i + 1]
+            i += 1
+        elif a.startswith("-") and not a.startswith("--") and len(a) > 2:
+            name, value = a[:2], a[2:]
+        elif a.startswith("-"):
+            raise NotMine
+        else:
+            positional.append(a)
+            i += 1
+            continue
+        name = long_names.get(name, name)
+        if name not in spec or not value or value.startswith("-"):
+            raise NotMine
+        choices = spec[name]
+        if choices is not None and value not in choices:
+            raise NotMine
+        opts[name] = value
+        i += 1
+    return opts, positional
+
+
+def top_help() -> tuple[str, list[str]]:
+    import shutil
+
+    from .commandlist import top_help as text
+
+    return text(shutil.get_terminal_size().columns) + "\n", []
+
+
+def _reader(data_dir: str | None):  # type: ignore[no-untyped-def]
+    from ..paths import DEFAULT_DATA_DIR, DataDir, read_client_port
+    from ..store.gateway import GatewayReader
+
+    if data_dir is not None and os.path.isfile(data_dir):  # click refuses a file for --data-dir
+        raise NotMine
+    data = DataDir.at(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
+    port = read_client_port(data)
+    if port is None:
+        raise NotMine
+    ca, _ = data.etcd_cert("ca")
+    crt, key = data.etcd_cert("client")
+    return GatewayReader(f"127.0.0.1:{port}", ca, crt, key, timeout=5.0)
+
+
+def member_list(data_dir: str | None, output: str) -> tuple[str, list[str]]:
+    from .output import member_list_text
+
+    return member_list_text(_reader(data_dir).members(), output), []
+
+
+def get(data_dir: str | None, name: str | None, output: str) -> tuple[str, list[str]]:
+    from ..addresses import is_member_name
+    from ..keys import ETCDMEMBERS
+    from ..records import listing
+    from .output import get_text
+
+    if name is not None and not is_member_name(name):
+        raise NotMine
+    got = get_text(listing(*_reader(data_dir).get_prefix(ETCDMEMBERS)), name, output)
+    if got is None:
+        raise NotMine  # not found: click says so, in its words
+    return got
