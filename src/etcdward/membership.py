@@ -10,7 +10,6 @@ reconciler and `etcd leave` count "started, healthy voters".
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -97,6 +96,8 @@ async def alive_members(store: Store, fresh: bool = False) -> frozenset[int]:
         except StoreError:
             return False  # no evidence: not healthy (the guard errs on the side of refusing)
         return left >= 0 and 2 * left >= granted
+
+    import asyncio  # here: `etcdward status`'s fast path imports this module for its pure checks only
 
     checks = await asyncio.gather(*(renewed_lately(lease) for lease in live.values()))
     return frozenset(mid for mid, ok in zip(live, checks) if ok)

@@ -171,7 +171,10 @@ class Controller:
             plan = plan_task.result()
             effective = self.cfg.to_yaml().encode()
             atomic_write(self.data.effective_config, effective)
-            write_client_hint(self.data, effective, self.cfg.etcd.client_port)
+            b = self.cfg.spec.backup
+            write_client_hint(self.data, effective, self.cfg.etcd.client_port,
+                              {"interval": b.interval, "dir": b.dir, "keep": b.keep,
+                               "beforeMembershipChange": b.before_membership_change})
             self.metrics = new_metrics()  # the supervisor counts etcd restarts, the voter services the rest
             self.sup = Supervisor(binary, etcd_args(self.cfg, self.data, plan), self.data, metrics=self.metrics)
             if decision.action is Action.JOIN:

@@ -9,6 +9,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_DATA_DIR = Path("/var/lib/etcdward")
 
@@ -145,17 +146,19 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
         os.close(dir_fd)
 
 
-def write_client_hint(data: DataDir, effective_config: bytes, client_port: int) -> None:
-    """Next to the effective config: its client port and the config's digest, so that a
-    read-only CLI command finds the port without a YAML parser (read_client_port)."""
+def write_client_hint(data: DataDir, effective_config: bytes, client_port: int,
+                      backup: dict[str, Any] | None = None) -> None:
+    """Next to the effective config: its client port, its backup schedule (what `status` shows:
+    interval, dir, keep, beforeMembershipChange) and the config's digest, so that a read-only
+    CLI command needs no YAML parser or pydantic (read_client_hint)."""
     import hashlib
 
     atomic_write(data.client_hint, json.dumps({"configSha256": hashlib.sha256(effective_config).hexdigest(),
-                                               "clientPort": client_port}) + "\n")
+                                               "clientPort": client_port, "backup": backup}) + "\n")
 
 
-def read_client_port(data: DataDir) -> int | None:
-    """The client port of write_client_hint, or None when the hint is absent, damaged, or was
+def read_client_hint(data: DataDir) -> dict[str, Any] | None:
+    """write_client_hint's object, or None when it is absent, damaged, has no valid port, or was
     not written for the effective config as it is now (edited by hand, or an older controller)."""
     import hashlib
 
@@ -167,4 +170,35 @@ def read_client_port(data: DataDir) -> int | None:
     if not isinstance(hint, dict) or hint.get("configSha256") != hashlib.sha256(config).hexdigest():
         return None
     port = hint.get("clientPort")
-    return port if type(port) is int and 0 < port < 65536 else None
+    return hint if type(port) is int and 0 < port < 65536 else None
+
+
+def read_client_port(data: DataDir) -> int | None:
+    hint = read_client_hint(data)
+    return None if hint is None else int(hint["clientPort"])
+
+
+# -- a node's certificate files (pki.py writes them; certexpiry.py reads their expiry) ----------
+
+@dataclass(frozen=True)
+class Leaf:
+    """One of a node's leaf certificates and the CA that signs it."""
+    name: str  # api | etcd-server | etcd-peer | etcd-client
+    crt: Path
+    key: Path
+    ca_crt: Path
+    ca_key: Path
+    common_name: str
+    node_sans: bool  # carries the node's SANs (the client certificate has none)
+    server: bool
+    client: bool
+
+
+def node_leaves(data: DataDir) -> list[Leaf]:
+    ca_crt, ca_key = data.etcd_cert("ca")
+    # Peer certs act as clients when dialling other peers, so they carry both usages.
+    etcd = [Leaf(f"etcd-{kind}", *data.etcd_cert(kind), ca_crt, ca_key, f"etcd-{kind}", True, True, True)
+            for kind in ("server", "peer")]
+    return [Leaf("api", data.api_crt, data.api_key, data.ca_crt, data.ca_key, "etcdward-api", True, True, False),
+            *etcd,
+            Leaf("etcd-client", *data.etcd_cert("client"), ca_crt, ca_key, "etcdward-client", False, False, True)]

@@ -24,13 +24,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .addresses import is_ip
 from .errors import Permanent
-from .paths import DataDir, atomic_write
+from .certexpiry import JITTER, RENEW_AT, renew_at  # noqa: F401 (JITTER: theirs)
+from .paths import DataDir, Leaf, atomic_write, node_leaves
 
 log = logging.getLogger(__name__)
 
 CA_DAYS = 3650
 LEAF_DAYS = 365
-RENEW_AT = 2 / 3  # of a leaf's life: leaves a third of it to retry a failed renewal
 # not-before is set this far back (clock skew between nodes), but never more than 1/20 of the
 # lifetime: a 1-minute test certificate must not start its life 5 minutes in the past.
 MAX_BACKDATE = dt.timedelta(minutes=5)
@@ -175,20 +175,6 @@ def new_leaf(ca: KeyPair, common_name: str, sans: list[str], *, server: bool, cl
     return KeyPair(builder.sign(ca.key, hashes.SHA256()), key)
 
 
-# Controllers renew a little before RENEW_AT, each certificate at its own moment, so that the
-# leaves of nodes started together are not all renewed in the same second.
-JITTER = 0.1  # of the life: renewal somewhere in [RENEW_AT - JITTER, RENEW_AT] of it
-
-
-def renew_at(not_before: dt.datetime, not_after: dt.datetime, jitter: float) -> dt.datetime:
-    """When a controller renews a leaf valid from not_before to not_after, for a jitter in
-    [0, 1]: at RENEW_AT of its life, earlier by up to JITTER of it - never later, so that at
-    least a third of its life is left to retry a renewal that fails."""
-    life = not_after - not_before
-    jitter = min(max(jitter, 0.0), 1.0) if jitter == jitter else 0.0  # NaN: none
-    return not_before + life * RENEW_AT - life * (JITTER * jitter)
-
-
 def renewal_due(cert: x509.Certificate) -> dt.datetime:
     """When a leaf is renewed at the latest (at start, by `certs renew`): at RENEW_AT of its life."""
     return renew_at(cert.not_valid_before_utc, cert.not_valid_after_utc, 0.0)
@@ -286,30 +272,6 @@ def node_sans(peer_address: str, api_address: str, extra: tuple[str, ...], hostn
     if hostname:
         sans.append(hostname.lower())
     return list(dict.fromkeys(sans))
-
-
-@dataclass(frozen=True)
-class Leaf:
-    """One of a node's leaf certificates and the CA that signs it."""
-    name: str  # api | etcd-server | etcd-peer | etcd-client
-    crt: Path
-    key: Path
-    ca_crt: Path
-    ca_key: Path
-    common_name: str
-    node_sans: bool  # carries the node's SANs (the client certificate has none)
-    server: bool
-    client: bool
-
-
-def node_leaves(data: DataDir) -> list[Leaf]:
-    ca_crt, ca_key = data.etcd_cert("ca")
-    # Peer certs act as clients when dialling other peers, so they carry both usages.
-    etcd = [Leaf(f"etcd-{kind}", *data.etcd_cert(kind), ca_crt, ca_key, f"etcd-{kind}", True, True, True)
-            for kind in ("server", "peer")]
-    return [Leaf("api", data.api_crt, data.api_key, data.ca_crt, data.ca_key, "etcdward-api", True, True, False),
-            *etcd,
-            Leaf("etcd-client", *data.etcd_cert("client"), ca_crt, ca_key, "etcdward-client", False, False, True)]
 
 
 def renew_leaves(data: DataDir, lifetime: dt.timedelta, *, force: bool = False,

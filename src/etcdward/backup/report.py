@@ -17,12 +17,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..keys import BACKUP_STATUS
-from ..metrics import Metrics
-from ..store import Store
 from ..store import errors as E
+
+if TYPE_CHECKING:  # `etcdward status`'s fast path reads parse_status without gRPC or prometheus_client
+    from ..metrics import Metrics
+    from ..store import Store
 
 log = logging.getLogger(__name__)
 

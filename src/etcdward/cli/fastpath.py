@@ -7,6 +7,7 @@ well-formed argv of
     etcdward --help | -h
     etcdward etcd member-list [--data-dir DIR] [-o|--output json|table|wide]
     etcdward get etcdmembers|etcdmember|em [NAME] [-o|--output table|wide|json] [--data-dir DIR]
+    etcdward status [--data-dir DIR] [-o|--output table|json]
 
 and runs them with the standard library and etcdward's own light modules, reading through
 etcd's JSON gateway (store/gateway.py) with the client port from state/client.json. For
@@ -29,6 +30,14 @@ OFF = "ETCDWARD_NO_FASTPATH"
 Run = Callable[[], tuple[str, list[str]]]  # -> (stdout, stderr lines), or raises: click takes over
 
 
+class Exit(Exception):
+    """Printed; exit with this code (status: 1 degraded)."""
+
+    def __init__(self, out: str, code: int) -> None:
+        super().__init__(code)
+        self.out, self.code = out, code
+
+
 class NotMine(Exception):
     """This argv is not one the fast path prints exactly as click does."""
 
@@ -37,15 +46,21 @@ def handled(argv: list[str]) -> bool:
     """Run argv here if it is one of ours; False (nothing printed) means: run it through click."""
     if os.environ.get(OFF):
         return False
+    code = 0
     try:
         run = recognise(argv)
-        out, err = run()
+        try:
+            out, err = run()
+        except Exit as e:
+            out, err, code = e.out, [], e.code
     except Exception:  # not ours, or something went wrong: click does it again and says what
         return False
     for line in err:
         sys.stderr.write(line + "\n")
     sys.stdout.write(out)
     sys.stdout.flush()
+    if code:
+        sys.exit(code)
     return True
 
 
@@ -62,6 +77,11 @@ def recognise(argv: list[str]) -> Run:
         if len(args) > 1:
             raise NotMine
         return lambda: get(opts.get("--data-dir"), args[0] if args else None, opts.get("-o", "table"))
+    if argv[:1] == ["status"]:
+        opts, args = parse(argv[1:], {"--data-dir": None, "-o": ("table", "json")})
+        if args:
+            raise NotMine
+        return lambda: status(opts.get("--data-dir"), opts.get("-o", "table"))
     raise NotMine
 
 
@@ -110,14 +130,20 @@ def top_help() -> tuple[str, list[str]]:
     return text(shutil.get_terminal_size().columns) + "\n", []
 
 
-def _reader(data_dir: str | None):  # type: ignore[no-untyped-def]
-    from ..paths import DEFAULT_DATA_DIR, DataDir, read_client_port
-    from ..store.gateway import GatewayReader
+def _data_dir(data_dir: str | None):  # type: ignore[no-untyped-def]
+    from ..paths import DEFAULT_DATA_DIR, DataDir
 
     if data_dir is not None and os.path.isfile(data_dir):  # click refuses a file for --data-dir
         raise NotMine
-    data = DataDir.at(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
-    port = read_client_port(data)
+    return DataDir.at(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
+
+
+def _reader(data_dir: str | None, data=None, port: int | None = None):  # type: ignore[no-untyped-def]
+    from ..paths import read_client_port
+    from ..store.gateway import GatewayReader
+
+    data = data or _data_dir(data_dir)
+    port = port or read_client_port(data)
     if port is None:
         raise NotMine
     ca, _ = data.etcd_cert("ca")
@@ -143,3 +169,43 @@ def get(data_dir: str | None, name: str | None, output: str) -> tuple[str, list[
     if got is None:
         raise NotMine  # not found: click says so, in its words
     return got
+
+
+def status(data_dir: str | None, output: str) -> tuple[str, list[str]]:
+    """`etcdward status` as status_cmd.py prints it, from the same reads through the gateway.
+    Only the plain case is done here: a fenced or waiting node, a failed read, a node that is
+    not a voter with a leader - click says what then, in its words."""
+    import time
+
+    from .. import clusterview as cv
+    from ..backup.report import parse_status
+    from ..keys import ALIVE, BACKUP_STATUS, DEFRAG_LOCK, JOINS, MAINTENANCE_LAST, RECONCILER_LEADER
+    from ..localstate import load_identity
+    from ..paths import read_client_hint
+    from ..keys import ETCDMEMBERS
+    from ..records import listing
+    from .status_output import backup_schedule, exit_code, status_info, status_text
+
+    data = _data_dir(data_dir)
+    hint = read_client_hint(data)
+    if hint is None or not isinstance(hint.get("backup"), dict) or data.tombstone.exists() \
+            or data.no_peer_file.exists():
+        raise NotMine
+    pinned = load_identity(data)
+    local = {"pinnedClusterID": pinned.cluster_id if pinned else None,
+             "clientURL": f"https://127.0.0.1:{hint['clientPort']}", "waiting": None,
+             "backup": backup_schedule(hint["backup"], data.root)}
+    with _reader(None, data, hint["clientPort"]) as etcd:
+        local_status = etcd.status()
+        if local_status.leader_id == 0 or local_status.is_learner:
+            raise NotMine
+        members = etcd.members()
+        alive, joins = etcd.get_prefix(ALIVE)[0], etcd.get_prefix(JOINS)[0]
+        leader, records = etcd.get(RECONCILER_LEADER), listing(*etcd.get_prefix(ETCDMEMBERS))
+        backup_kv, alarms = etcd.get(BACKUP_STATUS), [(a.member_id, a.kind) for a in etcd.alarms()]
+        last, lock = etcd.get(MAINTENANCE_LAST), etcd.get(DEFRAG_LOCK)
+    backup = parse_status(backup_kv.value if backup_kv else None)
+    # every read above is linearizable and answered: store.ready's read would pass too
+    view = cv.build(local_status, members, alive, joins, leader, records, backup, alarms, time.time())
+    info = status_info(cv.to_dict(cv.finish(view, last, lock, data)), local)
+    raise Exit(status_text(info, output), exit_code(info))
