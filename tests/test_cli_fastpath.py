@@ -130,3 +130,47 @@ def test_the_fast_path_runs_and_a_stale_hint_hands_over(node: Node, capsys: pyte
         assert fast == slow and fast[0] == 0
     finally:
         hint.write_text(saved)
+
+
+# -- status: the same reads and verdict through the gateway ------------------------------------
+
+VOLATILE = {"raftIndex", "raftAppliedIndex", "lastReportSeconds", "remainingSeconds", "dbSize", "dbSizeInUse"}
+
+
+def _steady(obj: object) -> object:
+    """A status document without the figures that move between two runs a moment apart."""
+    if isinstance(obj, dict):
+        return {k: "~" if k in VOLATILE else _steady(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_steady(v) for v in obj]
+    return obj
+
+
+def _steady_table(text: str) -> str:
+    import re
+
+    return re.sub(r" +", " ", re.sub(r"[\d.]+( (KiB|MiB|B))?", "N", text))
+
+
+@needs("etcd")
+def test_status_prints_the_same_both_ways(node: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    d = str(node.data.root)
+    assert fastpath.handled(["status", "--data-dir", d])  # healthy: ours, exit 0
+    assert "status:           healthy" in capsys.readouterr().out
+    fast, slow = both_ways(["status", "--data-dir", d, "-o", "json"])
+    assert (fast[0], fast[2]) == (slow[0], slow[2]) == (0, "")
+    assert _steady(json.loads(fast[1])) == _steady(json.loads(slow[1]))
+    fast, slow = both_ways(["status", f"--data-dir={d}"])
+    assert (fast[0], fast[2]) == (slow[0], slow[2])
+    assert _steady_table(fast[1]) == _steady_table(slow[1])
+    for argv in (["status", "-o", "yaml", "--data-dir", d], ["status", "--data-dir", d, "extra"],
+                 ["status", "--data-dir", d, "-w"]):
+        assert not fastpath.handled(argv)  # yaml and --watch: click's; a stray argument: click's usage error
+
+
+@needs("etcd")
+def test_status_unreachable_is_clicks_exit_2(node: Node) -> None:
+    """Last in this module: it stops the node."""
+    node.stop()
+    fast, slow = both_ways(["status", "--data-dir", str(node.data.root)])
+    assert fast == slow and fast[0] == 2
