@@ -16,9 +16,12 @@ import binascii
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .paths import DataDir, node_leaves
+
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
+if TYPE_CHECKING:
+    from typing import Any
 
 RENEW_AT = 2 / 3  # of a leaf's life: leaves a third of it to retry a failed renewal
 # Controllers renew a little before RENEW_AT, each certificate at its own moment, so that the

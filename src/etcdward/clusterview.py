@@ -17,12 +17,15 @@ import time
 import datetime as dt
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .keys import ALIVE, DEFRAG_LOCK, JOINS, MAINTENANCE_LAST, RECONCILER_LEADER, JoinRecord, member_id_of
 from .memberreport import DEFAULT_QUOTA, REPORT_EVERY, MemberReport, alarms_in, from_status
 
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from .certexpiry import CertExpiry
     from .paths import DataDir
     from .store import Member, Status, Store

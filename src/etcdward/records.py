@@ -22,7 +22,6 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .addresses import is_member_name
@@ -30,7 +29,11 @@ from .errors import Permanent, Temporary
 from .keys import ETCDMEMBERS
 from .store import KV, Member
 
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
+
 if TYPE_CHECKING:  # the store client pulls in gRPC; `etcdward get` reads through the gateway
+    from typing import Any
+
     from .store import Store
 
 

@@ -3,12 +3,14 @@ and the fast path (fastpath.py), so both print the same bytes and exit the same 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ..clusterview import human_bytes
 from .output import data_text
 
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from pathlib import Path
 
 HEALTHY, DEGRADED, UNREACHABLE = 0, 1, 2

@@ -21,10 +21,13 @@ import json
 import socket
 import ssl
 from pathlib import Path
-from typing import Any
 
 from . import errors as E
 from .types import KV, Alarm, Member, Status
+
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
+if TYPE_CHECKING:
+    from typing import Any
 
 _ALARMS = {1: "NOSPACE", 2: "CORRUPT"}  # etcdserverpb.AlarmType, should an alarm come as a number
 
