@@ -25,6 +25,10 @@ import os
 import sys
 from collections.abc import Callable
 
+TYPE_CHECKING = False  # typing costs this module more than it prints
+if TYPE_CHECKING:
+    from typing import Any
+
 OFF = "ETCDWARD_NO_FASTPATH"
 
 Run = Callable[[], tuple[str, list[str]]]  # -> (stdout, stderr lines), or raises: click takes over
@@ -179,10 +183,10 @@ def status(data_dir: str | None, output: str) -> tuple[str, list[str]]:
 
     from .. import clusterview as cv
     from ..backup.report import parse_status
-    from ..keys import ALIVE, BACKUP_STATUS, DEFRAG_LOCK, JOINS, MAINTENANCE_LAST, RECONCILER_LEADER
+    from ..keys import ALIVE, BACKUP_STATUS, DEFRAG_LOCK, ETCDMEMBERS, JOINS, MAINTENANCE_LAST, RECONCILER_LEADER
     from ..localstate import load_identity
+    from ..memberreport import alarms_in
     from ..paths import read_client_hint
-    from ..keys import ETCDMEMBERS
     from ..records import listing
     from .status_output import backup_schedule, exit_code, status_info, status_text
 
@@ -200,12 +204,21 @@ def status(data_dir: str | None, output: str) -> tuple[str, list[str]]:
         if local_status.leader_id == 0 or local_status.is_learner:
             raise NotMine
         members = etcd.members()
-        alive, joins = etcd.get_prefix(ALIVE)[0], etcd.get_prefix(JOINS)[0]
-        leader, records = etcd.get(RECONCILER_LEADER), listing(*etcd.get_prefix(ETCDMEMBERS))
-        backup_kv, alarms = etcd.get(BACKUP_STATUS), [(a.member_id, a.kind) for a in etcd.alarms()]
-        last, lock = etcd.get(MAINTENANCE_LAST), etcd.get(DEFRAG_LOCK)
-    backup = parse_status(backup_kv.value if backup_kv else None)
+        # the keys status_cmd reads one by one (clusterview.gather), in one round trip
+        alive, joins, records, leader, backup_kv, last, lock = etcd.read_all([
+            (ALIVE, True), (JOINS, True), (ETCDMEMBERS, True), (RECONCILER_LEADER, False), (BACKUP_STATUS, False),
+            (MAINTENANCE_LAST, False), (DEFRAG_LOCK, False)])
+        # Status lists this member's copy of the cluster's alarms (memberreport.alarms_in); the Alarm
+        # RPC, a raft round trip, is asked only when there is one, for the cluster's own word on it
+        alarms = [(a.member_id, a.kind) for a in etcd.alarms()] if alarms_in(local_status.errors) else []
+    backup = parse_status(backup_kv[0][0].value if backup_kv[0] else None)
     # every read above is linearizable and answered: store.ready's read would pass too
-    view = cv.build(local_status, members, alive, joins, leader, records, backup, alarms, time.time())
-    info = status_info(cv.to_dict(cv.finish(view, last, lock, data)), local)
+    view = cv.build(local_status, members, alive[0], joins[0], _one(leader), listing(*records), backup, alarms,
+                    time.time())
+    info = status_info(cv.to_dict(cv.finish(view, _one(last), _one(lock), data)), local)
     raise Exit(status_text(info, output), exit_code(info))
+
+
+def _one(read: tuple[list[Any], int]) -> Any:
+    """The KV of a read_all read of one key, None when there is none."""
+    return read[0][0] if read[0] else None
