@@ -65,9 +65,11 @@ class GatewayReader:
                    f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
         try:
             if self._conn is None:
-                # TLS checked for the name client.py checks (localhost), whatever address the endpoint is
-                raw = socket.create_connection((self.host, self.port), self.timeout)
-                self._conn = self._tls.wrap_socket(raw, server_hostname=self.server_name)
+                # TLS checked for the name client.py checks (localhost), whatever address the endpoint is.
+                # Both names as ASCII bytes: a str is IDNA-encoded first, and the idna codec's import
+                # (stringprep, unicodedata) costs more than a read
+                raw = socket.create_connection((self.host.encode("ascii"), self.port), self.timeout)
+                self._conn = self._tls.wrap_socket(raw, server_hostname=self.server_name.encode("ascii"))
                 self._in = self._conn.makefile("rb")
             self._conn.sendall(request)
             status, body_bytes = _read_response(self._in)
