@@ -41,6 +41,26 @@ def test_jitter_is_stable_per_certificate_and_spread_between_them() -> None:
     assert pki.controller_renews_at(c) <= pki.renewal_due(c) < c.not_valid_after_utc
 
 
+def test_dates_read_without_cryptography_match_it_including_generalized_time() -> None:
+    # certfiles.py reads the serial and validity from the DER so that an idle controller and
+    # `status` need no cryptography; lifetimes past 2049 are GeneralizedTime (RFC 5280)
+    from etcdward.certfiles import parse_dates
+
+    ca = pki.new_ca("ca", dt.timedelta(days=40 * 365))
+    for pair in (ca, pki.new_leaf(ca, "x", ["10.0.0.1"], server=True, client=True),
+                 pki.new_leaf(ca, "y", [], server=False, client=True, lifetime=dt.timedelta(minutes=1))):
+        got = parse_dates(b"junk before\n" + pair.cert_pem)
+        assert (got.serial, got.not_before, got.not_after) == (
+            pair.cert.serial_number, pair.cert.not_valid_before_utc, pair.cert.not_valid_after_utc)
+        assert got.controller_renews_at == pki.controller_renews_at(pair.cert)
+        assert got.renewal_due == pki.renewal_due(pair.cert)
+    assert ca.cert.not_valid_after_utc.year > 2050
+    pem = ca.cert_pem
+    for bad in (b"", b"not a certificate", pem.replace(b"MII", b"!!!", 1), pem[:len(pem) // 2] + pem[-30:]):
+        with pytest.raises(ValueError):
+            parse_dates(bad)
+
+
 # -- spec.pki ------------------------------------------------------------------------------------
 def test_pki_spec_defaults_and_round_trip() -> None:
     p = C.parse("").spec.pki
@@ -168,9 +188,9 @@ def test_renew_refuses_a_data_dir_without_a_controller(tmp_path: Path) -> None:
     assert_refused(etcdward("certs", "check-expiration", "--data-dir", str(tmp_path)), "etcdward data dir")
 
 
-# -- what `status` and /metrics say about expiry (certrenewal.node_certificates, expiry_problems) ---
+# -- what `status` and /metrics say about expiry (certexpiry.node_certificates, expiry_problems) ---
 def test_expiry_problems_name_failing_renewal_and_certificates_expiring_within_7_days(node_dir: DataDir) -> None:
-    from etcdward.certrenewal import CertExpiry, expiry_problems, node_certificates
+    from etcdward.certexpiry import CertExpiry, expiry_problems, node_certificates
 
     certs = {c.name: c for c in node_certificates(node_dir)}
     assert set(certs) == {"ca", "etcd-ca", "api", "etcd-server", "etcd-peer", "etcd-client"}

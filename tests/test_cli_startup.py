@@ -50,10 +50,15 @@ def test_help_lists_every_command() -> None:
 
 
 def test_gateway_response_plain_and_chunked() -> None:
-    from etcdward.store.gateway import _parse_response
+    import io
+
+    from etcdward.store.gateway import _read_response
 
     plain = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"a": true}'
-    assert _parse_response(plain) == (200, b'{"a": true}')
+    assert _read_response(io.BytesIO(plain)) == (200, b'{"a": true}')
     chunked = (b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n"
                b'4\r\n{"er\r\n8;x=1\r\nror": 1}\r\n0\r\n\r\n')
-    assert _parse_response(chunked) == (503, b'{"error": 1}')
+    assert _read_response(io.BytesIO(chunked)) == (503, b'{"error": 1}')
+    # kept alive: two responses on one connection, each read to its end and no further
+    two = io.BytesIO(plain + chunked)
+    assert [_read_response(two), _read_response(two)] == [(200, b'{"a": true}'), (503, b'{"error": 1}')]

@@ -7,7 +7,6 @@ values (an IP literal in its canonical form, a DNS name lowercased).
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
@@ -15,6 +14,8 @@ DNS_NAME_RE = re.compile(rf"^{DNS_LABEL}(\.{DNS_LABEL})*$", re.IGNORECASE)
 
 
 def is_ip(value: str) -> bool:
+    import ipaddress  # inside each user: the read-only CLI commands never need it
+
     try:
         ipaddress.ip_address(value)
         return True
@@ -28,6 +29,8 @@ def is_dns_name(value: str) -> bool:
 
 def canonical_host(value: str) -> str | None:
     """An IP literal in canonical form or a lowercased DNS name; None if it is neither."""
+    import ipaddress
+
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
@@ -36,6 +39,8 @@ def canonical_host(value: str) -> str | None:
 
 def ip_literal(value: str, key: str) -> str:
     """value as a canonical IP literal, else ValueError naming key."""
+    import ipaddress
+
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:

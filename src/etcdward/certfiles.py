@@ -8,7 +8,6 @@ generating, renewing, checking signatures (pki.py, run in a child process at sta
 
 from __future__ import annotations
 
-import base64
 import binascii
 import datetime as dt
 from dataclasses import dataclass
@@ -91,7 +90,7 @@ def parse_dates(pem: bytes) -> CertDates:
     if start < 0 or stop < 0:
         raise ValueError("no PEM certificate")
     try:
-        der = base64.b64decode(b"".join(pem[start + len(begin):stop].split()), validate=True)
+        der = binascii.a2b_base64(b"".join(pem[start + len(begin):stop].split()), strict_mode=True)
         cert, _ = _tlv(der, 0, 0x30)
         tbs, _ = _tlv(cert, 0, 0x30)
         i = 0

@@ -1,6 +1,6 @@
 """The cluster as one node sees it, for `etcdward status`: read (`gather`), judged (`verdict`,
 pure), and shaped for output (`to_dict`). Also this node's own certificates (read from its
-pki/, judged by certrenewal.expiry_problems) and the maintenance keys: the last record
+pki/, judged by certexpiry.expiry_problems) and the maintenance keys: the last record
 (/etcdward/maintenance/last) and a defrag running now (its lock key).
 
 Everything comes from this node's own etcd: client ports listen on loopback only, so the
@@ -12,19 +12,21 @@ out, the local Status still answers); a failed read is a reason in the verdict, 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import datetime as dt
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .keys import ALIVE, DEFRAG_LOCK, JOINS, MAINTENANCE_LAST, RECONCILER_LEADER, JoinRecord, member_id_of
 from .memberreport import DEFAULT_QUOTA, REPORT_EVERY, MemberReport, alarms_in, from_status
 
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
+
 if TYPE_CHECKING:
-    from .certrenewal import CertExpiry
+    from typing import Any
+
+    from .certexpiry import CertExpiry
     from .paths import DataDir
     from .store import Member, Status, Store
 
@@ -120,7 +122,7 @@ def verdict(view: ClusterView) -> list[str]:
         reasons.append("records out of sync with the member list: "
                        + ", ".join(f"{name} ({why})" for name, why in view.record_drift))
     if view.certificates:
-        from .certrenewal import expiry_problems
+        from .certexpiry import expiry_problems
 
         reasons.extend(f"this node's {p}" for p in expiry_problems(list(view.certificates), _utc(view.now),
                                                                    Path(view.data_root)))
@@ -146,6 +148,8 @@ async def gather(store: Store, now: float | None = None, data: DataDir | None = 
     """Read the view from this node's etcd (and with `data`, its certificates from its pki/).
     Raises store errors only when the local etcd does not answer its Status RPC at all (the
     caller's "cannot reach its etcd")."""
+    import asyncio  # here: the CLI's fast path reads through the gateway and builds the view itself
+
     from .backup.report import read_status
     from .records import list_records
     from .store import errors as E
@@ -185,13 +189,16 @@ async def gather(store: Store, now: float | None = None, data: DataDir | None = 
                        "`etcdward status` on a voting member"))
     view = build(local, members or [], alive[0], joins[0], leader, listing, backup, alarms,
                  time.time() if now is None else now, ready_error, errors)
-    certs: tuple[CertExpiry, ...] = ()
-    if data is not None:
-        from .certrenewal import node_certificates
+    return finish(view, last, lock, data)
 
-        certs = tuple(node_certificates(data))
+
+def finish(view: ClusterView, last: Any, lock: Any, data: DataDir | None) -> ClusterView:
+    """The view with the maintenance keys (KVs or None) and, with `data`, this node's certificates."""
+    from .certexpiry import node_certificates
+
     return replace(view, maintenance_last=_json(last.value) if last else None,
-                   defrag_running=_json(lock.value) if lock else None, certificates=certs,
+                   defrag_running=_json(lock.value) if lock else None,
+                   certificates=tuple(node_certificates(data)) if data is not None else (),
                    data_root=str(data.root) if data else "")
 
 

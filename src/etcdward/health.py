@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .certrenewal import node_certificates
+from .certexpiry import node_certificates
 from .heartbeats import Heartbeats
 from .keys import JOIN_QUEUE
 from .memberreport import alarms_in

@@ -23,7 +23,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
+if TYPE_CHECKING:
+    from typing import Any
 
 ROOT = "/etcdward/"  # every key below is under it
 ETCDMEMBERS = "/etcdward/etcdmembers/"

@@ -18,21 +18,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import re
-import secrets
 import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-from .decision import Disk
 from .errors import Permanent
 from .paths import DataDir, atomic_write
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .decision import Disk
 
 
 class StateFileError(Permanent):
@@ -161,6 +161,8 @@ def pin_etcd_versions(data: DataDir, etcd: str, cluster: str | None) -> None:
 
 # -- move aside, tombstone ---------------------------------------------------------------------
 def move_aside(path: Path) -> Path:
+    import secrets  # here, as logging below and decision.py: `etcdward status` reads identity.json only
+
     dest = path.with_name(f"{path.name}.aside-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}")
     os.replace(path, dest)
     return dest
@@ -179,7 +181,9 @@ def write_tombstone(data: DataDir, ident: Identity | None, why: str) -> None:
         "etcdDataMovedTo": str(dest) if dest else None,
     }
     atomic_write(data.tombstone, json.dumps(body, indent=2) + "\n")
-    log.warning(
+    import logging
+
+    logging.getLogger(__name__).warning(
         "this member was removed from the etcd cluster (%s); its etcd data dir was moved to %s. "
         "To rejoin: `etcdward reset --data-dir %s`, then start the controller with a new join token.",
         why, dest, data.root)
@@ -215,6 +219,8 @@ def clear_no_peer(data: DataDir) -> None:
 
 # -- the start decision's view of the disk ---------------------------------------------------
 def inspect_disk(data: DataDir) -> Disk:
+    from .decision import Disk
+
     has_db = data.etcd_db.is_file()
     partial = data.etcd.is_dir() and any(data.etcd.iterdir()) and not has_db
     ident = load_identity(data)  # a broken identity file stops the start: it may pin a cluster

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_QUOTA = 2 * 1024**3  # etcd's --quota-backend-bytes when it is not set (or set to 0)
 REPORT_EVERY = 10.0  # seconds between two puts of unchanged figures

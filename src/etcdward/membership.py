@@ -10,22 +10,17 @@ reconciler and `etcd leave` count "started, healthy voters".
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from .errors import Permanent
 from .keys import ALIVE, RECONCILER_LEADER, member_id_of
-from .retry import retry
+
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
 
 if TYPE_CHECKING:
     from .memberops import MemberOps
     from .store import Member, Store
-
-log = logging.getLogger(__name__)
-
 
 
 def quorum(n: int) -> int:
@@ -98,6 +93,8 @@ async def alive_members(store: Store, fresh: bool = False) -> frozenset[int]:
             return False  # no evidence: not healthy (the guard errs on the side of refusing)
         return left >= 0 and 2 * left >= granted
 
+    import asyncio
+
     checks = await asyncio.gather(*(renewed_lately(lease) for lease in live.values()))
     return frozenset(mid for mid, ok in zip(live, checks) if ok)
 
@@ -129,8 +126,14 @@ async def remove_member_guarded(store: Store, peer_url: str, force: bool,
     leaving, leadership moves to a healthy voter first. The removal is retried while etcd
     refuses it for now (it is idempotent: a member already gone counts as removed). Each
     membership operation goes through `ops`."""
+    import logging  # here, as the retry helper (asyncio) and the store: `etcdward status`'s fast path
+    # imports this module for the pure guards above only
+
     from .memberops import MemberAction, MemberOps
-    from .store import errors as E  # the store pulls in gRPC; the pure guards above do not need it
+    from .retry import retry
+    from .store import errors as E
+
+    log = logging.getLogger(__name__)
 
     ops = ops or MemberOps()
 

@@ -29,7 +29,7 @@ from .heartbeats import Heartbeats
 from .crashpoints import crashpoint, crashpoint_after, delay_point
 from .decision import Action, Decision, Token, decide
 from .localstate import Identity, inspect_disk, move_aside
-from .paths import DataDir, atomic_write
+from .paths import DataDir, atomic_write, write_client_hint
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -169,7 +169,12 @@ class Controller:
                 return 0
             stop_task.cancel()
             plan = plan_task.result()
-            atomic_write(self.data.effective_config, self.cfg.to_yaml())
+            effective = self.cfg.to_yaml().encode()
+            atomic_write(self.data.effective_config, effective)
+            b = self.cfg.spec.backup
+            write_client_hint(self.data, effective, self.cfg.etcd.client_port,
+                              {"interval": b.interval, "dir": b.dir, "keep": b.keep,
+                               "beforeMembershipChange": b.before_membership_change})
             self.metrics = new_metrics()  # the supervisor counts etcd restarts, the voter services the rest
             self.sup = Supervisor(binary, etcd_args(self.cfg, self.data, plan), self.data, metrics=self.metrics)
             if decision.action is Action.JOIN:

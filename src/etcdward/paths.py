@@ -5,10 +5,14 @@ Operators and other tools rely on these exact names (see README, "Data dir layou
 
 from __future__ import annotations
 
+import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_DATA_DIR = Path("/var/lib/etcdward")
 
@@ -87,6 +91,11 @@ class DataDir:
         return self.state / "config.yaml"
 
     @property
+    def client_hint(self) -> Path:
+        """The local etcd's client port, derived from effective_config (read_client_port)."""
+        return self.state / "client.json"
+
+    @property
     def tombstone(self) -> Path:
         return self.state / "removed.json"
 
@@ -115,6 +124,8 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     if isinstance(data, str):
         data = data.encode()
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # here: the fast CLI path imports this module and never writes
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)
@@ -136,3 +147,35 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_client_hint(data: DataDir, effective_config: bytes, client_port: int,
+                      backup: dict[str, Any] | None = None) -> None:
+    """Next to the effective config: its client port, its backup schedule (what `status` shows:
+    interval, dir, keep, beforeMembershipChange) and the config's digest, so that a read-only
+    CLI command needs no YAML parser or pydantic (read_client_hint)."""
+    import hashlib
+
+    atomic_write(data.client_hint, json.dumps({"configSha256": hashlib.sha256(effective_config).hexdigest(),
+                                               "clientPort": client_port, "backup": backup}) + "\n")
+
+
+def read_client_hint(data: DataDir) -> dict[str, Any] | None:
+    """write_client_hint's object, or None when it is absent, damaged, has no valid port, or was
+    not written for the effective config as it is now (edited by hand, or an older controller)."""
+    import hashlib
+
+    try:
+        hint = json.loads(data.client_hint.read_bytes())
+        config = data.effective_config.read_bytes()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(hint, dict) or hint.get("configSha256") != hashlib.sha256(config).hexdigest():
+        return None
+    port = hint.get("clientPort")
+    return hint if type(port) is int and 0 < port < 65536 else None
+
+
+def read_client_port(data: DataDir) -> int | None:
+    hint = read_client_hint(data)
+    return None if hint is None else int(hint["clientPort"])

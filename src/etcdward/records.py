@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .addresses import is_member_name
@@ -32,10 +29,13 @@ from .errors import Permanent, Temporary
 from .keys import ETCDMEMBERS
 from .store import KV, Member
 
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
+
 if TYPE_CHECKING:  # the store client pulls in gRPC; `etcdward get` reads through the gateway
+    from typing import Any
+
     from .store import Store
 
-log = logging.getLogger(__name__)
 
 API_VERSION = "etcd.etcdward.io/v1beta1"
 KIND = "EtcdMember"
@@ -157,6 +157,8 @@ def new(name: str, peer_address: str, member_id: str, *, joined: str = "True", m
         now: float | None = None) -> EtcdMember:
     if not is_member_name(name):
         raise RecordError(f"metadata.name: {name!r} is not a lowercase RFC 1123 name")
+    import uuid  # here: importing it costs the read-only CLI commands more than they print
+
     rec = EtcdMember(name=name, uid=str(uuid.uuid4()), creation_timestamp=timestamp(now), peer_address=peer_address,
                      member_id=member_id.lower())
     return rec.with_joined(joined, message, now)

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
-from typing import Any
 
 from ..keys import BACKUP_STATUS
-from ..metrics import Metrics
-from ..store import Store
 from ..store import errors as E
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
 
+if TYPE_CHECKING:  # `etcdward status`'s fast path reads parse_status without gRPC or prometheus_client
+    from typing import Any
+
+    from ..metrics import Metrics
+    from ..store import Store
 
 def _stamp(unix: float) -> str:
     return dt.datetime.fromtimestamp(unix, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -60,6 +61,9 @@ async def read_status(store: Store) -> dict[str, Any]:
 async def record(store: Store, field: str, entry: dict[str, Any], attempts: int = 5) -> None:
     """Set one field of the status record (CAS); logged, never raised: a backup's outcome must
     not fail because etcd could not be told about it."""
+    import logging  # here: `etcdward status`'s fast path imports this module for parse_status only
+
+    log = logging.getLogger(__name__)
     try:
         for _ in range(attempts):
             kv = await store.get(BACKUP_STATUS)

@@ -20,6 +20,7 @@ from cryptography import x509
 
 from .. import pki
 from ..paths import DataDir
+from .status_output import remaining_text
 from .common import CLIError, Seconds, data_dir_option, node_config, print_table, with_store
 
 if TYPE_CHECKING:
@@ -33,15 +34,6 @@ def certs_group() -> None:
 
 def _when(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def remaining_text(seconds: float) -> str:
-    """'364d 23h', '5h 3m', '1m 20s', '42s'; 'expired' at or below 0."""
-    if seconds <= 0:
-        return "expired"
-    s = int(seconds)
-    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
-    return f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m {s % 60}s" if m else f"{s}s"
 
 
 def describe(path: Path, root: Path, now: dt.datetime) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -14,7 +13,7 @@ import click
 from .. import datalock
 from .. import logformat
 from ..durations import MAX_DURATION, check_seconds
-from ..paths import DEFAULT_DATA_DIR, DataDir
+from ..paths import DEFAULT_DATA_DIR, DataDir, read_client_port
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -99,6 +98,9 @@ def node_client_port(data: DataDir) -> int:
     else: read without pydantic (whose models take longer to build than such a command runs)
     when the file is as the controller wrote it; anything else goes through node_config() and
     is refused with its error."""
+    hinted = read_client_port(data)  # the controller's JSON next to the config: no YAML parser
+    if hinted is not None:
+        return hinted
     import yaml
 
     try:
@@ -157,18 +159,12 @@ def with_store(data: DataDir, fn: Callable[[Store], Awaitable[T]], timeout: floa
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """kubectl-style plain table (no box, two spaces between columns, every cell padded to its
-    column), stable for scripts that use awk. Plain string formatting: importing rich for it
-    cost more than the rest of a short command."""
-    cells = [list(columns), *(["" if v is None else str(v) for v in r] for r in rows)]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    sys.stdout.write("".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "\n" for r in cells))
+    from .output import table_text
+
+    sys.stdout.write(table_text(columns, rows))
 
 
 def print_data(obj: Any, fmt: str) -> None:
-    if fmt == "yaml":
-        import yaml
+    from .output import data_text
 
-        sys.stdout.write(yaml.safe_dump(obj, sort_keys=False))
-    else:
-        sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+    sys.stdout.write(data_text(obj, fmt))

@@ -8,6 +8,7 @@ that node's etcd answers. They are thin: the verbs (and their compare-and-swap w
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -19,11 +20,11 @@ from ..addresses import is_member_name
 from ..kubeapi import resource
 from ..kubeapi.patch import merge_patch
 from ..kubeapi.status import KubeError, not_found
-from ..kubeapi.table import cli_cell, cli_columns
 from ..paths import DataDir
 from ..keys import ETCDMEMBERS
 from ..store import errors as E
-from .common import CLIError, data_dir_option, gateway_reader, print_data, print_table, with_store
+from .common import CLIError, data_dir_option, gateway_reader, with_store
+from .output import get_text
 
 if TYPE_CHECKING:  # the gRPC client: imported by the commands that write only
     from ..store import Store
@@ -56,17 +57,13 @@ def _read_records(data_dir: Path) -> records.Listing:
                        f"available: {e}") from None
     except OSError as e:
         raise CLIError(f"can't list EtcdMember records: {e}") from None
-    return records.Listing(tuple(sorted(listing.records, key=lambda r: r.name)), listing.invalid, listing.revision)
+    return listing
 
 
 def _check_name(name: str) -> str:
     if not is_member_name(name):
         raise CLIError(f'invalid NAME "{name}": must be a lowercase RFC 1123 name (like an etcd member name)')
     return name
-
-
-def rows(recs: list[records.EtcdMember], wide: bool) -> list[list[str]]:
-    return [[cli_cell(c, r) for c in cli_columns(wide)] for r in sorted(recs, key=lambda r: r.name)]
 
 
 @click.group("get")
@@ -84,26 +81,13 @@ def _get(kind: str) -> click.Command:
         if name is not None:
             _check_name(name)
 
-        listing = _read_records(data_dir)
-        for k, why in listing.invalid:
-            click.echo(f"warning: {k} is not a valid EtcdMember record ({why}); skipped", err=True)
-        recs = list(listing.records)
-        header = [c.name for c in cli_columns(output == "wide")]
-        if name is not None:
-            one = next((r for r in recs if r.name == name), None)
-            if one is None:
-                raise CLIError(not_found(name).cli_line())
-            if output in ("json", "yaml"):
-                print_data(one.to_dict(), output)
-            else:
-                print_table(header, rows([one], output == "wide"))
-            return
-        if output in ("json", "yaml"):
-            print_data(resource.list_object(listing.records), output)
-        elif not recs:
-            click.echo("No resources found", err=True)
-        else:
-            print_table(header, rows(recs, output == "wide"))
+        got = get_text(_read_records(data_dir), name, output)
+        if got is None:
+            raise CLIError(not_found(name or "").cli_line())
+        text, warnings = got
+        for line in warnings:
+            click.echo(line, err=True)
+        sys.stdout.write(text)
 
     return cmd
 

@@ -16,12 +16,12 @@ import click
 
 from .. import localstate
 from ..paths import DataDir
-from .common import CLIError, data_dir_option, node_config, open_store, print_data, run
+from .common import CLIError, data_dir_option, node_config, open_store, run
+from .status_output import HEALTHY, UNREACHABLE, backup_schedule, exit_code, status_info, status_text
 
 if TYPE_CHECKING:
     from ..store import Store
 
-HEALTHY, DEGRADED, UNREACHABLE = 0, 1, 2
 
 
 class EtcdUnreachable(CLIError):
@@ -51,7 +51,7 @@ def status(data_dir: Path, output: str, watch: bool) -> None:
     if not watch:
         info = run(_once(data))
         emit(info, output)
-        sys.exit(DEGRADED if info["reasons"] else HEALTHY)
+        sys.exit(exit_code(info))
     try:
         run(_watch(data, output))
     except KeyboardInterrupt:
@@ -67,8 +67,8 @@ def _local_facts(data: DataDir) -> dict[str, Any]:
     spec = cfg.spec.backup
     return {"pinnedClusterID": pinned.cluster_id if pinned else None, "clientURL": cfg.client_url,
             "waiting": waiting["reason"] if waiting else None,
-            "backup": {"interval": spec.interval, "dir": spec.dir or str(data.root / "backups"), "keep": spec.keep,
-                       "beforeMembershipChange": spec.before_membership_change}}
+            "backup": backup_schedule({"interval": spec.interval, "dir": spec.dir, "keep": spec.keep,
+                                       "beforeMembershipChange": spec.before_membership_change}, data.root)}
 
 
 async def _view(store: Store, data: DataDir, local: dict[str, Any]) -> dict[str, Any]:
@@ -81,10 +81,7 @@ async def _view(store: Store, data: DataDir, local: dict[str, Any]) -> dict[str,
         if local["waiting"]:
             raise EtcdUnreachable("can't get status: this node's etcd has no quorum (see `waiting` above)") from None
         raise EtcdUnreachable(f"can't get status: this node's etcd does not answer ({e})") from None
-    info = to_dict(view)
-    info["backup"] = {**local["backup"], **info["backup"]}
-    return {**info, "pinnedClusterID": local["pinnedClusterID"], "clientURL": local["clientURL"],
-            "waiting": local["waiting"]}
+    return status_info(to_dict(view), local)
 
 
 async def _once(data: DataDir) -> dict[str, Any]:
@@ -127,94 +124,4 @@ async def _watch(data: DataDir, output: str) -> None:
 
 
 def emit(info: dict[str, Any], output: str) -> None:
-    if output != "table":
-        print_data(info, output)
-        return
-    for line in table_lines(info):
-        click.echo(line)
-
-
-def table_lines(info: dict[str, Any]) -> list[str]:
-    from ..clusterview import human_bytes
-
-    def size(n: int | None) -> str:
-        return "-" if n is None else human_bytes(n)
-
-    def opt(v: Any) -> str:
-        return "-" if v is None or v == [] else str(v)
-
-    head = {"status": info["verdict"], "clusterID": info["clusterID"], "etcdVersions": ", ".join(info["etcdVersions"]),
-            "etcdLeader": info["etcdLeader"], "reconcilerLeader": info["reconcilerLeader"],
-            "member": info["member"], "memberID": info["memberID"], "role": info["role"],
-            "healthy": info["healthy"], "pinnedClusterID": info["pinnedClusterID"], "clientURL": info["clientURL"]}
-    width = 18
-    lines = [f"{k + ':':<{width}}{'' if v is None else v}" for k, v in head.items()]
-    columns = ["MEMBER", "ID", "ROLE", "LEADER", "STARTED", "HEALTHY", "TERM", "APPLIED", "DB", "IN USE", "QUOTA",
-               "ALARMS", "PROGRESS", "REPORTED"]
-    rows = []
-    for m in info["members"]:
-        lead = ",".join(x for x, on in (("etcd", m["etcdLeader"]), ("reconciler", m["reconcilerLeader"])) if on)
-        rows.append([m["name"], m["id"], m["role"], lead or "-", "yes" if m["started"] else "no",
-                     "-" if m["healthy"] is None else "yes" if m["healthy"] else "NO", opt(m["raftTerm"]),
-                     opt(m["raftAppliedIndex"]), size(m["dbSize"]), size(m["dbSizeInUse"]),
-                     "none" if m["dbQuota"] == 0 else size(m["dbQuota"]), ",".join(m["alarms"]) or "-",
-                     "-" if m["progress"] is None else f"{m['progress']:.0f}%",
-                     "-" if m["lastReportSeconds"] is None else f"{m['lastReportSeconds']:.0f}s ago"])
-    widths = [max(len(str(c)), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    lines.append("")
-    lines.extend("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [columns, *rows])
-    lines.append("")
-    rec = info["records"]
-    lines.append(f"{'records:':<{width}}" + (f"in sync ({rec['count']} records)" if rec["inSync"] else "OUT OF SYNC: "
-                 + "; ".join(f"{d['record']}: {d['why']}" for d in rec["differ"])))
-    versions = ", ".join(f"{k}={v}" for k, v in info["memberVersions"].items())
-    lines.append(f"{'memberVersions:':<{width}}{versions}")
-    lines.append("backup:")
-    lines.extend(f"  {line}" for line in backup_lines(info["backup"]))
-    lines.append("maintenance:")
-    lines.extend(f"  {line}" for line in maintenance_lines(info["maintenance"]))
-    lines.append(f"{'certificates:':<{width}}{certificates_line(info['certificates'])}")
-    if info["reasons"]:
-        lines.append("degraded:")
-        lines.extend(f"  - {r}" for r in info["reasons"])
-    return lines
-
-
-def backup_lines(b: dict[str, Any]) -> list[str]:
-    """The backup block of the table: the schedule of this node's config, the cluster's last outcomes."""
-    every = "off" if b["interval"] == "0" else f"every {b['interval']}"
-    lines = [f"scheduled:    {every} into {b['dir']} (keep {b['keep']}; before membership changes: "
-             f"{'yes' if b['beforeMembershipChange'] else 'no'})"]
-    ok, bad = b.get("lastSuccess"), b.get("lastFailure")
-    lines.append("lastSuccess:  " + (f"{ok.get('time')} on {ok.get('node')} ({ok.get('trigger')}, "
-                                     f"{ok.get('durationSeconds')}s): {ok.get('path')}" if ok else "none"))
-    lines.append("lastFailure:  " + (f"{bad.get('time')} on {bad.get('node')} ({bad.get('trigger')}): "
-                                     f"{bad.get('reason')}" if bad else "none"))
-    return lines
-
-
-def maintenance_lines(m: dict[str, Any]) -> list[str]:
-    last, running = m.get("last"), m.get("running")
-    if last:
-        names = ", ".join(str(x.get("name")) for x in last.get("members") or [] if isinstance(x, dict)) or "-"
-        done = f"{last.get('what')} at {last.get('when')} by {last.get('by')} ({names}): {last.get('message')}"
-    else:
-        done = "none recorded"
-    now = "none" if not running else (f"defrag by {running['holder']}" + (
-        "" if running.get("forSeconds") is None else f", for {running['forSeconds']:.0f}s"))
-    return [f"last:         {done}", f"running:      {now}"]
-
-
-def certificates_line(c: dict[str, Any] | None) -> str:
-    """This node's earliest leaf and CA expiries."""
-    from .certs_cmds import remaining_text
-
-    if not c:
-        return "-"
-    def left(seconds: int) -> str:
-        text = remaining_text(seconds)
-        return text if text == "expired" else f"{text} left"
-
-    parts = [f"{what} {e['path']} until {e['notAfter']} ({left(e['remainingSeconds'])})"
-             for what, e in (("earliest leaf", c["earliestLeaf"]), ("earliest CA", c["earliestCA"])) if e]
-    return "; ".join(parts) or "unreadable"
+    click.echo(status_text(info, output), nl=False)

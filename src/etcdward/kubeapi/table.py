@@ -10,9 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ..records import EtcdMember
+
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def age(created: str, now: dt.datetime | None = None) -> str:

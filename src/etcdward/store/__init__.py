@@ -5,13 +5,15 @@ that reads through the JSON gateway (gateway.py) never loads gRPC."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from ..paths import DataDir
 from . import errors
 from .types import KV, Alarm, Member, Status, WatchEvent
 
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
+
 if TYPE_CHECKING:
+    from typing import Any
+
+    from ..paths import DataDir  # not imported at run time: the fast CLI path skips its imports
     from .client import Store
 
 __all__ = ["KV", "Alarm", "Member", "Status", "Store", "WatchEvent", "errors", "local_store"]

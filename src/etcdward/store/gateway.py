@@ -2,26 +2,36 @@
 
 Importing gRPC and etcd3aio takes longer than the whole of `etcdctl member list`; a command
 that only reads can instead POST etcd's own v3 JSON API over the same mutual-TLS port with
-the standard library (ssl, http.client). Same endpoint, same certificates, same answers as
-the gRPC calls of client.py; errors map to `store.errors` the same way. One request per
-connection (`Connection: close`), written by hand: http.client alone imports about as long as
-the rest of the command.
+the standard library (ssl, socket). Same endpoint, same certificates, same answers as the
+gRPC calls of client.py; errors map to `store.errors` the same way. All requests of one
+reader go over ONE kept-alive connection (a TLS handshake costs more than a read), written
+by hand: http.client alone imports about as long as the rest of the command.
 
     GatewayReader(...).members()     -> list[Member]          (POST /v3/cluster/member/list)
     GatewayReader(...).get_prefix(p) -> (list[KV], revision)  (POST /v3/kv/range, linearizable)
+    GatewayReader(...).get(key)      -> KV | None             (POST /v3/kv/range, linearizable)
+    GatewayReader(...).read_all(reads) -> [(list[KV], revision)] (POST /v3/kv/txn: several ranges, one
+                                                              linearizable read, one revision)
+    GatewayReader(...).status()      -> Status                (POST /v3/maintenance/status, local)
+    GatewayReader(...).alarms()      -> list[Alarm]           (POST /v3/maintenance/alarm, through raft)
 """
 
 from __future__ import annotations
 
-import base64
+import binascii
 import json
 import socket
 import ssl
 from pathlib import Path
-from typing import Any
 
 from . import errors as E
-from .types import KV, Member
+from .types import KV, Alarm, Member, Status
+
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
+if TYPE_CHECKING:
+    from typing import Any
+
+_ALARMS = {1: "NOSPACE", 2: "CORRUPT"}  # etcdserverpb.AlarmType, should an alarm come as a number
 
 
 class GatewayReader:
@@ -35,22 +45,37 @@ class GatewayReader:
         self.server_name = server_name
         self._tls = ssl.create_default_context(cafile=str(ca))
         self._tls.load_cert_chain(str(cert), str(key))
+        self._conn: ssl.SSLSocket | None = None
+        self._in: Any = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> GatewayReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def _post(self, op: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         payload = json.dumps(body).encode()
         request = (f"POST {path} HTTP/1.1\r\nHost: {self.server_name}\r\nContent-Type: application/json\r\n"
-                   f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode() + payload
+                   f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
         try:
-            # TLS checked for the name client.py checks (localhost), whatever address the endpoint is
-            with socket.create_connection((self.host, self.port), self.timeout) as raw, \
-                    self._tls.wrap_socket(raw, server_hostname=self.server_name) as conn:
-                conn.sendall(request)
-                chunks = []
-                while chunk := conn.recv(65536):
-                    chunks.append(chunk)
+            if self._conn is None:
+                # TLS checked for the name client.py checks (localhost), whatever address the endpoint is.
+                # Both names as ASCII bytes: a str is IDNA-encoded first, and the idna codec's import
+                # (stringprep, unicodedata) costs more than a read
+                raw = socket.create_connection((self.host.encode("ascii"), self.port), self.timeout)
+                self._conn = self._tls.wrap_socket(raw, server_hostname=self.server_name.encode("ascii"))
+                self._in = self._conn.makefile("rb")
+            self._conn.sendall(request)
+            status, body_bytes = _read_response(self._in)
         except OSError as e:
+            self.close()
             raise E.Unavailable(f"{op}: {e}") from None
-        status, body_bytes = _parse_response(b"".join(chunks))
         try:
             data = json.loads(body_bytes or b"{}")
         except ValueError:
@@ -67,36 +92,78 @@ class GatewayReader:
                 for m in data.get("members") or ()]
 
     def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
-        start = prefix.encode()
-        end = start[:-1] + bytes([start[-1] + 1])  # prefix_range_end for the ASCII prefixes we use
-        data = self._post("get_prefix", "/v3/kv/range", {"key": _b64(start), "range_end": _b64(end)})
-        kvs = [KV(base64.b64decode(kv.get("key", "")).decode(), base64.b64decode(kv.get("value", "")),
-                  int(kv.get("create_revision", 0)), int(kv.get("mod_revision", 0)), int(kv.get("lease", 0)))
-               for kv in data.get("kvs") or ()]
-        return kvs, int((data.get("header") or {}).get("revision", 0))
+        return _range_answer(self._post("get_prefix", "/v3/kv/range", _range(prefix, True)))
+
+    def get(self, key: str) -> KV | None:
+        kvs = _range_answer(self._post("get", "/v3/kv/range", _range(key, False)))[0]
+        return kvs[0] if kvs else None
+
+    def read_all(self, reads: list[tuple[str, bool]]) -> list[tuple[list[KV], int]]:
+        """Each (key, is a prefix) read as get_prefix reads it, all in one read-only transaction:
+        one round trip instead of one each, linearizable as each of them, all at one revision."""
+        data = self._post("txn", "/v3/kv/txn", {"success": [{"request_range": _range(k, p)} for k, p in reads]})
+        answers = [_range_answer(r.get("response_range") or {}) for r in data.get("responses") or ()]
+        if len(answers) != len(reads):
+            raise E.Other(f"txn: etcd answered {len(answers)} of {len(reads)} reads")
+        return answers
+
+    def status(self) -> Status:
+        r = self._post("status", "/v3/maintenance/status", {})
+        h = r.get("header") or {}
+        return Status(
+            member_id=int(h.get("member_id", 0)), cluster_id=int(h.get("cluster_id", 0)), leader_id=int(r.get("leader", 0)),
+            raft_term=int(r.get("raftTerm", 0)), raft_index=int(r.get("raftIndex", 0)),
+            is_learner=bool(r.get("isLearner", False)), version=str(r.get("version", "")),
+            db_size=int(r.get("dbSize", 0)), errors=tuple(r.get("errors") or ()),
+            raft_applied_index=int(r.get("raftAppliedIndex", 0)), db_size_in_use=int(r.get("dbSizeInUse", 0)),
+            db_size_quota=int(r.get("dbSizeQuota", 0) or 0), revision=int(h.get("revision", 0)))
+
+    def alarms(self) -> list[Alarm]:
+        r = self._post("alarm list", "/v3/maintenance/alarm", {"action": "GET"})
+        return [Alarm(int(a.get("memberID", 0)), _ALARMS.get(a["alarm"], str(a["alarm"])) if isinstance(a.get("alarm"), int)
+                      else str(a.get("alarm", "NONE"))) for a in r.get("alarms") or ()]
+
+
+def _range(key: str, prefix: bool) -> dict[str, str]:
+    """A RangeRequest: the key, or (prefix) every key under it."""
+    start = key.encode()
+    if not prefix:
+        return {"key": _b64(start)}
+    end = start[:-1] + bytes([start[-1] + 1])  # prefix_range_end for the ASCII prefixes we use
+    return {"key": _b64(start), "range_end": _b64(end)}
+
+
+def _range_answer(r: dict[str, Any]) -> tuple[list[KV], int]:
+    return [_kv(kv) for kv in r.get("kvs") or ()], int((r.get("header") or {}).get("revision", 0))
+
+
+def _kv(kv: dict[str, Any]) -> KV:
+    return KV(binascii.a2b_base64(kv.get("key", "")).decode(), binascii.a2b_base64(kv.get("value", "")),
+              int(kv.get("create_revision", 0)), int(kv.get("mod_revision", 0)), int(kv.get("lease", 0)))
 
 
 def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
+    return binascii.b2a_base64(raw, newline=False).decode()
 
 
-def _parse_response(raw: bytes) -> tuple[int, bytes]:
-    """Status code and body of one HTTP/1.1 response read to the end (plain or chunked)."""
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
+def _read_response(stream: Any) -> tuple[int, bytes]:
+    """Status code and body of one HTTP/1.1 response (Content-Length or chunked), leaving the
+    connection at the start of the next one."""
+    first = stream.readline()
     try:
-        status = int(lines[0].split()[1])
+        status = int(first.split()[1])
     except (IndexError, ValueError):
-        raise E.Unavailable(f"etcd's gateway answered something that is not HTTP: {raw[:80]!r}") from None
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
+        raise E.Unavailable(f"etcd's gateway answered something that is not HTTP: {first[:80]!r}") from None
+    headers = {}
+    while (line := stream.readline()) not in (b"\r\n", b"\n", b""):
+        k, _, v = line.partition(b":")
+        headers[k.strip().lower()] = v.strip()
     if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-        out, rest = [], body
-        while rest:
-            size_line, _, rest = rest.partition(b"\r\n")
-            size = int(size_line.split(b";")[0] or b"0", 16)
-            if size == 0:
-                break
-            out.append(rest[:size])
-            rest = rest[size + 2:]
-        body = b"".join(out)
-    return status, body
+        out = []
+        while size := int(stream.readline().split(b";")[0].strip() or b"0", 16):
+            out.append(stream.read(size))
+            stream.readline()
+        while stream.readline() not in (b"\r\n", b"\n", b""):  # trailers
+            pass
+        return status, b"".join(out)
+    return status, stream.read(int(headers.get(b"content-length", b"0")))

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(frozen=True)
