@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .addresses import is_ip
-from .certfiles import JITTER, RENEW_AT, Leaf, node_leaves, renew_at, write_pem  # noqa: F401  (dates without cryptography)
+from .certfiles import RENEW_AT, node_leaves, renew_at
 from .errors import Permanent
 from .paths import DataDir, atomic_write
 
