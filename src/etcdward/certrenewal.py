@@ -61,23 +61,29 @@ class RenewFailed(Temporary):
     """A certificate file could not be written (disk full, permissions): tried again."""
 
 
+def _stat_ids(path: Path) -> tuple[int, int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 0, 0, 0
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def file_ids(data: DataDir) -> dict[str, tuple[int, ...]]:
     """A cheap fingerprint of each leaf's files: an atomic rename changes the inode."""
-    out: dict[str, tuple[int, ...]] = {}
-    for leaf in pki.node_leaves(data):
-        ids: list[int] = []
-        for p in (leaf.crt, leaf.key):
-            try:
-                st = os.stat(p)
-                ids += [st.st_ino, st.st_mtime_ns, st.st_size]
-            except OSError:
-                ids += [0, 0, 0]
-        out[leaf.name] = tuple(ids)
-    return out
+    return {leaf.name: (*_stat_ids(leaf.crt), *_stat_ids(leaf.key)) for leaf in pki.node_leaves(data)}
+
+
+def pki_ids(data: DataDir) -> tuple[object, ...]:
+    """The fingerprint of every file a renewal reads (the leaves' and their CAs'): while it stays
+    the same, so does the plan computed from them, and nothing needs parsing again."""
+    cas = sorted({p for leaf in pki.node_leaves(data) for p in (leaf.ca_crt, leaf.ca_key)})
+    return (*sorted(file_ids(data).items()), *(_stat_ids(p) for p in cas))
 
 
 def seconds_until_due(data: DataDir, now: dt.datetime) -> float:
-    """Seconds until the next leaf a renewal can extend is due (inf: none can be read)."""
+    """Seconds until the next leaf a renewal can extend is due, or a CA expires (renewing fails
+    then, and says so); inf: none can be read."""
     nearest = float("inf")
     for leaf in pki.node_leaves(data):
         try:
@@ -85,6 +91,7 @@ def seconds_until_due(data: DataDir, now: dt.datetime) -> float:
             ca = x509.load_pem_x509_certificate(leaf.ca_crt.read_bytes())
         except (OSError, ValueError):
             continue
+        nearest = min(nearest, (ca.not_valid_after_utc - now).total_seconds())
         if cert.not_valid_after_utc >= ca.not_valid_after_utc:
             continue  # ends with its CA: renewing cannot help (pki.check_ca_valid warns)
         nearest = min(nearest, (pki.controller_renews_at(cert) - now).total_seconds())
@@ -183,6 +190,11 @@ class CertRenewer:
         self.metrics, self.heartbeats = metrics, heartbeats or Heartbeats()
         # What the API and the etcd client loaded when they started, just before this task.
         self._seen = file_ids(data)
+        # The files the last renewal pass read, and when it found the next one due: while the files
+        # stay the same, the next pass waits for that time (parsing 4 certificates, 2 CAs and their
+        # keys every POLL was most of an idle controller's CPU). None: look at the next poll.
+        self._looked: tuple[object, ...] | None = None
+        self._next_due = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
         self._handled: str | None = None
         self._first_look = True
         self._last_error = ""
@@ -192,13 +204,27 @@ class CertRenewer:
         with self.heartbeats.loop("certs", every=POLL, work=RETRY_FOR + 4 * ETCD_CALL) as hb:
             while True:
                 request = await self._new_request()
-                renewed, error = await self._renew(force=request is not None)
+                looked, now = pki_ids(self.data), dt.datetime.now(dt.timezone.utc)
+                renewed, error = [], None
+                if request is not None or looked != self._looked or now >= self._next_due:
+                    renewed, error = await self._renew(force=request is not None)
+                    self._plan(None if error else looked)
                 await self._reload_changed()
                 if request is not None:
                     await self._answer(request, renewed, error)
                 hb.beat()
-                wait = seconds_until_due(self.data, dt.datetime.now(dt.timezone.utc))
+                wait = (self._next_due - dt.datetime.now(dt.timezone.utc)).total_seconds()
                 await asyncio.sleep(min(POLL, max(0.2, wait)))
+
+    def _plan(self, looked: tuple[object, ...] | None) -> None:
+        """After a renewal pass: when the next one is due. `looked`: the files it read (None when
+        it failed: the next poll tries again); a pass that renewed something changed them, so the
+        next poll looks once more."""
+        self._looked = looked
+        now = dt.datetime.now(dt.timezone.utc)
+        wait = seconds_until_due(self.data, now)
+        self._next_due = dt.datetime.max.replace(tzinfo=dt.timezone.utc) if wait == float("inf") else \
+            now + dt.timedelta(seconds=wait)
 
     def _count(self, outcome: str, n: int = 1) -> None:
         if self.metrics is not None and n:
