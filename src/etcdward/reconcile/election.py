@@ -70,6 +70,13 @@ class Election:
                 if eligible is not None and not await eligible():
                     await asyncio.sleep(poll)
                     continue
+                # a read first: a lease grant, a failed create and a revoke at every recheck would
+                # be three raft writes on every member while another controller leads
+                held = await self.store.get(RECONCILER_LEADER)
+                if held is not None and (held.lease != self.lease.id or not self.lease.valid):
+                    await self.lease.close(revoke=True)  # a follower keeps no lease alive
+                    await self._until_deleted(held.mod_revision, recheck)
+                    continue
                 if not self.lease.valid:
                     await self.lease.close(revoke=False)
                     await self.lease.grant()
