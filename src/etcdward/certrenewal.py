@@ -21,9 +21,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -41,6 +43,7 @@ from .paths import DataDir
 from .retry import retry
 from .store import Store
 from .store import errors as E
+from .tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -196,16 +199,27 @@ class CertRenewer:
         self._looked: tuple[object, ...] | None = None
         self._next_due = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
         self._handled: str | None = None
+        self._standing: str | None = None  # the request id under CERTS_RENEW_REQUEST, kept by a watch
+        self._request_read = False  # the watch has read the key once
+        self._wake = asyncio.Event()  # the request key changed
         self._first_look = True
         self._last_error = ""
 
     async def run(self) -> None:
         # one round: the request key, a renewal with its retries, a reload, the answer (grant + put)
+        watch = asyncio.create_task(self._follow_requests(), name="certs-request-watch")
+        try:
+            await self._run()
+        finally:
+            await cancel_and_wait([watch])
+
+    async def _run(self) -> None:
         with self.heartbeats.loop("certs", every=POLL, work=RETRY_FOR + 4 * ETCD_CALL) as hb:
             while True:
-                request = await self._new_request()
+                request = self._new_request()
                 looked, now = pki_ids(self.data), dt.datetime.now(dt.timezone.utc)
-                renewed, error = [], None
+                renewed: list[str] = []
+                error: str | None = None
                 if request is not None or looked != self._looked or now >= self._next_due:
                     renewed, error = await self._renew(force=request is not None)
                     self._plan(None if error else looked)
@@ -214,7 +228,10 @@ class CertRenewer:
                     await self._answer(request, renewed, error)
                 hb.beat()
                 wait = (self._next_due - dt.datetime.now(dt.timezone.utc)).total_seconds()
-                await asyncio.sleep(min(POLL, max(0.2, wait)))
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout: never swallows a cancel (tasks.py)
+                    async with asyncio.timeout(min(POLL, max(0.2, wait))):
+                        await self._wake.wait()
+                self._wake.clear()
 
     def _plan(self, looked: tuple[object, ...] | None) -> None:
         """After a renewal pass: when the next one is due. `looked`: the files it read (None when
@@ -263,14 +280,26 @@ class CertRenewer:
         log.info("now using the renewed certificates: %s", ", ".join(sorted(changed)))
         self._seen = now
 
-    async def _new_request(self) -> str | None:
+    async def _follow_requests(self) -> None:
+        """Keep `_standing` current from a watch of the request key (no read every POLL) and wake
+        the loop when it changes."""
+        async for batch in self.store.follow_prefix(CERTS_RENEW_REQUEST):
+            if not batch:  # the watch (re)started: what stands now
+                kv = await retry(lambda: self.store.get(CERTS_RENEW_REQUEST), deadline=math.inf,
+                                 backoff=RETRY_BACKOFF, what="reading the certificate renewal request",
+                                 retry_on=(E.StoreError,))
+                self._standing, self._request_read = _request_id(kv.value if kv else None), True
+            for ev in batch:
+                if ev.key == CERTS_RENEW_REQUEST:
+                    self._standing = _request_id(ev.value if ev.kind == "put" else None)
+            self._wake.set()
+
+    def _new_request(self) -> str | None:
         """The id of a `certs renew --all` request not handled yet. The request standing when
         this controller starts counts as handled: the CLI that made it has reported on it."""
-        try:
-            kv = await self.store.get(CERTS_RENEW_REQUEST)
-        except E.StoreError:
-            return None
-        request = _request_id(kv.value if kv else None)
+        if not self._request_read:
+            return None  # the watch has not read the key yet
+        request = self._standing
         if self._first_look:
             self._first_look, self._handled = False, request
             return None
