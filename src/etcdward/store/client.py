@@ -332,8 +332,11 @@ class Store:
                 raise
 
     # -- membership (sent once; the caller owns the retry) -------------------------------
-    async def members(self, timeout: float | None = None) -> list[Member]:
-        r = await self._call("member list", self._client.cluster.member_list, timeout=timeout)
+    async def members(self, timeout: float | None = None, linearizable: bool = True) -> list[Member]:
+        """linearizable=False: the local member's own view (etcd 3.5 confirms a linearizable
+        list with a quorum round; 3.4 always answers locally)."""
+        r = await self._call("member list", self._client.cluster.member_list, timeout=timeout,
+                             linearizable=linearizable)
         return [_member(m) for m in r.members]
 
     async def add_learner(self, peer_url: str) -> tuple[Member, list[Member]]:
