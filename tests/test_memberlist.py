@@ -17,7 +17,8 @@ class FakeStore:
         self.calls = 0
         self.fail = False
 
-    async def members(self) -> list[Member]:
+    async def members(self, linearizable: bool = True) -> list[Member]:
+        assert not linearizable  # a poll: the local member's view, no quorum round each time
         self.calls += 1
         if self.fail:
             raise E.Unavailable("member list: down")

@@ -18,9 +18,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -34,8 +36,11 @@ from .paths import DataDir
 from .retry import retry
 from .store import Store
 from .store import errors as E
+from .tasks import cancel_and_wait
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from cryptography import x509
 
     from .metrics import Metrics
@@ -54,29 +59,36 @@ class RenewFailed(Temporary):
     """A certificate file could not be written (disk full, permissions): tried again."""
 
 
+def _stat_ids(path: Path) -> tuple[int, int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 0, 0, 0
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def file_ids(data: DataDir) -> dict[str, tuple[int, ...]]:
     """A cheap fingerprint of each leaf's files: an atomic rename changes the inode."""
-    out: dict[str, tuple[int, ...]] = {}
-    for leaf in node_leaves(data):
-        ids: list[int] = []
-        for p in (leaf.crt, leaf.key):
-            try:
-                st = os.stat(p)
-                ids += [st.st_ino, st.st_mtime_ns, st.st_size]
-            except OSError:
-                ids += [0, 0, 0]
-        out[leaf.name] = tuple(ids)
-    return out
+    return {leaf.name: (*_stat_ids(leaf.crt), *_stat_ids(leaf.key)) for leaf in node_leaves(data)}
+
+
+def pki_ids(data: DataDir) -> tuple[object, ...]:
+    """The fingerprint of every file a renewal reads (the leaves' and their CAs'): while it stays
+    the same, so does the plan computed from them, and nothing needs parsing again."""
+    cas = sorted({p for leaf in node_leaves(data) for p in (leaf.ca_crt, leaf.ca_key)})
+    return (*sorted(file_ids(data).items()), *(_stat_ids(p) for p in cas))
 
 
 def seconds_until_due(data: DataDir, now: dt.datetime) -> float:
-    """Seconds until the next leaf a renewal can extend is due (inf: none can be read)."""
+    """Seconds until the next leaf a renewal can extend is due, or a CA expires (renewing fails
+    then, and says so); inf: none can be read."""
     nearest = float("inf")
     for leaf in node_leaves(data):
         try:
             cert, ca = read_dates(leaf.crt), read_dates(leaf.ca_crt)
         except (OSError, ValueError):
             continue
+        nearest = min(nearest, (ca.not_after - now).total_seconds())
         if cert.not_after >= ca.not_after:
             continue  # ends with its CA: renewing cannot help (pki.check_ca_valid warns)
         nearest = min(nearest, (cert.controller_renews_at - now).total_seconds())
@@ -102,22 +114,55 @@ class CertRenewer:
         self.metrics, self.heartbeats = metrics, heartbeats or Heartbeats()
         # What the API and the etcd client loaded when they started, just before this task.
         self._seen = file_ids(data)
+        # The files the last renewal pass read, and when it found the next one due: while the files
+        # stay the same, the next pass waits for that time (parsing 4 certificates, 2 CAs and their
+        # keys every POLL was most of an idle controller's CPU). None: look at the next poll.
+        self._looked: tuple[object, ...] | None = None
+        self._next_due = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
         self._handled: str | None = None
+        self._standing: str | None = None  # the request id under CERTS_RENEW_REQUEST, kept by a watch
+        self._request_read = False  # the watch has read the key once
+        self._wake = asyncio.Event()  # the request key changed
         self._first_look = True
         self._last_error = ""
 
     async def run(self) -> None:
         # one round: the request key, a renewal with its retries, a reload, the answer (grant + put)
+        watch = asyncio.create_task(self._follow_requests(), name="certs-request-watch")
+        try:
+            await self._run()
+        finally:
+            await cancel_and_wait([watch])
+
+    async def _run(self) -> None:
         with self.heartbeats.loop("certs", every=POLL, work=RETRY_FOR + 4 * ETCD_CALL) as hb:
             while True:
-                request = await self._new_request()
-                renewed, error = await self._renew(force=request is not None)
+                request = self._new_request()
+                looked, now = pki_ids(self.data), dt.datetime.now(dt.timezone.utc)
+                renewed: list[str] = []
+                error: str | None = None
+                if request is not None or looked != self._looked or now >= self._next_due:
+                    renewed, error = await self._renew(force=request is not None)
+                    self._plan(None if error else looked)
                 await self._reload_changed()
                 if request is not None:
                     await self._answer(request, renewed, error)
                 hb.beat()
-                wait = seconds_until_due(self.data, dt.datetime.now(dt.timezone.utc))
-                await asyncio.sleep(min(POLL, max(0.2, wait)))
+                wait = (self._next_due - dt.datetime.now(dt.timezone.utc)).total_seconds()
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout: never swallows a cancel (tasks.py)
+                    async with asyncio.timeout(min(POLL, max(0.2, wait))):
+                        await self._wake.wait()
+                self._wake.clear()
+
+    def _plan(self, looked: tuple[object, ...] | None) -> None:
+        """After a renewal pass: when the next one is due. `looked`: the files it read (None when
+        it failed: the next poll tries again); a pass that renewed something changed them, so the
+        next poll looks once more."""
+        self._looked = looked
+        now = dt.datetime.now(dt.timezone.utc)
+        wait = seconds_until_due(self.data, now)
+        self._next_due = dt.datetime.max.replace(tzinfo=dt.timezone.utc) if wait == float("inf") else \
+            now + dt.timedelta(seconds=wait)
 
     def _count(self, outcome: str, n: int = 1) -> None:
         if self.metrics is not None and n:
@@ -161,14 +206,26 @@ class CertRenewer:
         log.info("now using the renewed certificates: %s", ", ".join(sorted(changed)))
         self._seen = now
 
-    async def _new_request(self) -> str | None:
+    async def _follow_requests(self) -> None:
+        """Keep `_standing` current from a watch of the request key (no read every POLL) and wake
+        the loop when it changes."""
+        async for batch in self.store.follow_prefix(CERTS_RENEW_REQUEST):
+            if not batch:  # the watch (re)started: what stands now
+                kv = await retry(lambda: self.store.get(CERTS_RENEW_REQUEST), deadline=math.inf,
+                                 backoff=RETRY_BACKOFF, what="reading the certificate renewal request",
+                                 retry_on=(E.StoreError,))
+                self._standing, self._request_read = _request_id(kv.value if kv else None), True
+            for ev in batch:
+                if ev.key == CERTS_RENEW_REQUEST:
+                    self._standing = _request_id(ev.value if ev.kind == "put" else None)
+            self._wake.set()
+
+    def _new_request(self) -> str | None:
         """The id of a `certs renew --all` request not handled yet. The request standing when
         this controller starts counts as handled: the CLI that made it has reported on it."""
-        try:
-            kv = await self.store.get(CERTS_RENEW_REQUEST)
-        except E.StoreError:
-            return None
-        request = _request_id(kv.value if kv else None)
+        if not self._request_read:
+            return None  # the watch has not read the key yet
+        request = self._standing
         if self._first_look:
             self._first_look, self._handled = False, request
             return None

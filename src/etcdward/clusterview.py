@@ -108,7 +108,7 @@ def verdict(view: ClusterView) -> list[str]:
             continue  # added, its etcd not started yet: the join is under way (the reconciler times it out)
         if not v.alive:
             reasons.append(f"{who} is not reporting: its controller's liveness key expired (the controller "
-                           "stopped, or its etcd fails linearizable reads)")
+                           "stopped, or its etcd cannot reach a leader with quorum)")
             continue
         age = view.report_age(v)
         if age is not None and age > STALE_AFTER and not puts_refused:

@@ -79,7 +79,9 @@ class MemberListReader:
     async def _read_and_wait(self) -> None:
         """One read of the list (consumers told of a change), then the wait until the next."""
         try:
-            members = await self.store.members()
+            # the local member's view: a signal of when to look, 4 times a second while the
+            # reconciler leads, must not cost a quorum round each (consumers read it linearizably)
+            members = await self.store.members(linearizable=False)
         except E.StoreError as e:
             log.debug("member list: %s", e)
         else:

@@ -1,13 +1,14 @@
 """What each controller publishes about its own etcd member, next to its liveness key. Pure.
 
 Client ports listen on 127.0.0.1 only, so nobody (no controller, no `etcdward status`) can ask
-another member's etcd. Each voter's controller therefore reads its own etcd's Status RPC on
-every liveness beat (a local answer, no raft round) and publishes the figures in the body of
-/etcdward/alive/<member id> (reconcile/election.py Liveness) - but only when something an
-operator acts on changed (leader, term, errors and alarms, version, learner flag, quota) or
-REPORT_EVERY seconds passed since the last put. A put goes through raft and is fsynced on
-every member; the applied index moves with every write (these puts included), so it alone
-is never a reason to write.
+another member's etcd. Each voter's controller therefore reads its own etcd's Status RPC (a
+local answer, no raft round) and publishes the figures in the body of /etcdward/alive/<member
+id> (reconcile/election.py Liveness) - but only when something an operator acts on changed
+(leader, term, errors and alarms, version, learner flag, quota) or REPORT_EVERY seconds passed
+since the last put. It reads Status on a liveness beat only when the raft term (which every
+lease renewal's answer carries) moved or REPORT_EVERY passed, so the other material figures
+show within REPORT_EVERY. A put goes through raft and is fsynced on every member; the applied
+index moves with every write (these puts included), so it alone is never a reason to write.
 
 `reportedAt` is the publishing host's clock (unix seconds): readers compare it with their own
 clock, so the age they show includes any difference between the two hosts' clocks.

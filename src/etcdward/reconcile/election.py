@@ -6,8 +6,12 @@ own record asks it to leave does not (`eligible`). A leader that cannot renew it
 leading before etcd could have expired it (`KeptLease.valid`), and every write it makes is a
 CAS anyway.
 
-Liveness: every controller keeps /etcdward/alive/<member id hex> bound to its own lease, and
-renews the lease only after its local etcd passed a linearizable read. Client ports listen on
+Liveness: every controller keeps /etcdward/alive/<member id hex> bound to its own lease, renewed
+through its local etcd only: a follower forwards the renewal to the etcd leader, and a leader
+without quorum steps down within an election timeout (etcd runs raft with CheckQuorum), so a
+renewal passes only while the local etcd answers and reaches a leader with quorum - what a
+linearizable read proved before, without making the etcd leader confirm its leadership with
+every member at every beat (/readyz still asks for one, when asked). Client ports listen on
 127.0.0.1 only, so no controller can probe another member's etcd; a live key is how the
 reconciler (and `etcd leave`) count "started, healthy voters" for the quorum guard. The key's
 body also carries this member's figures from its own etcd's Status RPC (memberreport.py), which
@@ -66,6 +70,13 @@ class Election:
                 if eligible is not None and not await eligible():
                     await asyncio.sleep(poll)
                     continue
+                # a read first: a lease grant, a failed create and a revoke at every recheck would
+                # be three raft writes on every member while another controller leads
+                held = await self.store.get(RECONCILER_LEADER)
+                if held is not None and (held.lease != self.lease.id or not self.lease.valid):
+                    await self.lease.close(revoke=True)  # a follower keeps no lease alive
+                    await self._until_deleted(held.mod_revision, recheck)
+                    continue
                 if not self.lease.valid:
                     await self.lease.close(revoke=False)
                     await self.lease.grant()
@@ -113,8 +124,8 @@ class Election:
 
 
 class Liveness:
-    """Keeps ALIVE/<member id> while the local etcd answers linearizable reads, its body
-    carrying this member's report (republished when due, memberreport.py)."""
+    """Keeps ALIVE/<member id> while the local etcd renews its lease, its body carrying this
+    member's report (republished when due, memberreport.py)."""
 
     def __init__(self, store: Store, member_id: str, body: dict[str, str], ttl: int = 10,
                  quota: int = DEFAULT_QUOTA, clock: Callable[[], float] = time.time,
@@ -132,12 +143,13 @@ class Liveness:
 
     async def run(self) -> None:
         period = max(0.5, self.ttl / 4)
-        # a round: a linearizable read and a lease renewal, or a new lease and the key
+        # a round: a lease renewal (and Status when a report may be due), or a new lease and the key
         self.hb = self.heartbeats.register("liveness", every=period, work=4 * ETCD_CALL)
         try:
             while True:
                 # A failed beat is tried again every period until one passes; meanwhile the key
-                # expires with its lease, which is the point: no linearizable read, no liveness.
+                # expires with its lease, which is the point: no renewal through the local etcd,
+                # no liveness.
                 await retry(self._beat, deadline=math.inf, backoff=(period,), jitter=0, what=f"liveness {self.key}",
                             retry_on=(E.StoreError,))
                 await asyncio.sleep(period)
@@ -151,17 +163,30 @@ class Liveness:
         assert self.hb is not None
         self.hb.beat()
         await delay_point("liveness-beat")  # tests: a stalled loop (/livez)
-        await self.store.ready()  # no linearizable read, no renewal: the key expires with the lease
-        report = await self._report()
-        if self.lease and await self.store.refresh_lease(self.lease) > 0:
-            if report is not None and due(self.published, report, max(REPORT_EVERY, self.ttl)):
-                try:
-                    await self._publish(report)
-                except E.StoreError as e:  # e.g. NOSPACE refuses puts: the liveness holds, the figures wait
-                    log.debug("liveness %s: report not published (%s)", self.key, e)
-            return
+        if self.lease:
+            left, term = await self.store.keep_alive(self.lease)
+            if left > 0:
+                report = await self._report() if self._may_be_due(term) else None
+                if report is not None and due(self.published, report, self._every):
+                    try:
+                        await self._publish(report)
+                    except E.StoreError as e:  # e.g. NOSPACE refuses puts: the liveness holds, the figures wait
+                        log.debug("liveness %s: report not published (%s)", self.key, e)
+                return
         self.lease = await self.store.grant_lease(self.ttl)
-        await self._publish(report or self.published)
+        await self._publish(await self._report() or self.published)
+
+    @property
+    def _every(self) -> float:
+        return max(REPORT_EVERY, self.ttl)
+
+    def _may_be_due(self, term: int) -> bool:
+        """Whether to read Status this beat: the raft term moved (a new etcd leader, which the
+        report names), the report is old, or none was published. The other material figures
+        (alarms, quota, version) wait for the next time-due report: Status is not asked every
+        beat for them (the maintenance reads alarms from Status itself)."""
+        last = self.published
+        return last is None or term != last.raft_term or self.clock() - last.reported_at >= self._every
 
     async def _report(self) -> MemberReport | None:
         try:

@@ -1,7 +1,8 @@
 """Maintenance by the reconciler leader, in a task of its own beside the reconcile loop (it runs
 while this controller leads and is cancelled with the leadership).
 
-Every CHECK_EVERY seconds it reads the cluster's alarms (one cheap RPC):
+Every CHECK_EVERY seconds it reads the cluster's alarms from its own etcd's Status (a local
+answer: the Alarm RPC would be a raft proposal, written and fsynced on every member, each time):
 - NOSPACE raised: compact to the current revision, defragment every live member (one at a
   time, the etcd leader last), disarm once every db is below 90 % of the quota, record it. Retried every
   NOSPACE_RETRY seconds while the alarm stays (e.g. until an operator has deleted data). The
@@ -31,6 +32,7 @@ from ..maintenance.defrag import LEADER_MOVE_WAIT, DefragReport, DefragRefused, 
 from ..maintenance.figures import live_controllers
 from ..maintenance.lock import DefragBusy, DefragLock
 from ..maintenance.remote import DEFRAG_TIMEOUT, ControllerClient
+from ..memberreport import alarms_in
 from ..store import Store
 from ..store import errors as E
 from ..voterdeps import VoterDeps
@@ -93,7 +95,7 @@ class Maintainer:
 
     async def check(self) -> None:
         now = time.monotonic()
-        if any(a.kind == "NOSPACE" for a in await self.store.alarms()):
+        if any(alarm == "NOSPACE" for _, alarm in alarms_in((await self.store.status()).errors)):
             if now - self.last_nospace >= NOSPACE_RETRY:
                 self.last_nospace = now
                 await self.recover()

@@ -45,7 +45,7 @@ class Snapshot:
     joiner_timeout: float = 60.0
     records: tuple[EtcdMember, ...] = ()
     invalid_records: tuple[tuple[str, str], ...] = ()  # (key, why) of unparseable records
-    alive: frozenset[int] = frozenset()  # members whose controller's local etcd passes a linearizable read
+    alive: frozenset[int] = frozenset()  # live liveness keys; renewed lately (alive_members fresh) when a guard reads it
     leader_id: int = 0  # etcd's raft leader, as the local member sees it
     self_id: int = 0  # the member this reconciler runs on
     handover_since: Mapping[str, float] = field(default_factory=dict)  # record -> first pass it waited on a handover

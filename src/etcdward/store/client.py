@@ -301,13 +301,18 @@ class Store:
 
     async def refresh_lease(self, lease_id: int) -> int:
         """One keep-alive round trip; returns the remaining TTL (<= 0: the lease is gone)."""
+        return (await self.keep_alive(lease_id))[0]
 
-        async def once() -> int:
+    async def keep_alive(self, lease_id: int) -> tuple[int, int]:
+        """One keep-alive round trip: (the remaining TTL, <= 0: the lease is gone; the raft term
+        of the local etcd's answer). Only the etcd leader renews: a follower forwards it there."""
+
+        async def once() -> tuple[int, int]:
             call = self._client.lease.keep_alive(lease_id)
             try:
                 async for resp in call:
-                    return int(resp.TTL)
-                return 0
+                    return int(resp.TTL), int(resp.header.raft_term)
+                return 0, 0
             finally:
                 call.cancel()
 
@@ -327,8 +332,11 @@ class Store:
                 raise
 
     # -- membership (sent once; the caller owns the retry) -------------------------------
-    async def members(self, timeout: float | None = None) -> list[Member]:
-        r = await self._call("member list", self._client.cluster.member_list, timeout=timeout)
+    async def members(self, timeout: float | None = None, linearizable: bool = True) -> list[Member]:
+        """linearizable=False: the local member's own view (etcd 3.5 confirms a linearizable
+        list with a quorum round; 3.4 always answers locally)."""
+        r = await self._call("member list", self._client.cluster.member_list, timeout=timeout,
+                             linearizable=linearizable)
         return [_member(m) for m in r.members]
 
     async def add_learner(self, peer_url: str) -> tuple[Member, list[Member]]:
