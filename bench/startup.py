@@ -7,11 +7,10 @@ alternating with `etcdctl member list` against the same etcd (same certificates)
 the median wall times and the median of the pairwise ratios: pairing keeps the ratio meaningful
 while the machine's load drifts. Wall time is from spawn to exit, Python start-up included.
 
-etcdward runs as installed: with its bytecode compiled once (into a temporary
-PYTHONPYCACHEPREFIX, by the warm-up run), as a wheel install compiles it. An environment with
-PYTHONDONTWRITEBYTECODE would otherwise have every run compile etcdward's modules from source
-first, which measures the environment, not the CLI (it costs about as much as the reads);
---no-bytecode measures that case.
+etcdward runs as installed: with its bytecode compiled once (bench/__init__.py), as a wheel
+install compiles it. An environment with PYTHONDONTWRITEBYTECODE would otherwise have every run
+compile etcdward's modules from source first, which measures the environment, not the CLI (it
+costs about as much as the reads); --no-bytecode measures that case.
 """
 
 from __future__ import annotations
@@ -53,10 +52,10 @@ def main() -> int:
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="etcdward-startup-"))
     roots.append(base)
-    env = dict(os.environ)
-    if not args.no_bytecode:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(base / "pycache")
+    env = dict(os.environ)  # compiled bytecode (bench/__init__.py), unless:
+    if args.no_bytecode:
+        env.pop("PYTHONPYCACHEPREFIX", None)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     try:
         formed = asyncio.run(run_etcdward(3, base))
         assert formed.root is not None
