@@ -272,7 +272,8 @@ class Reconciler:
             await members.notify(self.wakeup)
 
     async def lead(self, election: Election, members: MemberListReader, hb: Heartbeat) -> str:
-        """Reconcile while leading; returns "lost" or "resigned". (The watches wait for changes,
+        """Reconcile while leading; returns "lost", or "resigned" when this controller must hand the
+        role over (the caller resigns the election). (The watches wait for changes,
         which may never come: they have no heartbeat; the member-list reader has its own.)"""
         watchers = [asyncio.create_task(self._follow_keys(), name="keys-watch"),
                     asyncio.create_task(self._follow_members(members), name="member-list-changes")]
@@ -294,8 +295,7 @@ class Reconciler:
                 self.count(result, failed)
                 await self.warn_version_skew()
                 if result.done is not None and result.done.kind is rules.Kind.RESIGN:
-                    await election.resign()
-                    return "resigned"
+                    return "resigned"  # the caller says so, then resigns (see run_reconciler)
                 pending = result.snapshot is not None and any(m.is_learner for m in result.snapshot.members)
                 delay = 0 if result.done is not None else (FAST if pending or result.waiting else SLOW)
                 # a leader whose lease lapses (cut off) notices at once, not at the next safety-net pass
@@ -369,7 +369,10 @@ async def run_reconciler(deps: VoterDeps, members: MemberListReader,
                 finally:
                     leader.set(0)
                 if why == "resigned":
+                    # said before the key goes: the next leader removes this member at once, and
+                    # this controller may be stopping (its etcd removed) before a revoke returns
                     log.info("%s resigned the reconciler leadership (it is leaving the cluster)", name)
+                    await election.resign()
                 else:
                     log.warning("%s lost the reconciler leadership", name)
     finally:
