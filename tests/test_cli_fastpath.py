@@ -115,6 +115,36 @@ def test_each_argv_prints_the_same_both_ways(node: Node, tmp_path: Path) -> None
 
 
 @needs("etcd")
+@pytest.mark.parametrize("where", ["closed pipe", "full disk", "closed stdout"])
+def test_unwritable_stdout_ends_as_click_ends_it(node: Node, where: str) -> None:
+    """A reader that went away (`| head -0`), /dev/full, or no stdout at all: the exit code and
+    stderr click gives (never a traceback), whichever path runs."""
+    d = str(node.data.root)
+
+    def run(argv: list[str], off: str) -> tuple[int, str]:
+        env = {**os.environ, fastpath.OFF: off}
+        if where == "closed pipe":
+            r, w = os.pipe()
+            os.close(r)
+            with os.fdopen(w, "wb") as out:
+                p = subprocess.run([sys.executable, "-m", "etcdward", *argv], stdout=out, stderr=subprocess.PIPE,
+                                   text=True, env=env, timeout=60)
+        elif where == "full disk":
+            with open("/dev/full", "wb") as out:
+                p = subprocess.run([sys.executable, "-m", "etcdward", *argv], stdout=out, stderr=subprocess.PIPE,
+                                   text=True, env=env, timeout=60)
+        else:
+            p = subprocess.run([sys.executable, "-m", "etcdward", *argv], stdout=None, stderr=subprocess.PIPE,
+                               text=True, env=env, timeout=60, close_fds=True, preexec_fn=lambda: os.close(1))
+        return p.returncode, p.stderr
+
+    for argv in (["--help"], ["etcd", "member-list", "--data-dir", d], ["get", "em", "--data-dir", d],
+                 ["status", "-o", "json", "--data-dir", d]):
+        fast, slow = run(argv, ""), run(argv, "1")
+        assert "Traceback" not in fast[1] and fast == slow, (argv, fast, slow)
+
+
+@needs("etcd")
 def test_the_fast_path_runs_and_a_stale_hint_hands_over(node: Node, capsys: pytest.CaptureFixture[str]) -> None:
     d = str(node.data.root)
     assert fastpath.handled(["etcd", "member-list", "--data-dir", d])

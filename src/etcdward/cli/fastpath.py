@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 OFF = "ETCDWARD_NO_FASTPATH"
+# A healthy local etcd answers in milliseconds. One that hangs (stopped, no quorum) makes the fast
+# path give up after this and click take over with its own timeout and error line: an operator
+# waits a little longer in that case, never the whole timeout twice.
+TRY_TIMEOUT = 1.5
 
 Run = Callable[[], tuple[str, list[str]]]  # -> (stdout, stderr lines), or raises: click takes over
 
@@ -48,7 +52,7 @@ class NotMine(Exception):
 
 def handled(argv: list[str]) -> bool:
     """Run argv here if it is one of ours; False (nothing printed) means: run it through click."""
-    if os.environ.get(OFF):
+    if os.environ.get(OFF) or sys.stdout is None or sys.stderr is None:  # closed stream: click says what it means
         return False
     code = 0
     try:
@@ -59,10 +63,15 @@ def handled(argv: list[str]) -> bool:
             out, err, code = e.out, [], e.code
     except Exception:  # not ours, or something went wrong: click does it again and says what
         return False
-    for line in err:
-        sys.stderr.write(line + "\n")
-    sys.stdout.write(out)
-    sys.stdout.flush()
+    try:
+        for line in err:
+            sys.stderr.write(line + "\n")
+        sys.stdout.write(out)
+        sys.stdout.flush()
+    except OSError:
+        # a reader that went away (EPIPE) or a full disk: click, doing the command again, meets the
+        # same error and answers it in its words (exit 1, at most one line), never a traceback
+        return False
     if code:
         sys.exit(code)
     return True
@@ -152,7 +161,7 @@ def _reader(data_dir: str | None, data=None, port: int | None = None):  # type: 
         raise NotMine
     ca, _ = data.etcd_cert("ca")
     crt, key = data.etcd_cert("client")
-    return GatewayReader(f"127.0.0.1:{port}", ca, crt, key, timeout=5.0)
+    return GatewayReader(f"127.0.0.1:{port}", ca, crt, key, timeout=TRY_TIMEOUT)
 
 
 def member_list(data_dir: str | None, output: str) -> tuple[str, list[str]]:
