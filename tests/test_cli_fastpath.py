@@ -115,10 +115,11 @@ def test_each_argv_prints_the_same_both_ways(node: Node, tmp_path: Path) -> None
 
 
 @needs("etcd")
-@pytest.mark.parametrize("where", ["closed pipe", "full disk", "closed stdout"])
+@pytest.mark.parametrize("where", ["closed pipe", "full disk"])
 def test_unwritable_stdout_ends_as_click_ends_it(node: Node, where: str) -> None:
-    """A reader that went away (`| head -0`), /dev/full, or no stdout at all: the exit code and
-    stderr click gives (never a traceback), whichever path runs."""
+    """A reader that went away (`| head -0`) or /dev/full: the exit code and stderr click gives
+    (never a traceback), whichever path runs. (A closed fd 1 is handed to click too, but click's
+    own path is not deterministic then: the next file opened, gRPC's epoll, becomes fd 1.)"""
     d = str(node.data.root)
 
     def run(argv: list[str], off: str) -> tuple[int, str]:
@@ -129,13 +130,10 @@ def test_unwritable_stdout_ends_as_click_ends_it(node: Node, where: str) -> None
             with os.fdopen(w, "wb") as out:
                 p = subprocess.run([sys.executable, "-m", "etcdward", *argv], stdout=out, stderr=subprocess.PIPE,
                                    text=True, env=env, timeout=60)
-        elif where == "full disk":
+        else:
             with open("/dev/full", "wb") as out:
                 p = subprocess.run([sys.executable, "-m", "etcdward", *argv], stdout=out, stderr=subprocess.PIPE,
                                    text=True, env=env, timeout=60)
-        else:
-            p = subprocess.run([sys.executable, "-m", "etcdward", *argv], stdout=None, stderr=subprocess.PIPE,
-                               text=True, env=env, timeout=60, close_fds=True, preexec_fn=lambda: os.close(1))
         return p.returncode, p.stderr
 
     for argv in (["--help"], ["etcd", "member-list", "--data-dir", d], ["get", "em", "--data-dir", d],
