@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from etcdward.keys import ALIVE, ETCDMEMBERS, JOIN_QUEUE, JOINS, RECONCILER_LEADER, TOKENS
 from etcdward.memberlist import MemberListReader
@@ -46,6 +47,42 @@ def test_reader_polls_slowly_unless_asked_and_announces_changes() -> None:
             store.members_now = store.members_now[:0]
             await asyncio.wait_for(wake.wait(), 1)
         assert reader.version == v1 + 1 and reader.latest == []
+        notifier.cancel()
+        task.cancel()
+        await asyncio.gather(task, notifier, return_exceptions=True)
+
+    asyncio.run(go())
+
+
+def test_while_quick_a_growing_etcd_log_triggers_the_read_not_a_timer(tmp_path: Path) -> None:
+    async def go() -> None:
+        store = FakeStore()
+        etcd_log = tmp_path / "etcd.log"
+        etcd_log.write_text("started\n")
+        reader = MemberListReader(store, idle=10.0, fast=0.05, etcd_log=etcd_log, look=0.01)  # type: ignore[arg-type]
+        task = asyncio.create_task(reader.run())
+        wake = asyncio.Event()
+        with reader.quick():
+            notifier = asyncio.create_task(reader.notify(wake))
+            await asyncio.sleep(0.3)
+            calls = store.calls
+            assert calls <= 2  # the first read, and the one quick() asks for: no poll while the log is still
+            store.members_now = []
+            with etcd_log.open("a") as f:  # what etcd writes when it applies a removal
+                f.write("etcdserver/membership: removed member 1 from cluster 2\n")
+            await asyncio.wait_for(wake.wait(), 1)
+            assert store.calls == calls + 1
+            for _ in range(20):  # a chatty log: reads at most every `fast` seconds
+                with etcd_log.open("a") as f:
+                    f.write("rafthttp: rejected the stream from peer 1 since it was removed\n")
+                await asyncio.sleep(0.01)
+            assert store.calls <= calls + 1 + 0.2 / 0.05 + 1
+        await asyncio.sleep(0.2)
+        idle_calls = store.calls
+        with etcd_log.open("a") as f:
+            f.write("idle: nobody holds quick()\n")
+        await asyncio.sleep(0.2)
+        assert store.calls == idle_calls  # without quick() the log is not looked at
         notifier.cancel()
         task.cancel()
         await asyncio.gather(task, notifier, return_exceptions=True)

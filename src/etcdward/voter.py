@@ -52,7 +52,7 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
     backups = BackupService(deps.store, deps.data, cfg, ident.name, BackupMetrics(deps.metrics),
                             heartbeats=deps.heartbeats)
     before_change = backups.before_change if cfg.spec.backup.before_membership_change else None
-    members = MemberListReader(deps.store, heartbeats=deps.heartbeats)
+    members = MemberListReader(deps.store, heartbeats=deps.heartbeats, etcd_log=deps.data.etcd_log)
 
     async def while_leading() -> None:
         await asyncio.gather(backups.run_schedule(), run_maintenance(deps))
