@@ -1,8 +1,10 @@
 """Maintenance by the reconciler leader, in a task of its own beside the reconcile loop (it runs
 while this controller leads and is cancelled with the leadership).
 
-Every CHECK_EVERY seconds it reads the cluster's alarms from its own etcd's Status (a local
-answer: the Alarm RPC would be a raft proposal, written and fsynced on every member, each time):
+Every CHECK_EVERY seconds it looks at the cluster's alarms: from its own etcd's Status (a local
+answer: the Alarm RPC would be a raft proposal, written and fsynced on every member, each time),
+asked only when the local etcd's log moved (etcd logs every alarm it applies: "alarm NOSPACE
+raised"), at least every ALARM_RECHECK seconds, and at every check while NOSPACE is raised:
 - NOSPACE raised: compact to the current revision, defragment every live member (one at a
   time, the etcd leader last), disarm once every db is below 90 % of the quota, record it. Retried every
   NOSPACE_RETRY seconds while the alarm stays (e.g. until an operator has deleted data). The
@@ -32,6 +34,7 @@ from ..maintenance.defrag import LEADER_MOVE_WAIT, DefragReport, DefragRefused, 
 from ..maintenance.figures import live_controllers
 from ..maintenance.lock import DefragBusy, DefragLock
 from ..maintenance.remote import DEFRAG_TIMEOUT, ControllerClient
+from ..memberlist import log_mark
 from ..memberreport import alarms_in
 from ..store import Store
 from ..store import errors as E
@@ -40,6 +43,7 @@ from ..voterdeps import VoterDeps
 log = logging.getLogger(__name__)
 
 CHECK_EVERY = 2.0
+ALARM_RECHECK = 30.0  # Status at least this often even when the etcd log did not move
 NOSPACE_RETRY = 10.0
 AUTO_EVERY = 30.0
 ONE_DEFRAG = DEFRAG_TIMEOUT + LEADER_MOVE_WAIT + 4 * ETCD_CALL  # the longest one member's defrag may take
@@ -52,6 +56,10 @@ class Maintainer:
         self.data = deps.data
         self.spec = deps.cfg.spec.maintenance.defrag
         self.quota = deps.cfg.etcd.quota_bytes
+        self.etcd_log = deps.data.etcd_log
+        self.alarm_mark: tuple[int, int] | None = None  # where the etcd log stood at the last Status
+        self.alarm_checked = -ALARM_RECHECK
+        self.nospace = False
         self.last_nospace = -NOSPACE_RETRY
         self.last_auto = time.monotonic()  # a new leader first lets the cluster settle
         self.last_refusal = ""
@@ -95,7 +103,12 @@ class Maintainer:
 
     async def check(self) -> None:
         now = time.monotonic()
-        if any(alarm == "NOSPACE" for _, alarm in alarms_in((await self.store.status()).errors)):
+        mark = log_mark(self.etcd_log)
+        if self.nospace or mark is None or mark != self.alarm_mark or now - self.alarm_checked >= ALARM_RECHECK:
+            errors = (await self.store.status()).errors
+            self.alarm_mark, self.alarm_checked = mark, now  # the mark before the read: a line during it counts
+            self.nospace = any(alarm == "NOSPACE" for _, alarm in alarms_in(errors))
+        if self.nospace:
             if now - self.last_nospace >= NOSPACE_RETRY:
                 self.last_nospace = now
                 await self.recover()
