@@ -25,6 +25,7 @@ round trip, and a join still gets its backup while no leader is elected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -36,7 +37,7 @@ from pathlib import Path
 from ..config import Config
 from ..errors import EtcdwardError
 from ..heartbeats import ETCD_CALL, Heartbeats
-from ..keys import BACKUP_BEFORE_CHANGE
+from ..keys import BACKUP_BEFORE_CHANGE, BACKUP_STATUS
 from ..paths import DataDir
 from ..store import Store
 from ..store import errors as E
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 RATE_LIMIT = 30  # seconds: at most one backup before a membership change per this long, cluster-wide
 BEFORE_CHANGE_WAIT = 30.0  # a membership change waits at most this long for its backup
-FOLLOW_EVERY = 10.0  # seconds between reads of the status record for the metrics
+FOLLOW_EVERY = 60.0  # the status record for the metrics: read on every change (watched), and this often
 TAKE_BOUND = 600.0  # the longest a backup may take (the snapshot's timeout): the schedule waits for it
 
 
@@ -189,15 +190,24 @@ class BackupService:
 
     # -- on every voting controller ------------------------------------------------------------
     async def run(self) -> None:
+        changed = asyncio.Event()
+
+        async def watch() -> None:  # an idle cluster's status record never changes: no polling for it
+            async for _ in self.store.follow_prefix(BACKUP_STATUS):
+                changed.set()
+
+        watcher = asyncio.create_task(watch(), name="backup-status-watch")
         try:
             with self.heartbeats.loop("backup-status", every=FOLLOW_EVERY, work=ETCD_CALL) as hb:
                 while True:
                     hb.beat()
+                    changed.clear()
                     try:
                         self.metrics.follow(await report.read_status(self.store))
                     except E.StoreError as e:
                         log.debug("backup status: %s", e)
-                    await asyncio.sleep(FOLLOW_EVERY)
+                    with contextlib.suppress(TimeoutError):  # asyncio.timeout: never swallows a cancel
+                        async with asyncio.timeout(FOLLOW_EVERY):
+                            await changed.wait()
         finally:
-            if self._running is not None:
-                await cancel_and_wait([self._running])
+            await cancel_and_wait([watcher, *([self._running] if self._running is not None else [])])
