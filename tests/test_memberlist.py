@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from etcdward.etcdlogwatch import EtcdLogWatch
 from etcdward.keys import ALIVE, ETCDMEMBERS, JOIN_QUEUE, JOINS, RECONCILER_LEADER, TOKENS
 from etcdward.memberlist import MemberListReader
 from etcdward.reconcile.loop import wakes_reconciler
@@ -54,19 +55,20 @@ def test_reader_polls_slowly_unless_asked_and_announces_changes() -> None:
     asyncio.run(go())
 
 
-def test_while_quick_a_growing_etcd_log_triggers_the_read_not_a_timer(tmp_path: Path) -> None:
-    async def go() -> None:
+def test_while_quick_a_write_to_the_etcd_log_triggers_the_read_not_a_timer(tmp_path: Path) -> None:
+    async def go(use_inotify: bool) -> None:
         store = FakeStore()
-        etcd_log = tmp_path / "etcd.log"
+        etcd_log = tmp_path / f"etcd-{use_inotify}.log"
         etcd_log.write_text("started\n")
-        reader = MemberListReader(store, idle=10.0, fast=0.05, etcd_log=etcd_log, look=0.01)  # type: ignore[arg-type]
-        task = asyncio.create_task(reader.run())
+        watch = EtcdLogWatch(etcd_log, look=0.01, use_inotify=use_inotify)
+        reader = MemberListReader(store, idle=10.0, fast=0.05, log_watch=watch)  # type: ignore[arg-type]
+        tasks = [asyncio.create_task(watch.run()), asyncio.create_task(reader.run())]
         wake = asyncio.Event()
         with reader.quick():
-            notifier = asyncio.create_task(reader.notify(wake))
+            tasks.append(asyncio.create_task(reader.notify(wake)))
             await asyncio.sleep(0.3)
             calls = store.calls
-            assert calls <= 2  # the first read, and the one quick() asks for: no poll while the log is still
+            assert calls <= 3  # the first read, the one quick() asks for, the watch starting: no poll
             store.members_now = []
             with etcd_log.open("a") as f:  # what etcd writes when it applies a removal
                 f.write("etcdserver/membership: removed member 1 from cluster 2\n")
@@ -77,17 +79,31 @@ def test_while_quick_a_growing_etcd_log_triggers_the_read_not_a_timer(tmp_path: 
                     f.write("rafthttp: rejected the stream from peer 1 since it was removed\n")
                 await asyncio.sleep(0.01)
             assert store.calls <= calls + 1 + 0.2 / 0.05 + 1
+            etcd_log.unlink()  # removed by hand: the supervisor's next start writes a new one
+            await asyncio.sleep(0.1)
+            etcd_log.write_text("etcd started again\n")
+            before = store.calls
+            await wait_until(lambda: store.calls > before)
         await asyncio.sleep(0.2)
         idle_calls = store.calls
         with etcd_log.open("a") as f:
             f.write("idle: nobody holds quick()\n")
         await asyncio.sleep(0.2)
-        assert store.calls == idle_calls  # without quick() the log is not looked at
-        notifier.cancel()
-        task.cancel()
-        await asyncio.gather(task, notifier, return_exceptions=True)
+        assert store.calls == idle_calls  # without quick() a write is no reason to read
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-    asyncio.run(go())
+    asyncio.run(go(use_inotify=True))
+    asyncio.run(go(use_inotify=False))
+
+
+async def wait_until(cond, timeout: float = 2.0) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(int(timeout / 0.01)):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not within the time")
 
 
 def _ev(key: str, kind: str = "put", create: int = 5, mod: int = 5) -> WatchEvent:

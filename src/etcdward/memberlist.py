@@ -5,21 +5,19 @@ MemberList on its own timer, one task reads it and serves the latest list to all
 
     MemberListReader.run()        reads the list every `idle` seconds; while a consumer holds
                                   `quick()` (the reconciler leader) also as soon as the local
-                                  etcd's log grows (see below), or every `fast` seconds when
-                                  there is no log to look at
+                                  etcd writes to its log (see below), or every `fast` seconds
+                                  when there is no log watch
     MemberListReader.changed(v)   waits until the list differs from version v; returns the new
                                   version (0: nothing read yet)
     MemberListReader.notify(ev)   sets ev on every change
     MemberListReader.latest       the last list read (None until the first read)
 
-Why the log: every member's etcd writes lines to its log when it applies a membership change
-(raft's "switched to configuration", "added member", "removed member"; a new member's peer
-connecting), on every supported version and log format, and an idle etcd writes almost
-nothing. Looking at the log's size every LOOK seconds costs one stat and no etcd call, where
-polling MemberList 4 times a second was most of the etcd load a leader's controller caused. Any
-growth triggers a read (at most one per `fast` seconds: a chatty log costs what the old poll
-did); the `idle` read stays as the safety net. An `etcdctl member remove` behind our back
-still shows within ~0.1-0.2 s.
+Why the log (etcdlogwatch.py): every member's etcd logs each membership change it applies, and
+an idle etcd writes almost nothing, so a write to the log is the cue to read the list; polling
+MemberList 4 times a second was most of the etcd load a leader's controller caused. A read
+follows a write at most every `fast` seconds (a chatty log costs what the old poll did); the
+`idle` read stays as the safety net. An `etcdctl member remove` behind our back shows within
+~0.1 s.
 
 A consumer that acts on the list still reads it fresh (the member list is the truth); this
 owner only tells it when to look.
@@ -30,11 +28,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
+from .etcdlogwatch import EtcdLogWatch
 from .heartbeats import ETCD_CALL, Heartbeats
 from .store import Member, Store
 from .store import errors as E
@@ -42,20 +39,7 @@ from .store import errors as E
 log = logging.getLogger(__name__)
 
 IDLE = 5.0  # nobody needs quick news: a removed member's own etcd stops by itself anyway
-FAST = 0.25  # while the reconciler leads: the poll without a log, the least gap between reads with one
-LOOK = 0.1  # while the reconciler leads: how often the etcd log's size is looked at
-
-
-def log_mark(etcd_log: Path | None) -> tuple[int, int] | None:
-    """Where the local etcd's log stands (inode, size): a different mark means etcd wrote
-    something (or the file was replaced). None: no log to look at."""
-    if etcd_log is None:
-        return None
-    try:
-        st = os.stat(etcd_log)
-    except OSError:
-        return None
-    return st.st_ino, st.st_size
+FAST = 0.25  # while the reconciler leads: the poll without a log watch, the least gap between reads with one
 
 
 def _shape(members: list[Member]) -> tuple[tuple[int, str, bool, tuple[str, ...]], ...]:
@@ -64,11 +48,11 @@ def _shape(members: list[Member]) -> tuple[tuple[int, str, bool, tuple[str, ...]
 
 class MemberListReader:
     def __init__(self, store: Store, idle: float = IDLE, fast: float = FAST,
-                 heartbeats: Heartbeats | None = None, etcd_log: Path | None = None, look: float = LOOK) -> None:
+                 heartbeats: Heartbeats | None = None, log_watch: EtcdLogWatch | None = None) -> None:
         self.store = store
         self.heartbeats = heartbeats or Heartbeats()
-        self.idle, self.fast, self.look = idle, fast, look
-        self.etcd_log = etcd_log  # the local etcd's stdout/stderr (the supervisor's), None: poll
+        self.idle, self.fast = idle, fast
+        self.log_watch = log_watch  # the local etcd's log (None: poll every `fast` while quick)
         self.latest: list[Member] | None = None
         self.version = 0
         self._quick = 0  # consumers that need quick news now
@@ -77,7 +61,8 @@ class MemberListReader:
 
     @contextlib.contextmanager
     def quick(self) -> Iterator[None]:
-        """Read every `fast` seconds while this is held."""
+        """Quick news while this is held: a read after each write to the etcd log (every `fast`
+        seconds without a log watch)."""
         self._quick += 1
         self._kick.set()
         try:
@@ -103,12 +88,9 @@ class MemberListReader:
                 hb.beat()
                 await self._read_and_wait()
 
-    def _log_mark(self) -> tuple[int, int] | None:
-        return log_mark(self.etcd_log)
-
     async def _read_and_wait(self) -> None:
         """One read of the list (consumers told of a change), then the wait until the next."""
-        mark = self._log_mark()  # before the read: a line written during it triggers the next
+        seen = self.log_watch.version if self.log_watch else 0  # before the read: a line during it counts
         read_at = time.monotonic()
         try:
             # the local member's view: a signal of when to look, quickly while the reconciler
@@ -124,24 +106,30 @@ class MemberListReader:
             else:
                 self.latest = members
         self._kick.clear()
-        await self._wait(read_at, mark)
+        await self._wait(read_at, seen)
 
-    async def _wait(self, read_at: float, mark: tuple[int, int] | None) -> None:
-        """Until a consumer asks (quick() begins), `idle` has passed, or, while quick: the log
-        moved (and `fast` passed since the last read), or `fast` passed when there is no log."""
+    async def _wait(self, read_at: float, seen: int) -> None:
+        """Until a consumer asks (quick() begins), `idle` has passed, or, while quick: etcd wrote
+        to its log (and `fast` passed since the last read), or `fast` passed without a log watch."""
         while True:
-            quick = self._quick > 0
-            watching = quick and mark is not None
+            quick, logs = self._quick > 0, self.log_watch
             since = time.monotonic() - read_at
-            if watching and since >= self.fast and self._log_mark() != mark:
+            wrote = logs is not None and logs.version != seen
+            if quick and wrote and since >= self.fast:
                 return
-            due = self.fast if quick and not watching else self.idle
+            due = self.fast if quick and logs is None else self.idle
             if since >= due:
                 return
-            step = due - since
-            if watching:
-                step = min(step, max(self.look, self.fast - since))
-            with contextlib.suppress(TimeoutError):  # asyncio.timeout: never swallows a cancel (tasks.py)
-                async with asyncio.timeout(step):
-                    await self._kick.wait()
-                    return
+            waits = {asyncio.ensure_future(self._kick.wait())}
+            if quick and logs is not None:
+                if wrote:
+                    due = min(due, self.fast)  # read once `fast` has passed
+                else:
+                    waits.add(asyncio.ensure_future(logs.moved(seen)))
+            try:
+                await asyncio.wait(waits, timeout=due - since, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+            if self._kick.is_set():
+                return

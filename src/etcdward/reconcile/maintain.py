@@ -3,8 +3,9 @@ while this controller leads and is cancelled with the leadership).
 
 Every CHECK_EVERY seconds it looks at the cluster's alarms: from its own etcd's Status (a local
 answer: the Alarm RPC would be a raft proposal, written and fsynced on every member, each time),
-asked only when the local etcd's log moved (etcd logs every alarm it applies: "alarm NOSPACE
-raised"), at least every ALARM_RECHECK seconds, and at every check while NOSPACE is raised:
+asked only when the local etcd wrote to its log (etcd logs every alarm it applies: "alarm NOSPACE
+raised by peer"; etcdlogwatch.py), at least every ALARM_RECHECK seconds, and at every check
+while NOSPACE is raised:
 - NOSPACE raised: compact to the current revision, defragment every live member (one at a
   time, the etcd leader last), disarm once every db is below 90 % of the quota, record it. Retried every
   NOSPACE_RETRY seconds while the alarm stays (e.g. until an operator has deleted data). The
@@ -34,7 +35,7 @@ from ..maintenance.defrag import LEADER_MOVE_WAIT, DefragReport, DefragRefused, 
 from ..maintenance.figures import live_controllers
 from ..maintenance.lock import DefragBusy, DefragLock
 from ..maintenance.remote import DEFRAG_TIMEOUT, ControllerClient
-from ..memberlist import log_mark
+from ..etcdlogwatch import EtcdLogWatch
 from ..memberreport import alarms_in
 from ..store import Store
 from ..store import errors as E
@@ -50,14 +51,14 @@ ONE_DEFRAG = DEFRAG_TIMEOUT + LEADER_MOVE_WAIT + 4 * ETCD_CALL  # the longest on
 
 
 class Maintainer:
-    def __init__(self, deps: VoterDeps) -> None:
+    def __init__(self, deps: VoterDeps, log_watch: EtcdLogWatch | None = None) -> None:
         self.store: Store = deps.store
         self.name = deps.ident.name
         self.data = deps.data
         self.spec = deps.cfg.spec.maintenance.defrag
         self.quota = deps.cfg.etcd.quota_bytes
-        self.etcd_log = deps.data.etcd_log
-        self.alarm_mark: tuple[int, int] | None = None  # where the etcd log stood at the last Status
+        self.log_watch = log_watch  # None: Status at every check
+        self.alarm_seen = -1  # the log watch's version at the last Status
         self.alarm_checked = -ALARM_RECHECK
         self.nospace = False
         self.last_nospace = -NOSPACE_RETRY
@@ -103,10 +104,10 @@ class Maintainer:
 
     async def check(self) -> None:
         now = time.monotonic()
-        mark = log_mark(self.etcd_log)
-        if self.nospace or mark is None or mark != self.alarm_mark or now - self.alarm_checked >= ALARM_RECHECK:
+        seen = self.log_watch.version if self.log_watch is not None else -2
+        if self.nospace or seen != self.alarm_seen or now - self.alarm_checked >= ALARM_RECHECK:
             errors = (await self.store.status()).errors
-            self.alarm_mark, self.alarm_checked = mark, now  # the mark before the read: a line during it counts
+            self.alarm_seen, self.alarm_checked = seen, now  # the version before the read: a line during it counts
             self.nospace = any(alarm == "NOSPACE" for _, alarm in alarms_in(errors))
         if self.nospace:
             if now - self.last_nospace >= NOSPACE_RETRY:
@@ -174,5 +175,5 @@ class Maintainer:
                              f"automatic defrag of {', '.join(r.name for r in done)}", done)
 
 
-async def run_maintenance(deps: VoterDeps) -> None:
-    await Maintainer(deps).run()
+async def run_maintenance(deps: VoterDeps, log_watch: EtcdLogWatch | None = None) -> None:
+    await Maintainer(deps, log_watch).run()
