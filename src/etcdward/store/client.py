@@ -37,6 +37,7 @@ from etcd3aio import (
 
 from ..keys import HEALTH
 from . import errors as E
+from .keepalive import KeepAliveStream
 from .types import KV, Alarm, Member, Status, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class Store:
         self._client = self._new_client(cert, key)
         self._connected = False
         self._retiring: set[asyncio.Task[None]] = set()  # old channels closing after a certificate change
+        self._keepalive = KeepAliveStream()  # every lease's renewals, on one stream
 
     def _new_client(self, cert: bytes, key: bytes) -> Etcd3Client:
         client = Etcd3Client([self.endpoint], ca_cert=self._ca, cert_key=key, cert_chain=cert,
@@ -175,6 +177,7 @@ class Store:
             self._connected = True
 
     async def close(self) -> None:
+        self._keepalive.close()
         for task in list(self._retiring):
             task.cancel()  # closes its channel now
         if self._retiring:
@@ -305,10 +308,14 @@ class Store:
 
     async def keep_alive(self, lease_id: int) -> tuple[int, int]:
         """One keep-alive round trip: (the remaining TTL, <= 0: the lease is gone; the raft term
-        of the local etcd's answer). Only the etcd leader renews: a follower forwards it there."""
+        of the local etcd's answer). Only the etcd leader renews: a follower forwards it there.
+        On the process's one keep-alive stream (keepalive.py)."""
+        service = self._client.lease
+        if KeepAliveStream.supported(service):
+            return await self._call("lease keepalive", self._keepalive.renew, service, lease_id)
 
         async def once() -> tuple[int, int]:
-            call = self._client.lease.keep_alive(lease_id)
+            call = service.keep_alive(lease_id)
             try:
                 async for resp in call:
                     return int(resp.TTL), int(resp.header.raft_term)
