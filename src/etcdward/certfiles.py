@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
 
+from .frozen import frozen
 from .paths import DataDir, atomic_write
 
 RENEW_AT = 2 / 3  # of a leaf's life: leaves a third of it to retry a failed renewal
@@ -21,7 +21,7 @@ RENEW_AT = 2 / 3  # of a leaf's life: leaves a third of it to retry a failed ren
 JITTER = 0.1  # of the life: renewal somewhere in [RENEW_AT - JITTER, RENEW_AT] of it
 
 
-@dataclass(frozen=True)
+@frozen
 class Leaf:
     """One of a node's leaf certificates and the CA that signs it."""
     name: str  # api | etcd-server | etcd-peer | etcd-client
@@ -59,7 +59,7 @@ def renew_at(not_before: dt.datetime, not_after: dt.datetime, jitter: float) -> 
     return not_before + life * RENEW_AT - life * (JITTER * jitter)
 
 
-@dataclass(frozen=True)
+@frozen
 class CertDates:
     """What an idle controller needs of a certificate: its serial and validity (UTC)."""
     serial: int

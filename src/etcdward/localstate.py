@@ -22,10 +22,10 @@ import os
 import re
 import socket
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import Permanent
+from .frozen import frozen, replace
 from .paths import DataDir, atomic_write
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
@@ -39,7 +39,7 @@ class StateFileError(Permanent):
     """A file under state/ that cannot be read or parsed; the message names it."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Identity:
     name: str
     cluster_id: str | None = None  # lowercase hex, pinned after the first successful start

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from .frozen import frozen
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 DEFAULT_DATA_DIR = Path("/var/lib/etcdward")
 
 
-@dataclass(frozen=True)
+@frozen
 class DataDir:
     root: Path
 

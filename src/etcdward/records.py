@@ -21,11 +21,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from .addresses import is_member_name
 from .errors import Permanent, Temporary
+from .frozen import field, frozen, replace
 from .keys import ETCDMEMBERS
 from .store import KV, Member
 
@@ -71,7 +71,7 @@ def peer_host(peer_url: str) -> str:
         return ""
 
 
-@dataclass(frozen=True)
+@frozen
 class Condition:
     type: str = JOINED
     status: str = "Unknown"
@@ -83,7 +83,7 @@ class Condition:
                 "message": self.message}
 
 
-@dataclass(frozen=True)
+@frozen
 class EtcdMember:
     name: str
     uid: str = ""
@@ -260,7 +260,7 @@ def parse(raw: bytes | str, *, name: str | None = None, mod_revision: int = 0, c
 
 # -- I/O (compare-and-swap on the mod revision) ----------------------------------------------
 
-@dataclass(frozen=True)
+@frozen
 class Listing:
     records: tuple[EtcdMember, ...]
     invalid: tuple[tuple[str, str], ...]  # (key, why) of keys that are not EtcdMember objects
