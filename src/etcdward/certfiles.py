@@ -128,5 +128,9 @@ def _time(der: bytes, i: int) -> tuple[dt.datetime, int]:
     if tag == 0x17:
         year = int(text[:2])
         text = f"{2000 + year if year < 50 else 1900 + year}{text[2:]}"
-    when = dt.datetime.strptime(text, "%Y%m%d%H%M%SZ")
-    return when.replace(tzinfo=dt.timezone.utc), j
+    # by hand, not strptime: its import (_strptime, locale, calendar) costs `etcdward status` ~3 ms
+    if len(text) != 15 or text[14] != "Z" or not text[:14].isdigit():
+        raise ValueError(f"certificate time {text!r} is not YYYYMMDDHHMMSSZ")
+    when = dt.datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]),
+                       int(text[12:14]), tzinfo=dt.timezone.utc)
+    return when, j
