@@ -1,21 +1,39 @@
 """The data-dir layout, in one place.
 
 Operators and other tools rely on these exact names (see README, "Data dir layout").
+
+pathlib is imported on first use: the read-only CLI commands of the fast path (cli/fastpath.py)
+that only reach the local etcd find its files through ClientFiles, as strings, and importing
+pathlib (with urllib.parse and ipaddress) would cost them ~4 ms.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 from .frozen import frozen
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
-DEFAULT_DATA_DIR = Path("/var/lib/etcdward")
+    DEFAULT_DATA_DIR: Path
+
+DEFAULT_ROOT = "/var/lib/etcdward"
+# The files a client of the local etcd reads, relative to the data dir (DataDir and ClientFiles)
+CLIENT_HINT = "state/client.json"
+EFFECTIVE_CONFIG = "state/config.yaml"
+ETCD_PKI = "pki/etcd"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DEFAULT_DATA_DIR":  # a Path, made when asked for: see the module's doc
+        from pathlib import Path
+
+        return Path(DEFAULT_ROOT)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @frozen
@@ -24,7 +42,9 @@ class DataDir:
 
     @classmethod
     def at(cls, path: str | os.PathLike[str] | None) -> DataDir:
-        return cls(Path(path).absolute() if path else DEFAULT_DATA_DIR)
+        from pathlib import Path
+
+        return cls(Path(path or DEFAULT_ROOT).absolute())
 
     @property
     def lock_file(self) -> Path:
@@ -54,7 +74,7 @@ class DataDir:
 
     @property
     def etcd_pki(self) -> Path:
-        return self.pki / "etcd"
+        return self.root / ETCD_PKI
 
     def etcd_cert(self, kind: str) -> tuple[Path, Path]:
         """(crt, key) for kind in ca | server | peer | client."""
@@ -89,12 +109,12 @@ class DataDir:
 
     @property
     def effective_config(self) -> Path:
-        return self.state / "config.yaml"
+        return self.root / EFFECTIVE_CONFIG
 
     @property
     def client_hint(self) -> Path:
         """The local etcd's client port, derived from effective_config (read_client_port)."""
-        return self.state / "client.json"
+        return self.root / CLIENT_HINT
 
     @property
     def tombstone(self) -> Path:
@@ -118,6 +138,22 @@ class DataDir:
     def etcd_version_file(self) -> Path:
         """The etcd version this member last ran and its cluster's version (etcdversions.py)."""
         return self.state / "etcd-version.json"
+
+
+class ClientFiles:
+    """DataDir's files for a client of the local etcd, as strings: the client hint, the effective
+    config it was written for, and the etcd CA and client certificate (read_client_hint and
+    read_client_port take either)."""
+
+    def __init__(self, root: str | None) -> None:
+        root = root or DEFAULT_ROOT
+        self.root = root if os.path.isabs(root) else os.path.join(os.getcwd(), root)  # as Path.absolute()
+        self.client_hint = os.path.join(self.root, CLIENT_HINT)
+        self.effective_config = os.path.join(self.root, EFFECTIVE_CONFIG)
+
+    def etcd_cert(self, kind: str) -> tuple[str, str]:
+        pki = os.path.join(self.root, ETCD_PKI)
+        return os.path.join(pki, f"{kind}.crt"), os.path.join(pki, f"{kind}.key")
 
 
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
@@ -159,12 +195,12 @@ def write_client_hint(data: DataDir, effective_config: bytes, client_port: int,
                                                "clientPort": client_port, "backup": backup}) + "\n")
 
 
-def read_client_hint(data: DataDir) -> dict[str, Any] | None:
+def read_client_hint(data: DataDir | ClientFiles) -> dict[str, Any] | None:
     """write_client_hint's object, or None when it is absent, damaged, has no valid port, or was
     not written for the effective config as it is now (edited by hand, or an older controller)."""
     try:
-        hint = json.loads(data.client_hint.read_bytes())
-        config = data.effective_config.read_bytes()
+        hint = json.loads(_read(data.client_hint))
+        config = _read(data.effective_config)
     except (OSError, ValueError):
         return None
     if not isinstance(hint, dict) or hint.get("configSha256") != _sha256_hex(config):
@@ -173,9 +209,14 @@ def read_client_hint(data: DataDir) -> dict[str, Any] | None:
     return hint if type(port) is int and 0 < port < 65536 else None
 
 
-def read_client_port(data: DataDir) -> int | None:
+def read_client_port(data: DataDir | ClientFiles) -> int | None:
     hint = read_client_hint(data)
     return None if hint is None else int(hint["clientPort"])
+
+
+def _read(path: str | os.PathLike[str]) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def _sha256_hex(data: bytes) -> str:

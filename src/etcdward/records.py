@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from .addresses import is_member_name
 from .errors import Permanent, Temporary
@@ -65,6 +64,8 @@ def timestamp(t: float | None = None) -> str:
 
 def peer_host(peer_url: str) -> str:
     """The bare address of a peer URL (k0s status.peerAddress is not a URL)."""
+    from urllib.parse import urlsplit  # here: `etcdward get etcdmembers` (fast path) never needs it
+
     try:
         return urlsplit(peer_url).hostname or ""
     except ValueError:

@@ -144,18 +144,26 @@ def top_help() -> tuple[str, list[str]]:
 
 
 def _data_dir(data_dir: str | None):  # type: ignore[no-untyped-def]
-    from ..paths import DEFAULT_DATA_DIR, DataDir
+    from ..paths import DataDir
 
+    _not_a_file(data_dir)
+    return DataDir.at(data_dir)
+
+
+def _not_a_file(data_dir: str | None) -> None:
     if data_dir is not None and os.path.isfile(data_dir):  # click refuses a file for --data-dir
         raise NotMine
-    return DataDir.at(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
 
 
 def _reader(data_dir: str | None, data=None, port: int | None = None):  # type: ignore[no-untyped-def]
-    from ..paths import read_client_port
+    """A reader of the local etcd; a DataDir when the caller has one, else the data dir's files as
+    strings (paths.ClientFiles: no pathlib)."""
+    from ..paths import ClientFiles, read_client_port
     from ..store.gateway import GatewayReader
 
-    data = data or _data_dir(data_dir)
+    if data is None:
+        _not_a_file(data_dir)
+        data = ClientFiles(data_dir)
     port = port or read_client_port(data)
     if port is None:
         raise NotMine

@@ -22,13 +22,13 @@ import binascii
 import json
 import socket
 import ssl
-from pathlib import Path
 
 from . import errors as E
 from .types import KV, Alarm, Member, Status
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
 if TYPE_CHECKING:
+    from os import PathLike
     from typing import Any
 
 _ALARMS = {1: "NOSPACE", 2: "CORRUPT"}  # etcdserverpb.AlarmType, should an alarm come as a number
@@ -37,8 +37,8 @@ _ALARMS = {1: "NOSPACE", 2: "CORRUPT"}  # etcdserverpb.AlarmType, should an alar
 class GatewayReader:
     """One endpoint (`127.0.0.1:<port>`), mutual TLS with the node's etcd client certificate."""
 
-    def __init__(self, endpoint: str, ca: Path, cert: Path, key: Path, timeout: float = 5.0,
-                 server_name: str = "localhost") -> None:
+    def __init__(self, endpoint: str, ca: str | PathLike[str], cert: str | PathLike[str], key: str | PathLike[str],
+                 timeout: float = 5.0, server_name: str = "localhost") -> None:
         self.host, _, port = endpoint.removeprefix("https://").rpartition(":")
         self.port = int(port)
         self.timeout = timeout
