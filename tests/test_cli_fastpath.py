@@ -33,6 +33,17 @@ def test_top_help_is_clicks(columns: str) -> None:
     assert top_help(int(columns)) + "\n" == clicks.stdout
 
 
+@pytest.mark.parametrize("columns", [None, "", "0", "-3", "x", "57"])
+def test_terminal_width_is_shutils(columns: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert fastpath.terminal_columns() == shutil.get_terminal_size().columns
+
+
 def test_eager_help_is_each_commands_own_first_line() -> None:
     ctx = click.Context(cli)
     for name, text in EAGER_HELP.items():

@@ -149,11 +149,24 @@ def parse(args: list[str], spec: dict[str, tuple[str, ...] | None]) -> tuple[dic
 
 
 def top_help() -> tuple[str, list[str]]:
-    import shutil
-
     from .commandlist import top_help as text
 
-    return text(shutil.get_terminal_size().columns) + "\n", []
+    return text(terminal_columns()) + "\n", []
+
+
+def terminal_columns() -> int:
+    """shutil.get_terminal_size().columns, as click asks for it: importing shutil (bz2, lzma,
+    fnmatch) would cost `etcdward --help` ~6 ms."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):  # stdout None, closed, detached or not a terminal
+        return 80
 
 
 def _data_dir(data_dir: str | None):  # type: ignore[no-untyped-def]
