@@ -179,6 +179,24 @@ def test_the_fast_path_runs_and_a_stale_hint_hands_over(node: Node, capsys: pyte
         hint.write_text(saved)
 
 
+# What made the fast path slow, each measured in milliseconds (README, "CLI start-up"): none may
+# come back on it. pathlib is still needed by status (DataDir), not by the other commands.
+SLOW_IMPORTS = ("dataclasses", "inspect", "hashlib", "_strptime", "shutil", "typing", "click", "pydantic", "grpc")
+
+
+@needs("etcd")
+def test_the_fast_path_imports_nothing_slow(node: Node) -> None:
+    d = str(node.data.root)
+    code = ("import sys\nfrom etcdward.cli.fastpath import handled\nok = False\ntry:\n"
+            "    ok = handled(sys.argv[1:])\nexcept SystemExit:\n    ok = True\nfinally:\n"
+            f"    print('LOADED', ok, *(m for m in {(*SLOW_IMPORTS, 'pathlib')!r} if m in sys.modules), file=sys.stderr)")
+    for argv, allowed in ((["--help"], ()), (["etcd", "member-list", "--data-dir", d], ()),
+                          (["get", "em", "--data-dir", d], ()), (["status", "--data-dir", d], ("pathlib",))):
+        p = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+        ok, *loaded = p.stderr.rsplit("LOADED ", 1)[1].split()
+        assert ok == "True" and set(loaded) <= set(allowed), (argv, p.stderr)
+
+
 # -- status: the same reads and verdict through the gateway ------------------------------------
 
 VOLATILE = {"raftIndex", "raftAppliedIndex", "lastReportSeconds", "remainingSeconds", "dbSize", "dbSizeInUse"}
