@@ -181,7 +181,8 @@ def test_the_fast_path_runs_and_a_stale_hint_hands_over(node: Node, capsys: pyte
 
 # What made the fast path slow, each measured in milliseconds (README, "CLI start-up"): none may
 # come back on it. pathlib is still needed by status (DataDir), not by the other commands.
-SLOW_IMPORTS = ("dataclasses", "inspect", "hashlib", "_strptime", "shutil", "typing", "click", "pydantic", "grpc")
+SLOW_IMPORTS = ("dataclasses", "inspect", "hashlib", "_strptime", "shutil", "typing", "ssl", "socket", "click",
+                "pydantic", "grpc")
 
 
 @needs("etcd")

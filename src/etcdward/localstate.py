@@ -20,7 +20,6 @@ import datetime as dt
 import json
 import os
 import re
-import socket
 import time
 from pathlib import Path
 
@@ -57,6 +56,8 @@ def normalise_name(hostname: str) -> str:
 
 
 def hostname() -> str:
+    import socket  # here: `etcdward status` (the CLI's fast path) never asks, and socket costs it ~3 ms
+
     return socket.gethostname()
 
 

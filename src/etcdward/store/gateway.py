@@ -2,10 +2,18 @@
 
 Importing gRPC and etcd3aio takes longer than the whole of `etcdctl member list`; a command
 that only reads can instead POST etcd's own v3 JSON API over the same mutual-TLS port with
-the standard library (ssl, socket). Same endpoint, same certificates, same answers as the
-gRPC calls of client.py; errors map to `store.errors` the same way. All requests of one
-reader go over ONE kept-alive connection (a TLS handshake costs more than a read), written
-by hand: http.client alone imports about as long as the rest of the command.
+the standard library. Same endpoint, same certificates, same answers as the gRPC calls of
+client.py; errors map to `store.errors` the same way. All requests of one reader go over ONE
+kept-alive connection (a TLS handshake costs more than a read), written by hand: http.client
+alone imports about as long as the rest of the command.
+
+The connection is made with the C modules under ssl and socket (_ssl, _socket), by the calls
+ssl.SSLContext and ssl.SSLSocket make: importing ssl.py and socket.py (with selectors, base64
+and the enum classes they build from the C constants) costs ~8-12 ms, as much as all the reads
+of a command. The context is the one ssl.create_default_context(cafile=ca) makes (the C
+context's defaults for PROTOCOL_TLS_CLIENT: certificate and host name checked, TLS >= 1.2, the
+same options and ciphers), the errors are the same C exceptions (ssl.SSLError is _ssl.SSLError,
+OSError, TimeoutError), and a ragged EOF reads as an end of file, as ssl.SSLSocket reads it.
 
     GatewayReader(...).members()     -> list[Member]          (POST /v3/cluster/member/list)
     GatewayReader(...).get_prefix(p) -> (list[KV], revision)  (POST /v3/kv/range, linearizable)
@@ -18,10 +26,11 @@ by hand: http.client alone imports about as long as the rest of the command.
 
 from __future__ import annotations
 
+import _socket
+import _ssl
 import binascii
+import io
 import json
-import socket
-import ssl
 
 from . import errors as E
 from .types import KV, Alarm, Member, Status
@@ -43,15 +52,17 @@ class GatewayReader:
         self.port = int(port)
         self.timeout = timeout
         self.server_name = server_name
-        self._tls = ssl.create_default_context(cafile=str(ca))
+        self._tls = _ssl._SSLContext(_ssl.PROTOCOL_TLS_CLIENT)  # as ssl.create_default_context(cafile=ca)
+        self._tls.load_verify_locations(str(ca))
         self._tls.load_cert_chain(str(cert), str(key))
-        self._conn: ssl.SSLSocket | None = None
+        self._sock: Any = None  # the _socket.socket, which the TLS object only holds a weak reference to
+        self._conn: Any = None
         self._in: Any = None
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = self._conn = self._in = None
 
     def __enter__(self) -> GatewayReader:
         return self
@@ -65,13 +76,10 @@ class GatewayReader:
                    f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
         try:
             if self._conn is None:
-                # TLS checked for the name client.py checks (localhost), whatever address the endpoint is.
-                # Both names as ASCII bytes: a str is IDNA-encoded first, and the idna codec's import
-                # (stringprep, unicodedata) costs more than a read
-                raw = socket.create_connection((self.host.encode("ascii"), self.port), self.timeout)
-                self._conn = self._tls.wrap_socket(raw, server_hostname=self.server_name.encode("ascii"))
-                self._in = self._conn.makefile("rb")
-            self._conn.sendall(request)
+                self._connect()
+            sent = 0
+            while sent < len(request):  # ssl.SSLSocket.sendall
+                sent += self._conn.write(request[sent:])
             status, body_bytes = _read_response(self._in)
         except OSError as e:
             self.close()
@@ -84,6 +92,16 @@ class GatewayReader:
             msg = str(data.get("error") or data.get("message") or f"HTTP {status}")
             raise (E.classify(msg) or E.Unavailable)(f"{op}: {msg}")
         return data  # type: ignore[no-any-return]
+
+    def _connect(self) -> None:
+        # Both names as ASCII bytes: a str is IDNA-encoded first, and the idna codec's import
+        # (stringprep, unicodedata) costs more than a read
+        self._sock = _connect_tcp(self.host.encode("ascii"), self.port, self.timeout)
+        # TLS checked for the name client.py checks (localhost), whatever address the endpoint is:
+        # ssl.SSLSocket._create's call, then its handshake
+        self._conn = self._tls._wrap_socket(self._sock, False, self.server_name)
+        self._conn.do_handshake()
+        self._in = io.BufferedReader(_TLSReader(self._conn))
 
     def members(self) -> list[Member]:
         data = self._post("member list", "/v3/cluster/member/list", {})
@@ -122,6 +140,43 @@ class GatewayReader:
         r = self._post("alarm list", "/v3/maintenance/alarm", {"action": "GET"})
         return [Alarm(int(a.get("memberID", 0)), _ALARMS.get(a["alarm"], str(a["alarm"])) if isinstance(a.get("alarm"), int)
                       else str(a.get("alarm", "NONE"))) for a in r.get("alarms") or ()]
+
+
+def _connect_tcp(host: bytes, port: int, timeout: float) -> Any:
+    """socket.create_connection((host, port), timeout): each address in turn, the last error."""
+    error: OSError | None = None
+    for family, kind, proto, _, address in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+        sock = _Socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as e:
+            sock.close()
+            error = e
+    raise error or OSError("getaddrinfo returns an empty list")
+
+
+class _Socket(_socket.socket):
+    __slots__ = ("__weakref__",)  # the TLS object refers to its socket weakly (as socket.socket allows)
+
+
+class _TLSReader(io.RawIOBase):
+    """The connection's reading end, as socket.SocketIO under ssl.SSLSocket.makefile("rb")."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return self._conn.read(len(buffer), buffer)  # type: ignore[no-any-return]
+        except _ssl.SSLError as e:
+            if e.args[0] == _ssl.SSL_ERROR_EOF:  # ssl.SSLSocket's suppress_ragged_eofs
+                return 0
+            raise
 
 
 def _range(key: str, prefix: bool) -> dict[str, str]:
