@@ -199,20 +199,25 @@ def _reader(data_dir: str | None, data=None, port: int | None = None):  # type: 
 
 
 def member_list(data_dir: str | None, output: str) -> tuple[str, list[str]]:
-    from .output import member_list_text
+    with _reader(data_dir) as etcd:
+        answer = etcd.send_members()  # answered while the printing is imported
+        from .output import member_list_text
 
-    return member_list_text(_reader(data_dir).members(), output), []
+        return member_list_text(answer(), output), []
 
 
 def get(data_dir: str | None, name: str | None, output: str) -> tuple[str, list[str]]:
     from ..addresses import is_member_name
     from ..keys import ETCDMEMBERS
-    from ..records import listing
-    from .output import get_text
 
     if name is not None and not is_member_name(name):
         raise NotMine
-    got = get_text(listing(*_reader(data_dir).get_prefix(ETCDMEMBERS)), name, output)
+    with _reader(data_dir) as etcd:
+        answer = etcd.send_get_prefix(ETCDMEMBERS)  # answered while the records and the table are imported
+        from ..records import listing
+        from .output import get_text
+
+        got = get_text(listing(*answer()), name, output)
     if got is None:
         raise NotMine  # not found: click says so, in its words
     return got
@@ -222,35 +227,41 @@ def status(data_dir: str | None, output: str) -> tuple[str, list[str]]:
     """`etcdward status` as status_cmd.py prints it, from the same reads through the gateway.
     Only the plain case is done here: a fenced or waiting node, a failed read, a node that is
     not a voter with a leader - click says what then, in its words."""
-    import time
-
-    from .. import clusterview as cv
-    from ..backup.report import parse_status
     from ..keys import ALIVE, BACKUP_STATUS, DEFRAG_LOCK, ETCDMEMBERS, JOINS, MAINTENANCE_LAST, RECONCILER_LEADER
-    from ..localstate import load_identity
-    from ..memberreport import alarms_in
     from ..paths import read_client_hint
-    from ..records import listing
-    from .status_output import backup_schedule, exit_code, status_info, status_text
 
     data = _data_dir(data_dir)
     hint = read_client_hint(data)
     if hint is None or not isinstance(hint.get("backup"), dict) or data.tombstone.exists() \
             or data.no_peer_file.exists():
         raise NotMine
-    pinned = load_identity(data)
-    local = {"pinnedClusterID": pinned.cluster_id if pinned else None,
-             "clientURL": f"https://127.0.0.1:{hint['clientPort']}", "waiting": None,
-             "backup": backup_schedule(hint["backup"], data.root)}
     with _reader(None, data, hint["clientPort"]) as etcd:
-        local_status = etcd.status()
-        if local_status.leader_id == 0 or local_status.is_learner:
-            raise NotMine
-        members = etcd.members()
-        # the keys status_cmd reads one by one (clusterview.gather), in one round trip
-        alive, joins, records, leader, backup_kv, last, lock = etcd.read_all([
+        # All three requests go out at once (HTTP/1.1 pipelining): etcd answers them while the
+        # rest of this command is imported. The keys status_cmd reads one by one
+        # (clusterview.gather) are one transaction. Without a leader that read would wait: its
+        # answer is then never read, the connection closes and click says what is wrong.
+        local_answer, members_answer = etcd.send_status(), etcd.send_members()
+        kvs_answer = etcd.send_read_all([
             (ALIVE, True), (JOINS, True), (ETCDMEMBERS, True), (RECONCILER_LEADER, False), (BACKUP_STATUS, False),
             (MAINTENANCE_LAST, False), (DEFRAG_LOCK, False)])
+        import time
+
+        from .. import clusterview as cv
+        from ..backup.report import parse_status
+        from ..localstate import load_identity
+        from ..memberreport import alarms_in
+        from ..records import listing
+        from .status_output import backup_schedule, exit_code, status_info, status_text
+
+        pinned = load_identity(data)
+        local = {"pinnedClusterID": pinned.cluster_id if pinned else None,
+                 "clientURL": f"https://127.0.0.1:{hint['clientPort']}", "waiting": None,
+                 "backup": backup_schedule(hint["backup"], data.root)}
+        local_status = local_answer()
+        if local_status.leader_id == 0 or local_status.is_learner:
+            raise NotMine
+        members = members_answer()
+        alive, joins, records, leader, backup_kv, last, lock = kvs_answer()
         # Status lists this member's copy of the cluster's alarms (memberreport.alarms_in); the Alarm
         # RPC, a raft round trip, is asked only when there is one, for the cluster's own word on it
         alarms = [(a.member_id, a.kind) for a in etcd.alarms()] if alarms_in(local_status.errors) else []

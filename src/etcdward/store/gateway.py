@@ -37,6 +37,7 @@ from .types import KV, Alarm, Member, Status
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from os import PathLike
     from typing import Any
 
@@ -71,6 +72,11 @@ class GatewayReader:
         self.close()
 
     def _post(self, op: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._send(op, path, body)()  # type: ignore[no-any-return]
+
+    def _send(self, op: str, path: str, body: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        """Write the request now; the function returned reads its answer. Answers come in the order
+        the requests were written (HTTP/1.1 pipelining): read them in that order."""
         payload = json.dumps(body).encode()
         request = (f"POST {path} HTTP/1.1\r\nHost: {self.server_name}\r\nContent-Type: application/json\r\n"
                    f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
@@ -80,6 +86,15 @@ class GatewayReader:
             sent = 0
             while sent < len(request):  # ssl.SSLSocket.sendall
                 sent += self._conn.write(request[sent:])
+        except OSError as e:
+            self.close()
+            raise E.Unavailable(f"{op}: {e}") from None
+        return lambda: self._answer(op)
+
+    def _answer(self, op: str) -> dict[str, Any]:
+        if self._in is None:  # an earlier answer's error closed the connection
+            raise E.Unavailable(f"{op}: the connection was closed")
+        try:
             status, body_bytes = _read_response(self._in)
         except OSError as e:
             self.close()
@@ -104,13 +119,10 @@ class GatewayReader:
         self._in = io.BufferedReader(_TLSReader(self._conn))
 
     def members(self) -> list[Member]:
-        data = self._post("member list", "/v3/cluster/member/list", {})
-        return [Member(int(m.get("ID", 0)), m.get("name", ""), tuple(m.get("peerURLs") or ()),
-                       tuple(m.get("clientURLs") or ()), bool(m.get("isLearner", False)))
-                for m in data.get("members") or ()]
+        return self.send_members()()
 
     def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
-        return _range_answer(self._post("get_prefix", "/v3/kv/range", _range(prefix, True)))
+        return self.send_get_prefix(prefix)()
 
     def get(self, key: str) -> KV | None:
         kvs = _range_answer(self._post("get", "/v3/kv/range", _range(key, False)))[0]
@@ -119,22 +131,31 @@ class GatewayReader:
     def read_all(self, reads: list[tuple[str, bool]]) -> list[tuple[list[KV], int]]:
         """Each (key, is a prefix) read as get_prefix reads it, all in one read-only transaction:
         one round trip instead of one each, linearizable as each of them, all at one revision."""
-        data = self._post("txn", "/v3/kv/txn", {"success": [{"request_range": _range(k, p)} for k, p in reads]})
-        answers = [_range_answer(r.get("response_range") or {}) for r in data.get("responses") or ()]
-        if len(answers) != len(reads):
-            raise E.Other(f"txn: etcd answered {len(answers)} of {len(reads)} reads")
-        return answers
+        return self.send_read_all(reads)()
 
     def status(self) -> Status:
-        r = self._post("status", "/v3/maintenance/status", {})
-        h = r.get("header") or {}
-        return Status(
-            member_id=int(h.get("member_id", 0)), cluster_id=int(h.get("cluster_id", 0)), leader_id=int(r.get("leader", 0)),
-            raft_term=int(r.get("raftTerm", 0)), raft_index=int(r.get("raftIndex", 0)),
-            is_learner=bool(r.get("isLearner", False)), version=str(r.get("version", "")),
-            db_size=int(r.get("dbSize", 0)), errors=tuple(r.get("errors") or ()),
-            raft_applied_index=int(r.get("raftAppliedIndex", 0)), db_size_in_use=int(r.get("dbSizeInUse", 0)),
-            db_size_quota=int(r.get("dbSizeQuota", 0) or 0), revision=int(h.get("revision", 0)))
+        return self.send_status()()
+
+    # send_X(): X's request written now, its answer read by the function returned (in the order
+    # sent), so that a command can do its own work while etcd answers
+
+    def send_members(self) -> Callable[[], list[Member]]:
+        answer = self._send("member list", "/v3/cluster/member/list", {})
+        return lambda: [Member(int(m.get("ID", 0)), m.get("name", ""), tuple(m.get("peerURLs") or ()),
+                               tuple(m.get("clientURLs") or ()), bool(m.get("isLearner", False)))
+                        for m in answer().get("members") or ()]
+
+    def send_get_prefix(self, prefix: str) -> Callable[[], tuple[list[KV], int]]:
+        answer = self._send("get_prefix", "/v3/kv/range", _range(prefix, True))
+        return lambda: _range_answer(answer())
+
+    def send_read_all(self, reads: list[tuple[str, bool]]) -> Callable[[], list[tuple[list[KV], int]]]:
+        answer = self._send("txn", "/v3/kv/txn", {"success": [{"request_range": _range(k, p)} for k, p in reads]})
+        return lambda: _txn_answer(answer(), len(reads))
+
+    def send_status(self) -> Callable[[], Status]:
+        answer = self._send("status", "/v3/maintenance/status", {})
+        return lambda: _status_answer(answer())
 
     def alarms(self) -> list[Alarm]:
         r = self._post("alarm list", "/v3/maintenance/alarm", {"action": "GET"})
@@ -186,6 +207,24 @@ def _range(key: str, prefix: bool) -> dict[str, str]:
         return {"key": _b64(start)}
     end = start[:-1] + bytes([start[-1] + 1])  # prefix_range_end for the ASCII prefixes we use
     return {"key": _b64(start), "range_end": _b64(end)}
+
+
+def _txn_answer(data: dict[str, Any], reads: int) -> list[tuple[list[KV], int]]:
+    answers = [_range_answer(r.get("response_range") or {}) for r in data.get("responses") or ()]
+    if len(answers) != reads:
+        raise E.Other(f"txn: etcd answered {len(answers)} of {reads} reads")
+    return answers
+
+
+def _status_answer(r: dict[str, Any]) -> Status:
+    h = r.get("header") or {}
+    return Status(
+        member_id=int(h.get("member_id", 0)), cluster_id=int(h.get("cluster_id", 0)), leader_id=int(r.get("leader", 0)),
+        raft_term=int(r.get("raftTerm", 0)), raft_index=int(r.get("raftIndex", 0)),
+        is_learner=bool(r.get("isLearner", False)), version=str(r.get("version", "")),
+        db_size=int(r.get("dbSize", 0)), errors=tuple(r.get("errors") or ()),
+        raft_applied_index=int(r.get("raftAppliedIndex", 0)), db_size_in_use=int(r.get("dbSizeInUse", 0)),
+        db_size_quota=int(r.get("dbSizeQuota", 0) or 0), revision=int(h.get("revision", 0)))
 
 
 def _range_answer(r: dict[str, Any]) -> tuple[list[KV], int]:
