@@ -58,6 +58,7 @@ def field(*, default: Any = _MISSING, default_factory: Any = _MISSING, compare: 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def frozen(cls: type[T]) -> type[T]:
+    """The class, made what @dataclass(frozen=True) would make of it (see the module's doc)."""
     names = tuple(cls.__dict__.get("__annotations__", {}))
     defaults: dict[str, Any] = {}
     factories: dict[str, Any] = {}
