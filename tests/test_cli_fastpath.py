@@ -179,6 +179,19 @@ def test_the_fast_path_runs_and_a_stale_hint_hands_over(node: Node, capsys: pyte
         hint.write_text(saved)
 
 
+@needs("etcd")
+def test_status_of_a_removed_or_waiting_node_goes_to_click(node: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    d = str(node.data.root)
+    for marker in (node.data.tombstone, node.data.no_peer_file):
+        marker.write_text("{}")
+        try:
+            assert not fastpath.handled(["status", "--data-dir", d])
+            assert capsys.readouterr() == ("", "")
+        finally:
+            marker.unlink()
+    assert fastpath.handled(["status", "-o", "json", "--data-dir", d])
+
+
 # What made the fast path slow, each measured in milliseconds (README, "CLI start-up"): none may
 # come back on it. pathlib is still needed by status (DataDir), not by the other commands.
 SLOW_IMPORTS = ("dataclasses", "inspect", "hashlib", "_strptime", "shutil", "typing", "ssl", "socket", "click",

@@ -26,6 +26,8 @@ DEFAULT_ROOT = "/var/lib/etcdward"
 CLIENT_HINT = "state/client.json"
 EFFECTIVE_CONFIG = "state/config.yaml"
 ETCD_PKI = "pki/etcd"
+TOMBSTONE = "state/removed.json"
+NO_PEER = "state/no-peer.json"
 
 
 def __getattr__(name: str) -> Any:
@@ -118,12 +120,12 @@ class DataDir:
 
     @property
     def tombstone(self) -> Path:
-        return self.state / "removed.json"
+        return self.root / TOMBSTONE
 
     @property
     def no_peer_file(self) -> Path:
         """Written while this node waits on old data and no other member answers (fence.py)."""
-        return self.state / "no-peer.json"
+        return self.root / NO_PEER
 
     @property
     def join_file(self) -> Path:
@@ -142,14 +144,17 @@ class DataDir:
 
 class ClientFiles:
     """DataDir's files for a client of the local etcd, as strings: the client hint, the effective
-    config it was written for, and the etcd CA and client certificate (read_client_hint and
-    read_client_port take either)."""
+    config it was written for, the etcd CA and client certificate (read_client_hint and
+    read_client_port take either), and the markers of a node that is not serving (removed, or
+    waiting for a peer)."""
 
     def __init__(self, root: str | None) -> None:
         root = root or DEFAULT_ROOT
         self.root = root if os.path.isabs(root) else os.path.join(os.getcwd(), root)  # as Path.absolute()
         self.client_hint = os.path.join(self.root, CLIENT_HINT)
         self.effective_config = os.path.join(self.root, EFFECTIVE_CONFIG)
+        self.tombstone = os.path.join(self.root, TOMBSTONE)
+        self.no_peer_file = os.path.join(self.root, NO_PEER)
 
     def etcd_cert(self, kind: str) -> tuple[str, str]:
         pki = os.path.join(self.root, ETCD_PKI)

@@ -54,19 +54,6 @@ def handled(argv: list[str]) -> bool:
     """Run argv here if it is one of ours; False (nothing printed) means: run it through click."""
     if os.environ.get(OFF) or sys.stdout is None or sys.stderr is None:  # closed stream: click says what it means
         return False
-    import gc
-
-    # The imports below allocate enough for ~16 young and 2 older collections, ~5 ms of `status`,
-    # and find nothing to free: a command that lives for a few reads need not collect at all.
-    # Not enabled again when done: the first allocation would then collect all that was deferred
-    gc.disable()
-    if _handled(argv):
-        return True
-    gc.enable()  # for click, which runs the command after all
-    return False
-
-
-def _handled(argv: list[str]) -> bool:
     code = 0
     try:
         run = recognise(argv)
@@ -169,32 +156,25 @@ def terminal_columns() -> int:
         return 80
 
 
-def _data_dir(data_dir: str | None):  # type: ignore[no-untyped-def]
-    from ..paths import DataDir
-
-    _not_a_file(data_dir)
-    return DataDir.at(data_dir)
-
-
 def _not_a_file(data_dir: str | None) -> None:
     if data_dir is not None and os.path.isfile(data_dir):  # click refuses a file for --data-dir
         raise NotMine
 
 
-def _reader(data_dir: str | None, data=None, port: int | None = None):  # type: ignore[no-untyped-def]
-    """A reader of the local etcd; a DataDir when the caller has one, else the data dir's files as
-    strings (paths.ClientFiles: no pathlib)."""
+def _reader(data_dir: str | None, files=None, port: int | None = None):  # type: ignore[no-untyped-def]
+    """A reader of the local etcd, with the data dir's files as strings (paths.ClientFiles: no
+    pathlib), the caller's when it has them."""
     from ..paths import ClientFiles, read_client_port
     from ..store.gateway import GatewayReader
 
-    if data is None:
+    if files is None:
         _not_a_file(data_dir)
-        data = ClientFiles(data_dir)
-    port = port or read_client_port(data)
+        files = ClientFiles(data_dir)
+    port = port or read_client_port(files)
     if port is None:
         raise NotMine
-    ca, _ = data.etcd_cert("ca")
-    crt, key = data.etcd_cert("client")
+    ca, _ = files.etcd_cert("ca")
+    crt, key = files.etcd_cert("client")
     return GatewayReader(f"127.0.0.1:{port}", ca, crt, key, timeout=TRY_TIMEOUT)
 
 
@@ -228,14 +208,15 @@ def status(data_dir: str | None, output: str) -> tuple[str, list[str]]:
     Only the plain case is done here: a fenced or waiting node, a failed read, a node that is
     not a voter with a leader - click says what then, in its words."""
     from ..keys import ALIVE, BACKUP_STATUS, DEFRAG_LOCK, ETCDMEMBERS, JOINS, MAINTENANCE_LAST, RECONCILER_LEADER
-    from ..paths import read_client_hint
+    from ..paths import ClientFiles, read_client_hint
 
-    data = _data_dir(data_dir)
-    hint = read_client_hint(data)
-    if hint is None or not isinstance(hint.get("backup"), dict) or data.tombstone.exists() \
-            or data.no_peer_file.exists():
+    _not_a_file(data_dir)
+    files = ClientFiles(data_dir)  # strings until the requests are out: DataDir imports pathlib
+    hint = read_client_hint(files)
+    if hint is None or not isinstance(hint.get("backup"), dict) or os.path.exists(files.tombstone) \
+            or os.path.exists(files.no_peer_file):
         raise NotMine
-    with _reader(None, data, hint["clientPort"]) as etcd:
+    with _reader(None, files, hint["clientPort"]) as etcd:
         # All three requests go out at once (HTTP/1.1 pipelining): etcd answers them while the
         # rest of this command is imported. The keys status_cmd reads one by one
         # (clusterview.gather) are one transaction. Without a leader that read would wait: its
@@ -245,6 +226,10 @@ def status(data_dir: str | None, output: str) -> tuple[str, list[str]]:
             (ALIVE, True), (JOINS, True), (ETCDMEMBERS, True), (RECONCILER_LEADER, False), (BACKUP_STATUS, False),
             (MAINTENANCE_LAST, False), (DEFRAG_LOCK, False)])
         import time
+
+        from ..paths import DataDir
+
+        data = DataDir.at(data_dir)
 
         from .. import clusterview as cv
         from ..backup.report import parse_status
