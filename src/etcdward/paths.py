@@ -3,8 +3,8 @@
 Operators and other tools rely on these exact names (see README, "Data dir layout").
 
 pathlib is imported on first use: the read-only CLI commands of the fast path (cli/fastpath.py)
-that only reach the local etcd find its files through ClientFiles, as strings, and importing
-pathlib (with urllib.parse and ipaddress) would cost them ~4 ms.
+find what they need to reach the local etcd through ClientFiles, as strings; importing pathlib
+(with urllib.parse and ipaddress) would cost them ~4 ms before their first request.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     DEFAULT_DATA_DIR: Path
 
 DEFAULT_ROOT = "/var/lib/etcdward"
-# The files a client of the local etcd reads, relative to the data dir (DataDir and ClientFiles)
+# What the read-only CLI commands read first, relative to the data dir (DataDir and ClientFiles)
 CLIENT_HINT = "state/client.json"
 EFFECTIVE_CONFIG = "state/config.yaml"
 ETCD_PKI = "pki/etcd"
