@@ -109,11 +109,11 @@ class GatewayReader:
         return data  # type: ignore[no-any-return]
 
     def _connect(self) -> None:
-        # Both names as ASCII bytes: a str is IDNA-encoded first, and the idna codec's import
-        # (stringprep, unicodedata) costs more than a read
+        # The host as ASCII bytes: getaddrinfo IDNA-encodes a str first, and the idna codec's
+        # import (stringprep, unicodedata) costs more than a read
         self._sock = _connect_tcp(self.host.encode("ascii"), self.port, self.timeout)
         # TLS checked for the name client.py checks (localhost), whatever address the endpoint is:
-        # ssl.SSLSocket._create's call, then its handshake
+        # ssl.SSLSocket._create's call (which takes the name as ASCII), then its handshake
         self._conn = self._tls._wrap_socket(self._sock, False, self.server_name)
         self._conn.do_handshake()
         self._in = io.BufferedReader(_TLSReader(self._conn))
