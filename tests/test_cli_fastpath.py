@@ -33,6 +33,17 @@ def test_top_help_is_clicks(columns: str) -> None:
     assert top_help(int(columns)) + "\n" == clicks.stdout
 
 
+@pytest.mark.parametrize("columns", [None, "", "0", "-3", "x", "57"])
+def test_terminal_width_is_shutils(columns: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert fastpath.terminal_columns() == shutil.get_terminal_size().columns
+
+
 def test_eager_help_is_each_commands_own_first_line() -> None:
     ctx = click.Context(cli)
     for name, text in EAGER_HELP.items():
@@ -166,6 +177,38 @@ def test_the_fast_path_runs_and_a_stale_hint_hands_over(node: Node, capsys: pyte
         assert fast == slow and fast[0] == 0
     finally:
         hint.write_text(saved)
+
+
+@needs("etcd")
+def test_status_of_a_removed_or_waiting_node_goes_to_click(node: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    d = str(node.data.root)
+    for marker in (node.data.tombstone, node.data.no_peer_file):
+        marker.write_text("{}")
+        try:
+            assert not fastpath.handled(["status", "--data-dir", d])
+            assert capsys.readouterr() == ("", "")
+        finally:
+            marker.unlink()
+    assert fastpath.handled(["status", "-o", "json", "--data-dir", d])
+
+
+# What made the fast path slow, each measured in milliseconds (README, "CLI start-up"): none may
+# come back on it. pathlib is still needed by status (DataDir), not by the other commands.
+SLOW_IMPORTS = ("dataclasses", "inspect", "hashlib", "_strptime", "shutil", "typing", "ssl", "socket", "click",
+                "pydantic", "grpc")
+
+
+@needs("etcd")
+def test_the_fast_path_imports_nothing_slow(node: Node) -> None:
+    d = str(node.data.root)
+    code = ("import sys\nfrom etcdward.cli.fastpath import handled\nok = False\ntry:\n"
+            "    ok = handled(sys.argv[1:])\nexcept SystemExit:\n    ok = True\nfinally:\n"
+            f"    print('LOADED', ok, *(m for m in {(*SLOW_IMPORTS, 'pathlib')!r} if m in sys.modules), file=sys.stderr)")
+    for argv, allowed in ((["--help"], ()), (["etcd", "member-list", "--data-dir", d], ()),
+                          (["get", "em", "--data-dir", d], ()), (["status", "--data-dir", d], ("pathlib",))):
+        p = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+        ok, *loaded = p.stderr.rsplit("LOADED ", 1)[1].split()
+        assert ok == "True" and set(loaded) <= set(allowed), (argv, p.stderr)
 
 
 # -- status: the same reads and verdict through the gateway ------------------------------------

@@ -3,10 +3,9 @@ controllers publish (when a put is due), the learner's progress in its join reco
 
 from __future__ import annotations
 
-import dataclasses
-
 from etcdward import config as C
 from etcdward.clusterview import STALE_AFTER, STUCK_REPEATS, ClusterView, MemberView, alarms_in, to_dict, verdict
+from etcdward.frozen import replace
 from etcdward.keys import JoinRecord
 from etcdward.memberreport import DEFAULT_QUOTA, REPORT_EVERY, MemberReport, due
 from etcdward.store import Member, Status
@@ -21,20 +20,20 @@ def report(**kw: object) -> MemberReport:
     base = MemberReport(raft_term=2, raft_index=50, raft_applied_index=50, db_size=1 << 20, db_size_in_use=1 << 19,
                         db_quota=DEFAULT_QUOTA, leader="1", is_learner=False, errors=(), version="3.5.30",
                         reported_at=NOW - 2)
-    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+    return replace(base, **kw)  # type: ignore[arg-type]
 
 
 def healthy_view(**kw: object) -> ClusterView:
     base = ClusterView(now=NOW, local=LOCAL, members=tuple(MemberView(m, True, report(), reported_at=NOW - 2)
                                                            for m in (M1, M2, M3)),
                        reconciler_leader="n2", records=3)
-    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+    return replace(base, **kw)  # type: ignore[arg-type]
 
 
 def with_member(view: ClusterView, i: int, **kw: object) -> ClusterView:
     members = list(view.members)
-    members[i] = dataclasses.replace(members[i], **kw)  # type: ignore[arg-type]
-    return dataclasses.replace(view, members=tuple(members))
+    members[i] = replace(members[i], **kw)  # type: ignore[arg-type]
+    return replace(view, members=tuple(members))
 
 
 def test_a_healthy_view_has_no_reasons_and_every_field() -> None:
@@ -53,7 +52,7 @@ def test_each_degradation_is_one_reason_naming_the_member() -> None:
         "alarm NOSPACE on member n2": with_member(healthy_view(), 1, alarms=("NOSPACE",)),
         "82% of its quota": with_member(healthy_view(), 0, report=report(db_size=int(0.82 * DEFAULT_QUOTA))),
         "no reconciler leader": healthy_view(reconciler_leader=None),
-        "etcd has no leader": healthy_view(local=dataclasses.replace(LOCAL, leader_id=0)),
+        "etcd has no leader": healthy_view(local=replace(LOCAL, leader_id=0)),
         "records out of sync with the member list: n3 (missing": healthy_view(
             record_drift=(("n3", "missing for member id 3"),)),
         "fails a linearizable read: timed out": healthy_view(ready_error="timed out"),
@@ -78,16 +77,16 @@ def test_a_learner_degrades_only_when_stuck() -> None:
     learner = Member(4, "n4", ("https://10.0.0.4:2380",), (), True)
     catching_up = JoinRecord("n4", learner.peer_url, NOW - 30, seen=5, heard_at=NOW - 1, learner_applied=20,
                              cluster_applied=50)
-    view = dataclasses.replace(healthy_view(), members=(*healthy_view().members,
+    view = replace(healthy_view(), members=(*healthy_view().members,
                                                         MemberView(learner, False, join=catching_up)))
     assert verdict(view) == []
     row = to_dict(view)["members"][3]
     assert row["progress"] == 40.0 and row["healthy"] is None and row["lastReportSeconds"] == 1.0
-    stuck = with_member(view, 3, join=dataclasses.replace(catching_up, stalled=STUCK_REPEATS))
+    stuck = with_member(view, 3, join=replace(catching_up, stalled=STUCK_REPEATS))
     assert ["learner n4" in r and "stuck at 40%" in r for r in verdict(stuck)] == [True]
-    caught_up = with_member(view, 3, join=dataclasses.replace(catching_up, learner_applied=50, stalled=99))
+    caught_up = with_member(view, 3, join=replace(catching_up, learner_applied=50, stalled=99))
     assert verdict(caught_up) == []  # in sync, waiting for its promotion: not stuck
-    unstarted = dataclasses.replace(learner, name="")
+    unstarted = replace(learner, name="")
     assert verdict(with_member(view, 3, member=unstarted, join=None)) == []
 
 
@@ -136,7 +135,7 @@ def test_records_out_of_sync_name_the_record_and_the_difference() -> None:
     from etcdward.records import for_member
 
     n1 = for_member(M1, NOW)
-    moved = dataclasses.replace(for_member(M2, NOW), peer_address="10.9.9.9")
+    moved = replace(for_member(M2, NOW), peer_address="10.9.9.9")
     s = Snapshot(members=(M1, M2, M3), joins={}, now=NOW, records=(n1, moved))
     assert record_drift(s) == [("n3", "missing for member id 3"), ("n2", "peerAddress 10.9.9.9, etcd says 10.0.0.2")]
-    assert record_drift(dataclasses.replace(s, records=(n1, for_member(M2, NOW), for_member(M3, NOW)))) == []
+    assert record_drift(replace(s, records=(n1, for_member(M2, NOW), for_member(M3, NOW)))) == []

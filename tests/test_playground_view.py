@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import replace
 
 from rich.console import Console
 
 from etcdward import records
+from etcdward.frozen import replace
 from etcdward.keys import ALIVE, ETCDMEMBERS, JOIN_QUEUE, RECONCILER_LEADER, JoinRecord, join_key
 from etcdward.playground.live import cluster_state
 from etcdward.playground.view import ClusterState, NodeState, Snapshot, records_line, render, rows, summary

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etcdward import records
+from etcdward.frozen import replace
 from etcdward.keys import JoinRecord
 from etcdward.membership import leave_blocker
 from etcdward.reconcile import rules
@@ -27,7 +26,7 @@ def record(m: Member | None = None, name: str | None = None, *, mid: int | None 
     hexid = format(mid if mid is not None else m.id, "x") if (m or mid) else ""  # type: ignore[union-attr]
     r = records.new(name or m.name, f"10.0.0.{(m.id if m else mid) or 0}", hexid, now=0)  # type: ignore[union-attr]
     r = r.with_joined(joined, "x", now=0)
-    return dataclasses.replace(r, leave=leave, resource_version=rev, create_revision=rev, reconcile_status=status,
+    return replace(r, leave=leave, resource_version=rev, create_revision=rev, reconcile_status=status,
                                message=message)
 
 
@@ -96,7 +95,7 @@ def test_gone_member_is_marked_not_joined_and_kept() -> None:
     assert a.message == "marked record n3 Joined=False: no member id 3 in etcd"
     assert a.record is not None and a.record.joined == "False"
     assert (a.record.message, a.record.reconcile_status) == ("No such member ID", "Success")
-    done = dataclasses.replace(a.record, resource_version=11)
+    done = replace(a.record, resource_version=11)
     assert rules.decide(snap([M1, M2], [record(M1), record(M2), done])) == []
 
 
@@ -151,7 +150,7 @@ def test_etcd_leader_hands_over_first() -> None:
     assert rules.decide(s) == []
     assert rules.idle(s).message.startswith("waiting: leave of n2: it is the etcd leader")
     assert rules.idle(s).waiting
-    late = dataclasses.replace(s, handover_since={"n2": NOW - 10})
+    late = replace(s, handover_since={"n2": NOW - 10})
     a = first(late)
     assert a.kind == "remove-member" and "still the etcd leader" in a.message
 
@@ -230,13 +229,13 @@ def step(s: Snapshot, a: rules.Action, rev: int) -> Snapshot:
     recs = {r.name: r for r in s.records}
     members = list(s.members)
     if a.kind == "promote":
-        members = [dataclasses.replace(m, is_learner=False) if m.id == a.member_id else m for m in members]
+        members = [replace(m, is_learner=False) if m.id == a.member_id else m for m in members]
     elif a.kind == "delete-duplicate":
         assert a.record is not None
         recs.pop(a.record.name)
     elif a.kind in ("write-record", "resign"):
         assert a.record is not None
-        recs[a.record.name] = dataclasses.replace(a.record, resource_version=rev,
+        recs[a.record.name] = replace(a.record, resource_version=rev,
                                                   create_revision=a.record.create_revision or rev)
     elif a.kind == "remove-member":
         target = next(m for m in members if m.id == a.member_id)
@@ -245,7 +244,7 @@ def step(s: Snapshot, a: rules.Action, rev: int) -> Snapshot:
             assert target.id != s.self_id
         assert a.record is not None and rules.is_canonical(s, a.record) and a.record.leave
         members = [m for m in members if m.id != a.member_id]
-    return dataclasses.replace(s, members=tuple(members), records=tuple(recs.values()),
+    return replace(s, members=tuple(members), records=tuple(recs.values()),
                                handover_since={n: NOW - 60 for n in rules.leave_waiting_on_handover(s)})
 
 
@@ -287,10 +286,10 @@ def test_everybody_leaving_removes_the_others_then_refuses_the_last() -> None:
 
 def test_started_learner_that_never_catches_up_is_removed() -> None:
     m2 = member(2, learner=True)
-    young = dataclasses.replace(snap([M1, m2], [record(M1)], learner_timeout=60),
+    young = replace(snap([M1, m2], [record(M1)], learner_timeout=60),
                                 joins={2: JoinRecord("n2", m2.peer_url, NOW - 100)})
     assert first(young).kind == "promote"
-    old = dataclasses.replace(young, joins={2: JoinRecord("n2", m2.peer_url, NOW - 121)})
+    old = replace(young, joins={2: JoinRecord("n2", m2.peer_url, NOW - 121)})
     a = first(old)
     assert a.kind == "remove-stalled-learner"
     assert a.message == "removed learner n2 (id 2, https://10.0.0.2:2380) that was not promotable within 120s"
@@ -311,19 +310,19 @@ def test_no_promotion_in_a_degraded_cluster() -> None:
 def test_unstarted_learner_is_kept_while_its_joiner_is_heard_and_removed_when_silent() -> None:
     ln = member(2, learner=True, started=False)
     joins = {2: JoinRecord("n2", ln.peer_url, NOW - 200)}  # well within learnerStartTimeout (300)
-    heard = dataclasses.replace(snap([M1, ln], [record(M1)]), joins=joins, joiner_timeout=60,
+    heard = replace(snap([M1, ln], [record(M1)]), joins=joins, joiner_timeout=60,
                                 last_heard={2: NOW - 5})
     assert rules.decide(heard) == []
-    assert rules.decide(dataclasses.replace(heard, last_heard={2: NOW - 60})) == []  # exactly the timeout: kept
-    silent = dataclasses.replace(heard, last_heard={2: NOW - 61})
+    assert rules.decide(replace(heard, last_heard={2: NOW - 60})) == []  # exactly the timeout: kept
+    silent = replace(heard, last_heard={2: NOW - 61})
     a = first(silent)
     assert (a.kind, a.member_id) == ("remove-stalled-learner", 2)
     assert a.message == ("removed learner n2 (id 2, https://10.0.0.2:2380) that did not start: its joiner was not "
                          "heard from for 60s (joinerTimeout)")
     # learnerStartTimeout still bounds a learner whose joiner keeps repeating its request
-    old = dataclasses.replace(heard, joins={2: JoinRecord("n2", ln.peer_url, NOW - 301)})
+    old = replace(heard, joins={2: JoinRecord("n2", ln.peer_url, NOW - 301)})
     assert first(old).message.endswith("that did not start within 300s")
     # a started learner is not judged by its joiner's silence (it may be catching up)
-    started = dataclasses.replace(silent, members=(M1, member(2, learner=True)), alive=frozenset({1}))
+    started = replace(silent, members=(M1, member(2, learner=True)), alive=frozenset({1}))
     assert [a.kind for a in rules.decide(started)][:1] == ["promote"]
 

@@ -13,10 +13,10 @@ importing cryptography, which costs `etcdward status` more than all its reads.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
 
 from .certfiles import CertDates, node_leaves, read_dates
+from .frozen import frozen
 from .paths import DataDir
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
@@ -27,7 +27,7 @@ RENEWAL_OVERDUE = 0.1  # of a leaf's life past its latest renewal point: renewin
 EXPIRES_SOON = dt.timedelta(days=7)
 
 
-@dataclass(frozen=True)
+@frozen
 class CertExpiry:
     """One certificate of this node, as far as its expiry goes."""
     name: str  # a leaf's name (certfiles.Leaf.name), or "ca" / "etcd-ca"

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import time
 import datetime as dt
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .frozen import field, frozen, replace
 from .keys import ALIVE, DEFRAG_LOCK, JOINS, MAINTENANCE_LAST, RECONCILER_LEADER, JoinRecord, member_id_of
 from .memberreport import DEFAULT_QUOTA, REPORT_EVERY, MemberReport, alarms_in, from_status
 
@@ -35,7 +35,7 @@ STUCK_REPEATS = 6  # join repeats (~5 s apart) without progress before a learner
 READ_TIMEOUT = 3.0
 
 
-@dataclass(frozen=True)
+@frozen
 class MemberView:
     member: Member
     alive: bool  # its controller's liveness key is live (renewed only after a linearizable read)
@@ -54,7 +54,7 @@ class MemberView:
         return "learner" if self.member.is_learner else "voter"
 
 
-@dataclass(frozen=True)
+@frozen
 class ClusterView:
     now: float
     local: Status

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+
+from .frozen import frozen, replace
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def member_id_of(key: str, prefix: str) -> int | None:
         return None
 
 
-@dataclass(frozen=True)
+@frozen
 class JoinRecord:
     """/etcdward/joins/<member id>: written by the join API when it adds a learner, rewritten
     (seen + 1) each time the joiner repeats its request; deleted once the member votes or is gone.

@@ -20,12 +20,11 @@ import datetime as dt
 import json
 import os
 import re
-import socket
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import Permanent
+from .frozen import frozen, replace
 from .paths import DataDir, atomic_write
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
@@ -39,7 +38,7 @@ class StateFileError(Permanent):
     """A file under state/ that cannot be read or parsed; the message names it."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Identity:
     name: str
     cluster_id: str | None = None  # lowercase hex, pinned after the first successful start
@@ -57,6 +56,8 @@ def normalise_name(hostname: str) -> str:
 
 
 def hostname() -> str:
+    import socket  # here: `etcdward status` (the CLI's fast path) never asks, and socket costs it ~3 ms
+
     return socket.gethostname()
 
 

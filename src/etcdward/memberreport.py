@@ -20,7 +20,8 @@ request instead (join/client.py LearnerClaim, keys.JoinRecord).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from .frozen import frozen
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ REPORT_EVERY = 10.0  # seconds between two puts of unchanged figures
 NEAR_QUOTA = 0.8  # a db at this share of its quota is worth a warning (and a put when it gets there)
 
 
-@dataclass(frozen=True)
+@frozen
 class MemberReport:
     raft_term: int
     raft_index: int

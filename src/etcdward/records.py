@@ -21,11 +21,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from urllib.parse import urlsplit
 
 from .addresses import is_member_name
 from .errors import Permanent, Temporary
+from .frozen import field, frozen, replace
 from .keys import ETCDMEMBERS
 from .store import KV, Member
 
@@ -65,13 +64,15 @@ def timestamp(t: float | None = None) -> str:
 
 def peer_host(peer_url: str) -> str:
     """The bare address of a peer URL (k0s status.peerAddress is not a URL)."""
+    from urllib.parse import urlsplit  # here: `etcdward get etcdmembers` (fast path) never needs it
+
     try:
         return urlsplit(peer_url).hostname or ""
     except ValueError:
         return ""
 
 
-@dataclass(frozen=True)
+@frozen
 class Condition:
     type: str = JOINED
     status: str = "Unknown"
@@ -83,7 +84,7 @@ class Condition:
                 "message": self.message}
 
 
-@dataclass(frozen=True)
+@frozen
 class EtcdMember:
     name: str
     uid: str = ""
@@ -260,7 +261,7 @@ def parse(raw: bytes | str, *, name: str | None = None, mod_revision: int = 0, c
 
 # -- I/O (compare-and-swap on the mod revision) ----------------------------------------------
 
-@dataclass(frozen=True)
+@frozen
 class Listing:
     records: tuple[EtcdMember, ...]
     invalid: tuple[tuple[str, str], ...]  # (key, why) of keys that are not EtcdMember objects

@@ -136,49 +136,68 @@ def parse(args: list[str], spec: dict[str, tuple[str, ...] | None]) -> tuple[dic
 
 
 def top_help() -> tuple[str, list[str]]:
-    import shutil
-
     from .commandlist import top_help as text
 
-    return text(shutil.get_terminal_size().columns) + "\n", []
+    return text(terminal_columns()) + "\n", []
 
 
-def _data_dir(data_dir: str | None):  # type: ignore[no-untyped-def]
-    from ..paths import DEFAULT_DATA_DIR, DataDir
+def terminal_columns() -> int:
+    """shutil.get_terminal_size().columns, as click asks for it: importing shutil (bz2, lzma,
+    fnmatch) would cost `etcdward --help` ~6 ms."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):  # stdout None, closed, detached or not a terminal
+        return 80
 
+
+def _not_a_file(data_dir: str | None) -> None:
     if data_dir is not None and os.path.isfile(data_dir):  # click refuses a file for --data-dir
         raise NotMine
-    return DataDir.at(data_dir if data_dir is not None else DEFAULT_DATA_DIR)
 
 
-def _reader(data_dir: str | None, data=None, port: int | None = None):  # type: ignore[no-untyped-def]
-    from ..paths import read_client_port
+def _reader(data_dir: str | None, files=None, port: int | None = None):  # type: ignore[no-untyped-def]
+    """A reader of the local etcd, with the data dir's files as strings (paths.ClientFiles: no
+    pathlib), the caller's when it has them."""
+    from ..paths import ClientFiles, read_client_port
     from ..store.gateway import GatewayReader
 
-    data = data or _data_dir(data_dir)
-    port = port or read_client_port(data)
+    if files is None:
+        _not_a_file(data_dir)
+        files = ClientFiles(data_dir)
+    port = port or read_client_port(files)
     if port is None:
         raise NotMine
-    ca, _ = data.etcd_cert("ca")
-    crt, key = data.etcd_cert("client")
+    ca, _ = files.etcd_cert("ca")
+    crt, key = files.etcd_cert("client")
     return GatewayReader(f"127.0.0.1:{port}", ca, crt, key, timeout=TRY_TIMEOUT)
 
 
 def member_list(data_dir: str | None, output: str) -> tuple[str, list[str]]:
-    from .output import member_list_text
+    with _reader(data_dir) as etcd:
+        answer = etcd.send_members()  # answered while the printing is imported
+        from .output import member_list_text
 
-    return member_list_text(_reader(data_dir).members(), output), []
+        return member_list_text(answer(), output), []
 
 
 def get(data_dir: str | None, name: str | None, output: str) -> tuple[str, list[str]]:
     from ..addresses import is_member_name
     from ..keys import ETCDMEMBERS
-    from ..records import listing
-    from .output import get_text
 
     if name is not None and not is_member_name(name):
         raise NotMine
-    got = get_text(listing(*_reader(data_dir).get_prefix(ETCDMEMBERS)), name, output)
+    with _reader(data_dir) as etcd:
+        answer = etcd.send_get_prefix(ETCDMEMBERS)  # answered while the records and the table are imported
+        from ..records import listing
+        from .output import get_text
+
+        got = get_text(listing(*answer()), name, output)
     if got is None:
         raise NotMine  # not found: click says so, in its words
     return got
@@ -188,35 +207,46 @@ def status(data_dir: str | None, output: str) -> tuple[str, list[str]]:
     """`etcdward status` as status_cmd.py prints it, from the same reads through the gateway.
     Only the plain case is done here: a fenced or waiting node, a failed read, a node that is
     not a voter with a leader - click says what then, in its words."""
-    import time
-
-    from .. import clusterview as cv
-    from ..backup.report import parse_status
     from ..keys import ALIVE, BACKUP_STATUS, DEFRAG_LOCK, ETCDMEMBERS, JOINS, MAINTENANCE_LAST, RECONCILER_LEADER
-    from ..localstate import load_identity
-    from ..memberreport import alarms_in
-    from ..paths import read_client_hint
-    from ..records import listing
-    from .status_output import backup_schedule, exit_code, status_info, status_text
+    from ..paths import ClientFiles, read_client_hint
 
-    data = _data_dir(data_dir)
-    hint = read_client_hint(data)
-    if hint is None or not isinstance(hint.get("backup"), dict) or data.tombstone.exists() \
-            or data.no_peer_file.exists():
+    _not_a_file(data_dir)
+    files = ClientFiles(data_dir)  # strings until the requests are out: DataDir imports pathlib
+    hint = read_client_hint(files)
+    if hint is None or not isinstance(hint.get("backup"), dict) or os.path.exists(files.tombstone) \
+            or os.path.exists(files.no_peer_file):
         raise NotMine
-    pinned = load_identity(data)
-    local = {"pinnedClusterID": pinned.cluster_id if pinned else None,
-             "clientURL": f"https://127.0.0.1:{hint['clientPort']}", "waiting": None,
-             "backup": backup_schedule(hint["backup"], data.root)}
-    with _reader(None, data, hint["clientPort"]) as etcd:
-        local_status = etcd.status()
-        if local_status.leader_id == 0 or local_status.is_learner:
-            raise NotMine
-        members = etcd.members()
-        # the keys status_cmd reads one by one (clusterview.gather), in one round trip
-        alive, joins, records, leader, backup_kv, last, lock = etcd.read_all([
+    with _reader(None, files, hint["clientPort"]) as etcd:
+        # All three requests go out at once (HTTP/1.1 pipelining): etcd answers them while the
+        # rest of this command is imported. The keys status_cmd reads one by one
+        # (clusterview.gather) are one transaction. Without a leader that read would wait: its
+        # answer is then never read, the connection closes and click says what is wrong.
+        local_answer, members_answer = etcd.send_status(), etcd.send_members()
+        kvs_answer = etcd.send_read_all([
             (ALIVE, True), (JOINS, True), (ETCDMEMBERS, True), (RECONCILER_LEADER, False), (BACKUP_STATUS, False),
             (MAINTENANCE_LAST, False), (DEFRAG_LOCK, False)])
+        import time
+
+        from ..paths import DataDir
+
+        data = DataDir.at(data_dir)
+
+        from .. import clusterview as cv
+        from ..backup.report import parse_status
+        from ..localstate import load_identity
+        from ..memberreport import alarms_in
+        from ..records import listing
+        from .status_output import backup_schedule, exit_code, status_info, status_text
+
+        pinned = load_identity(data)
+        local = {"pinnedClusterID": pinned.cluster_id if pinned else None,
+                 "clientURL": f"https://127.0.0.1:{hint['clientPort']}", "waiting": None,
+                 "backup": backup_schedule(hint["backup"], data.root)}
+        local_status = local_answer()
+        if local_status.leader_id == 0 or local_status.is_learner:
+            raise NotMine
+        members = members_answer()
+        alive, joins, records, leader, backup_kv, last, lock = kvs_answer()
         # Status lists this member's copy of the cluster's alarms (memberreport.alarms_in); the Alarm
         # RPC, a raft round trip, is asked only when there is one, for the cluster's own word on it
         alarms = [(a.member_id, a.kind) for a in etcd.alarms()] if alarms_in(local_status.errors) else []

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .. import records
+from ..frozen import replace
 from ..records import EtcdMember, RecordError
 from ..store import errors as E
 from . import patch as P

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ..frozen import frozen
 from ..records import EtcdMember
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
@@ -31,7 +31,7 @@ def age(created: str, now: dt.datetime | None = None) -> str:
     return f"{secs}s"
 
 
-@dataclass(frozen=True)
+@frozen
 class Column:
     name: str
     type: str

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from .. import records
+from ..frozen import replace
 from ..heartbeats import ETCD_CALL, Heartbeat, Heartbeats
 from ..keys import ALIVE, ETCDMEMBERS, JOINS, RECONCILER_LEADER, ROOT, JoinRecord, join_key, member_id_of
 from ..memberlist import MemberListReader
@@ -116,7 +116,7 @@ class Reconciler:
         self.names = {m.id: snap.name_of(m) for m in members}
         waiting = rules.leave_waiting_on_handover(snap)
         self.handover_since = {n: self.handover_since.get(n, now) for n in waiting}
-        return dataclasses.replace(snap, handover_since=dict(self.handover_since))
+        return replace(snap, handover_since=dict(self.handover_since))
 
     def _last_heard(self, unstarted: set[int], record_revs: dict[int, int], now: float) -> dict[int, float]:
         """When each unstarted learner's joiner was last heard from, as times on `now`'s scale.

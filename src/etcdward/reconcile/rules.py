@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 import enum
-from dataclasses import dataclass, field
 
 from ..addresses import is_member_name
+from ..frozen import field, frozen
 from ..keys import ETCDMEMBERS, JoinRecord
 from ..records import MSG_JOINED, MSG_NO_SUCH_MEMBER, MSG_REMOVED, EtcdMember, for_member, peer_host
 from ..membership import healthy_voters, leave_blocker, promotion_blocker
@@ -32,7 +32,7 @@ from ..store import Member
 MSG_TAKEOVER = "Waiting for another controller to take over"
 
 
-@dataclass(frozen=True)
+@frozen
 class Snapshot:
     members: tuple[Member, ...]
     joins: Mapping[int, JoinRecord]  # member id -> join request that created it
@@ -76,7 +76,7 @@ class Kind(enum.StrEnum):
 REMOVALS = frozenset({Kind.REMOVE_MEMBER, Kind.REMOVE_STALLED_LEARNER})
 
 
-@dataclass(frozen=True)
+@frozen
 class Action:
     kind: Kind
     member_id: int
@@ -338,7 +338,7 @@ def records_out_of_sync(s: Snapshot) -> list[str]:
     return sorted(names | {k.removeprefix(ETCDMEMBERS) for k, _ in s.invalid_records})
 
 
-@dataclass(frozen=True)
+@frozen
 class Idle:
     """A pass with nothing to do: its decision line, and whether something is in progress that
     the loop should poll for quickly (a leave waiting on a handover, a promotion held back)."""

@@ -2,10 +2,18 @@
 
 Importing gRPC and etcd3aio takes longer than the whole of `etcdctl member list`; a command
 that only reads can instead POST etcd's own v3 JSON API over the same mutual-TLS port with
-the standard library (ssl, socket). Same endpoint, same certificates, same answers as the
-gRPC calls of client.py; errors map to `store.errors` the same way. All requests of one
-reader go over ONE kept-alive connection (a TLS handshake costs more than a read), written
-by hand: http.client alone imports about as long as the rest of the command.
+the standard library. Same endpoint, same certificates, same answers as the gRPC calls of
+client.py; errors map to `store.errors` the same way. All requests of one reader go over ONE
+kept-alive connection (a TLS handshake costs more than a read), written by hand: http.client
+alone imports about as long as the rest of the command.
+
+The connection is made with the C modules under ssl and socket (_ssl, _socket), by the calls
+ssl.SSLContext and ssl.SSLSocket make: importing ssl.py and socket.py (with selectors, base64
+and the enum classes they build from the C constants) costs ~8-12 ms, as much as all the reads
+of a command. The context is the one ssl.create_default_context(cafile=ca) makes (the C
+context's defaults for PROTOCOL_TLS_CLIENT: certificate and host name checked, TLS >= 1.2, the
+same options and ciphers), the errors are the same C exceptions (ssl.SSLError is _ssl.SSLError,
+OSError, TimeoutError), and a ragged EOF reads as an end of file, as ssl.SSLSocket reads it.
 
     GatewayReader(...).members()     -> list[Member]          (POST /v3/cluster/member/list)
     GatewayReader(...).get_prefix(p) -> (list[KV], revision)  (POST /v3/kv/range, linearizable)
@@ -18,17 +26,19 @@ by hand: http.client alone imports about as long as the rest of the command.
 
 from __future__ import annotations
 
+import _socket
+import _ssl
 import binascii
+import io
 import json
-import socket
-import ssl
-from pathlib import Path
 
 from . import errors as E
 from .types import KV, Alarm, Member, Status
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from os import PathLike
     from typing import Any
 
 _ALARMS = {1: "NOSPACE", 2: "CORRUPT"}  # etcdserverpb.AlarmType, should an alarm come as a number
@@ -37,21 +47,23 @@ _ALARMS = {1: "NOSPACE", 2: "CORRUPT"}  # etcdserverpb.AlarmType, should an alar
 class GatewayReader:
     """One endpoint (`127.0.0.1:<port>`), mutual TLS with the node's etcd client certificate."""
 
-    def __init__(self, endpoint: str, ca: Path, cert: Path, key: Path, timeout: float = 5.0,
-                 server_name: str = "localhost") -> None:
+    def __init__(self, endpoint: str, ca: str | PathLike[str], cert: str | PathLike[str], key: str | PathLike[str],
+                 timeout: float = 5.0, server_name: str = "localhost") -> None:
         self.host, _, port = endpoint.removeprefix("https://").rpartition(":")
         self.port = int(port)
         self.timeout = timeout
         self.server_name = server_name
-        self._tls = ssl.create_default_context(cafile=str(ca))
+        self._tls = _ssl._SSLContext(_ssl.PROTOCOL_TLS_CLIENT)  # as ssl.create_default_context(cafile=ca)
+        self._tls.load_verify_locations(str(ca))
         self._tls.load_cert_chain(str(cert), str(key))
-        self._conn: ssl.SSLSocket | None = None
+        self._sock: Any = None  # the _socket.socket, which the TLS object only holds a weak reference to
+        self._conn: Any = None
         self._in: Any = None
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = self._conn = self._in = None
 
     def __enter__(self) -> GatewayReader:
         return self
@@ -60,18 +72,29 @@ class GatewayReader:
         self.close()
 
     def _post(self, op: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._send(op, path, body)()  # type: ignore[no-any-return]
+
+    def _send(self, op: str, path: str, body: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        """Write the request now; the function returned reads its answer. Answers come in the order
+        the requests were written (HTTP/1.1 pipelining): read them in that order."""
         payload = json.dumps(body).encode()
         request = (f"POST {path} HTTP/1.1\r\nHost: {self.server_name}\r\nContent-Type: application/json\r\n"
                    f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
         try:
             if self._conn is None:
-                # TLS checked for the name client.py checks (localhost), whatever address the endpoint is.
-                # Both names as ASCII bytes: a str is IDNA-encoded first, and the idna codec's import
-                # (stringprep, unicodedata) costs more than a read
-                raw = socket.create_connection((self.host.encode("ascii"), self.port), self.timeout)
-                self._conn = self._tls.wrap_socket(raw, server_hostname=self.server_name.encode("ascii"))
-                self._in = self._conn.makefile("rb")
-            self._conn.sendall(request)
+                self._connect()
+            sent = 0
+            while sent < len(request):  # ssl.SSLSocket.sendall
+                sent += self._conn.write(request[sent:])
+        except OSError as e:
+            self.close()
+            raise E.Unavailable(f"{op}: {e}") from None
+        return lambda: self._answer(op)
+
+    def _answer(self, op: str) -> dict[str, Any]:
+        if self._in is None:  # an earlier answer's error closed the connection
+            raise E.Unavailable(f"{op}: the connection was closed")
+        try:
             status, body_bytes = _read_response(self._in)
         except OSError as e:
             self.close()
@@ -85,14 +108,21 @@ class GatewayReader:
             raise (E.classify(msg) or E.Unavailable)(f"{op}: {msg}")
         return data  # type: ignore[no-any-return]
 
+    def _connect(self) -> None:
+        # The host as ASCII bytes: getaddrinfo IDNA-encodes a str first, and the idna codec's
+        # import (stringprep, unicodedata) costs more than a read
+        self._sock = _connect_tcp(self.host.encode("ascii"), self.port, self.timeout)
+        # TLS checked for the name client.py checks (localhost), whatever address the endpoint is:
+        # ssl.SSLSocket._create's call (which takes the name as ASCII), then its handshake
+        self._conn = self._tls._wrap_socket(self._sock, False, self.server_name)
+        self._conn.do_handshake()
+        self._in = io.BufferedReader(_TLSReader(self._conn))
+
     def members(self) -> list[Member]:
-        data = self._post("member list", "/v3/cluster/member/list", {})
-        return [Member(int(m.get("ID", 0)), m.get("name", ""), tuple(m.get("peerURLs") or ()),
-                       tuple(m.get("clientURLs") or ()), bool(m.get("isLearner", False)))
-                for m in data.get("members") or ()]
+        return self.send_members()()
 
     def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
-        return _range_answer(self._post("get_prefix", "/v3/kv/range", _range(prefix, True)))
+        return self.send_get_prefix(prefix)()
 
     def get(self, key: str) -> KV | None:
         kvs = _range_answer(self._post("get", "/v3/kv/range", _range(key, False)))[0]
@@ -101,27 +131,73 @@ class GatewayReader:
     def read_all(self, reads: list[tuple[str, bool]]) -> list[tuple[list[KV], int]]:
         """Each (key, is a prefix) read as get_prefix reads it, all in one read-only transaction:
         one round trip instead of one each, linearizable as each of them, all at one revision."""
-        data = self._post("txn", "/v3/kv/txn", {"success": [{"request_range": _range(k, p)} for k, p in reads]})
-        answers = [_range_answer(r.get("response_range") or {}) for r in data.get("responses") or ()]
-        if len(answers) != len(reads):
-            raise E.Other(f"txn: etcd answered {len(answers)} of {len(reads)} reads")
-        return answers
+        return self.send_read_all(reads)()
 
     def status(self) -> Status:
-        r = self._post("status", "/v3/maintenance/status", {})
-        h = r.get("header") or {}
-        return Status(
-            member_id=int(h.get("member_id", 0)), cluster_id=int(h.get("cluster_id", 0)), leader_id=int(r.get("leader", 0)),
-            raft_term=int(r.get("raftTerm", 0)), raft_index=int(r.get("raftIndex", 0)),
-            is_learner=bool(r.get("isLearner", False)), version=str(r.get("version", "")),
-            db_size=int(r.get("dbSize", 0)), errors=tuple(r.get("errors") or ()),
-            raft_applied_index=int(r.get("raftAppliedIndex", 0)), db_size_in_use=int(r.get("dbSizeInUse", 0)),
-            db_size_quota=int(r.get("dbSizeQuota", 0) or 0), revision=int(h.get("revision", 0)))
+        return self.send_status()()
+
+    # send_X(): X's request written now, its answer read by the function returned (in the order
+    # sent), so that a command can do its own work while etcd answers
+
+    def send_members(self) -> Callable[[], list[Member]]:
+        answer = self._send("member list", "/v3/cluster/member/list", {})
+        return lambda: [Member(int(m.get("ID", 0)), m.get("name", ""), tuple(m.get("peerURLs") or ()),
+                               tuple(m.get("clientURLs") or ()), bool(m.get("isLearner", False)))
+                        for m in answer().get("members") or ()]
+
+    def send_get_prefix(self, prefix: str) -> Callable[[], tuple[list[KV], int]]:
+        answer = self._send("get_prefix", "/v3/kv/range", _range(prefix, True))
+        return lambda: _range_answer(answer())
+
+    def send_read_all(self, reads: list[tuple[str, bool]]) -> Callable[[], list[tuple[list[KV], int]]]:
+        answer = self._send("txn", "/v3/kv/txn", {"success": [{"request_range": _range(k, p)} for k, p in reads]})
+        return lambda: _txn_answer(answer(), len(reads))
+
+    def send_status(self) -> Callable[[], Status]:
+        answer = self._send("status", "/v3/maintenance/status", {})
+        return lambda: _status_answer(answer())
 
     def alarms(self) -> list[Alarm]:
         r = self._post("alarm list", "/v3/maintenance/alarm", {"action": "GET"})
         return [Alarm(int(a.get("memberID", 0)), _ALARMS.get(a["alarm"], str(a["alarm"])) if isinstance(a.get("alarm"), int)
                       else str(a.get("alarm", "NONE"))) for a in r.get("alarms") or ()]
+
+
+def _connect_tcp(host: bytes, port: int, timeout: float) -> Any:
+    """socket.create_connection((host, port), timeout): each address in turn, the last error."""
+    error: OSError | None = None
+    for family, kind, proto, _, address in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+        sock = _Socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as e:
+            sock.close()
+            error = e
+    raise error or OSError("getaddrinfo returns an empty list")
+
+
+class _Socket(_socket.socket):
+    __slots__ = ("__weakref__",)  # the TLS object refers to its socket weakly (as socket.socket allows)
+
+
+class _TLSReader(io.RawIOBase):
+    """The connection's reading end, as socket.SocketIO under ssl.SSLSocket.makefile("rb")."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return self._conn.read(len(buffer), buffer)  # type: ignore[no-any-return]
+        except _ssl.SSLError as e:
+            if e.args[0] == _ssl.SSL_ERROR_EOF:  # ssl.SSLSocket's suppress_ragged_eofs
+                return 0
+            raise
 
 
 def _range(key: str, prefix: bool) -> dict[str, str]:
@@ -131,6 +207,24 @@ def _range(key: str, prefix: bool) -> dict[str, str]:
         return {"key": _b64(start)}
     end = start[:-1] + bytes([start[-1] + 1])  # prefix_range_end for the ASCII prefixes we use
     return {"key": _b64(start), "range_end": _b64(end)}
+
+
+def _txn_answer(data: dict[str, Any], reads: int) -> list[tuple[list[KV], int]]:
+    answers = [_range_answer(r.get("response_range") or {}) for r in data.get("responses") or ()]
+    if len(answers) != reads:
+        raise E.Other(f"txn: etcd answered {len(answers)} of {reads} reads")
+    return answers
+
+
+def _status_answer(r: dict[str, Any]) -> Status:
+    h = r.get("header") or {}
+    return Status(
+        member_id=int(h.get("member_id", 0)), cluster_id=int(h.get("cluster_id", 0)), leader_id=int(r.get("leader", 0)),
+        raft_term=int(r.get("raftTerm", 0)), raft_index=int(r.get("raftIndex", 0)),
+        is_learner=bool(r.get("isLearner", False)), version=str(r.get("version", "")),
+        db_size=int(r.get("dbSize", 0)), errors=tuple(r.get("errors") or ()),
+        raft_applied_index=int(r.get("raftAppliedIndex", 0)), db_size_in_use=int(r.get("dbSizeInUse", 0)),
+        db_size_quota=int(r.get("dbSizeQuota", 0) or 0), revision=int(h.get("revision", 0)))
 
 
 def _range_answer(r: dict[str, Any]) -> tuple[list[KV], int]:

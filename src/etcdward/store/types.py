@@ -4,14 +4,15 @@ gRPC client share them)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+
+from ..frozen import frozen
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
 if TYPE_CHECKING:
     from typing import Any
 
 
-@dataclass(frozen=True)
+@frozen
 class Member:
     id: int
     name: str
@@ -39,7 +40,7 @@ class Member:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class Status:
     member_id: int
     cluster_id: int
@@ -56,7 +57,7 @@ class Status:
     revision: int = 0  # the store revision when this member answered
 
 
-@dataclass(frozen=True)
+@frozen
 class Alarm:
     """An active etcd alarm: NOSPACE (the db reached its quota: reads and deletes only) or CORRUPT."""
     member_id: int
@@ -66,7 +67,7 @@ class Alarm:
         return {"memberID": format(self.member_id, "x"), "alarm": self.kind}
 
 
-@dataclass(frozen=True)
+@frozen
 class KV:
     key: str
     value: bytes
@@ -78,7 +79,7 @@ class KV:
         return json.loads(self.value)
 
 
-@dataclass(frozen=True)
+@frozen
 class WatchEvent:
     kind: str  # "put" | "delete"
     key: str
