@@ -298,15 +298,23 @@ class Reconciler:
                     return "resigned"  # the caller says so, then resigns (see run_reconciler)
                 pending = result.snapshot is not None and any(m.is_learner for m in result.snapshot.members)
                 delay = 0 if result.done is not None else (FAST if pending or result.waiting else SLOW)
-                # a leader whose lease lapses (cut off) notices at once, not at the next safety-net pass
-                delay = min(delay, election.lease.valid_for() + 0.05)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.wakeup.wait(), delay)
+                await self._wait(delay, election)
             return "lost"
         finally:
             if self.metrics is not None:
                 self.metrics.records_out_of_sync.set(0)  # only the leader's view counts
             await cancel_and_wait(watchers)
+
+
+    async def _wait(self, delay: float, election: Election) -> None:
+        """Until woken or `delay` passed. A leader whose lease lapses (cut off) notices at once,
+        not at the next safety-net pass: the wait looks at the lease when it could have lapsed,
+        and goes on waiting (no pass) while the lease was renewed meanwhile."""
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0 and election.lease.valid:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), min(left, election.lease.valid_for() + 0.05))
+                return
 
 
 def wakes_reconciler(ev: WatchEvent) -> bool:
