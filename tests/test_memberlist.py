@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from etcdward.etcdlogwatch import EtcdLogWatch
+from etcdward.etcdlogwatch import EtcdLogWatch, logs_membership
 from etcdward.keys import ALIVE, ETCDMEMBERS, JOIN_QUEUE, JOINS, RECONCILER_LEADER, TOKENS
 from etcdward.memberlist import MemberListReader
 from etcdward.reconcile.loop import wakes_reconciler
@@ -96,6 +96,15 @@ def test_while_quick_a_write_to_the_etcd_log_triggers_the_read_not_a_timer(tmp_p
 
     asyncio.run(go(use_inotify=True))
     asyncio.run(go(use_inotify=False))
+
+
+def test_an_etcd_whose_extra_args_move_or_quiet_its_log_is_polled_instead() -> None:
+    assert logs_membership({}) and logs_membership({"log-level": "debug", "logger": "zap"})
+    assert logs_membership({"log-outputs": "stderr,/var/log/etcd.log"})  # still in logs/etcd.log too
+    assert not logs_membership({"log-outputs": "/var/log/etcd.log"})
+    assert not logs_membership({"log-output": "systemd/journal"})
+    assert not logs_membership({"log-level": "warn"}) and not logs_membership({"log-level": "ERROR"})
+    assert not logs_membership({"log-package-levels": "etcdserver/membership=WARNING"})
 
 
 async def wait_until(cond, timeout: float = 2.0) -> None:  # type: ignore[no-untyped-def]

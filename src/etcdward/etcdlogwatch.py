@@ -13,7 +13,9 @@ list / the alarms now", where polling etcd for them was most of the load an idle
     EtcdLogWatch.version      moves on every write seen (0: nothing seen yet)
     EtcdLogWatch.moved(v)     waits until the version differs from v; returns the new one
 
-Consumers still read what they act on from etcd; this only tells them when.
+Consumers still read what they act on from etcd; this only tells them when. An etcd whose
+extraArgs send its log elsewhere (`log-outputs`) or drop its INFO lines (`log-level` warn and
+above) gives no such cue: `logs_membership` says so, and the controller then polls instead.
 """
 
 from __future__ import annotations
@@ -31,6 +33,18 @@ log = logging.getLogger(__name__)
 LOOK = 0.25  # without inotify: how often the log's size is looked at
 IN_MODIFY, IN_DELETE_SELF, IN_MOVE_SELF, IN_IGNORED = 0x2, 0x400, 0x800, 0x8000
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then `len` bytes of name)
+
+
+QUIET_LEVELS = frozenset({"warn", "warning", "error", "panic", "fatal", "dpanic"})
+
+
+def logs_membership(extra_args: dict[str, str]) -> bool:
+    """Whether the etcd run with these extraArgs writes its membership changes (INFO lines) to
+    its stdout/stderr, which the supervisor sends to logs/etcd.log."""
+    outputs = extra_args.get("log-outputs", extra_args.get("log-output", "default"))
+    targets = {o.strip() for o in outputs.split(",")}
+    return bool(targets & {"default", "stderr", "stdout"}) and "log-package-levels" not in extra_args \
+        and extra_args.get("log-level", "info").strip().lower() not in QUIET_LEVELS
 
 
 def log_mark(path: Path) -> tuple[int, int] | None:

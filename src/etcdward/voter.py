@@ -28,7 +28,7 @@ from .api import reload_server_certificate, serve_api, server_ssl_context
 from .backup.report import BackupMetrics
 from .backup.schedule import BackupService
 from .certrenewal import CertRenewer
-from .etcdlogwatch import EtcdLogWatch
+from .etcdlogwatch import EtcdLogWatch, logs_membership
 from .etcdversions import keep_pinned
 from .memberlist import MemberListReader
 from .reconcile.election import Liveness
@@ -53,7 +53,8 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
     backups = BackupService(deps.store, deps.data, cfg, ident.name, BackupMetrics(deps.metrics),
                             heartbeats=deps.heartbeats)
     before_change = backups.before_change if cfg.spec.backup.before_membership_change else None
-    etcd_log = EtcdLogWatch(deps.data.etcd_log)
+    # None: this etcd's log holds no membership lines (extraArgs): the member list is polled
+    etcd_log = EtcdLogWatch(deps.data.etcd_log) if logs_membership(cfg.etcd.extra_args) else None
     members = MemberListReader(deps.store, heartbeats=deps.heartbeats, log_watch=etcd_log)
 
     async def while_leading() -> None:
@@ -63,8 +64,8 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
                                                 heartbeats=deps.heartbeats), name="etcd-version")]
                if deps.etcd_version else [])
     tls = server_ssl_context(deps.data)
-    return [*version, asyncio.create_task(etcd_log.run(), name="etcd-log-watch"),
-            asyncio.create_task(members.run(), name="member-list"),
+    log_watch = [asyncio.create_task(etcd_log.run(), name="etcd-log-watch")] if etcd_log else []
+    return [*version, *log_watch, asyncio.create_task(members.run(), name="member-list"),
             asyncio.create_task(serve_api(deps, before_add=before_change, tls=tls), name="join-api"),
             asyncio.create_task(cert_renewer(deps, tls).run(), name="certs"),
             asyncio.create_task(alive.run(), name="liveness"),
