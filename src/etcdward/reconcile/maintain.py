@@ -104,8 +104,9 @@ class Maintainer:
 
     async def check(self) -> None:
         now = time.monotonic()
-        seen = self.log_watch.version if self.log_watch is not None else -2
-        if self.nospace or seen != self.alarm_seen or now - self.alarm_checked >= ALARM_RECHECK:
+        logs = self.log_watch
+        seen = logs.version if logs is not None else -1
+        if logs is None or self.nospace or seen != self.alarm_seen or now - self.alarm_checked >= ALARM_RECHECK:
             errors = (await self.store.status()).errors
             self.alarm_seen, self.alarm_checked = seen, now  # the version before the read: a line during it counts
             self.nospace = any(alarm == "NOSPACE" for _, alarm in alarms_in(errors))
