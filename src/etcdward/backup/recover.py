@@ -25,6 +25,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from .etcdtool import find_tool, snapshot_revision, version_of
 from .take import archive_part, pki_files, temp_file, write_verified
 
 START_TIMEOUT = 60.0
+SETTLE = 0.5  # seconds between the two reads of the member list that must agree
 T = TypeVar("T")
 
 
@@ -109,7 +111,7 @@ async def survey(data: DataDir, cfg: Config, binary: str, name: str, member_id: 
     sup = Supervisor(binary, args, data)
     await sup.start()
     try:
-        own = await _until(sup, lambda: ask(f"https://127.0.0.1:{peer}", tls), "its peer listener to answer")
+        own = await _settled(sup, f"https://127.0.0.1:{peer}", tls)
     finally:
         await sup.stop()
     me = next((m for m in own.members if m.id == member_id or (member_id is None and cfg.peer_url in m.peer_urls)),
@@ -121,6 +123,22 @@ async def survey(data: DataDir, cfg: Config, binary: str, name: str, member_id: 
     answers = await ask_all([m.peer_urls[0] for m in others if m.peer_urls], tls)
     answered = tuple(m for m in others if m.peer_urls and _answers_for(answers.get(m.peer_urls[0]), own.cluster_id))
     return Survey(own.cluster_id, me, others, answered)
+
+
+async def _settled(sup: Supervisor, url: str, tls: ssl.SSLContext) -> PeerAnswer:
+    """The member list its etcd data holds. etcd applies the committed entries of its WAL
+    (membership changes among them: a learner added, then promoted) just after it starts, while
+    its peer listener already answers, so one read can catch a voter still as a learner. Alone,
+    the member cannot commit anything new: the list counts once two reads SETTLE s apart agree."""
+    last: PeerAnswer | None = None
+    for _ in range(int(START_TIMEOUT / SETTLE)):
+        own = await _until(sup, lambda: ask(url, tls), "its peer listener to answer")
+        if own == last:
+            return own
+        last = own
+        await asyncio.sleep(SETTLE)
+    raise RecoverRefused(f"the member list its etcd data holds kept changing for {START_TIMEOUT:.0f}s; see "
+                         f"{sup.data.etcd_log}")
 
 
 def _answers_for(answer: PeerAnswer | None, cluster_id: str) -> bool:
