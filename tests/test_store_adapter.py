@@ -5,6 +5,7 @@ reconnects or renewals in production unnoticed."""
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 from etcd3aio import Etcd3Client
@@ -68,5 +69,35 @@ def test_renewals_of_every_lease_share_one_stream(cluster: Cluster) -> None:
             await st.use_client_cert(crt.read_bytes(), key.read_bytes(), grace=0.1)
             assert (await st.keep_alive(a))[0] > 0
             assert st._keepalive._service is st._client.lease  # noqa: SLF001
+
+    run_async(go())
+
+
+@needs("etcd")
+def test_a_watch_left_early_closes_without_an_error(cluster: Cluster) -> None:
+    """A caller that stops iterating (break, return) must not leave an error behind: asyncio
+    finalizes an abandoned async generator in a task of its own, and a watch that answered
+    GeneratorExit with a store error logged 'Task exception was never retrieved' (seen on every
+    controller when a reconciler election moved)."""
+    n1 = cluster.bootstrap("n1")
+    reported: list[dict] = []
+
+    async def go() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: reported.append(ctx))
+        async with n1.store() as st:
+            _, rev = await st.get_prefix("/t/")
+            await st.put("/t/a", "1")
+            async for batch in st.watch_prefix("/t/", rev + 1):
+                assert [ev.key for ev in batch] == ["/t/a"]
+                break
+            async for batch in st.follow_prefix("/t/"):
+                if not batch:
+                    await st.put("/t/b", "2")
+                    continue
+                break
+            gc.collect()
+            for _ in range(5):
+                await asyncio.sleep(0.05)
+        assert reported == []
 
     run_async(go())

@@ -100,9 +100,10 @@ class Election:
         """Until the election key written at mod_revision is deleted (or replaced), or timeout."""
         with contextlib.suppress(TimeoutError):  # asyncio.timeout: never swallows a cancel (tasks.py)
             async with asyncio.timeout(timeout):
-                async for batch in self.store.watch_prefix(RECONCILER_LEADER, mod_revision + 1):
-                    if any(ev.key == RECONCILER_LEADER for ev in batch):
-                        return
+                async with contextlib.aclosing(self.store.watch_prefix(RECONCILER_LEADER, mod_revision + 1)) as batches:
+                    async for batch in batches:
+                        if any(ev.key == RECONCILER_LEADER for ev in batch):
+                            return
 
     async def still_leader(self) -> bool:
         if not self.leading:

@@ -266,9 +266,9 @@ class Store:
         Unavailable when the watch is cancelled otherwise: the caller re-lists and watches again
         from the new revision (etcd3aio would otherwise hang silently).
         """
+        responses = self._client.watch.watch(prefix, prefix_range_end(prefix), start_revision, prev_kv=prev_kv)
         try:
-            async for resp in self._client.watch.watch(prefix, prefix_range_end(prefix), start_revision,
-                                                       prev_kv=prev_kv):
+            async for resp in responses:
                 if resp.compact_revision:
                     raise E.Compacted(f"watch {prefix} from revision {start_revision}: compacted at "
                                       f"{resp.compact_revision}", int(resp.compact_revision))
@@ -276,12 +276,19 @@ class Store:
                     raise E.Unavailable(f"watch {prefix} cancelled ({resp.cancel_reason or 'no reason given'})")
                 if resp.events:
                     yield [_watch_event(ev, prev_kv) for ev in resp.events]
+        except GeneratorExit:  # the caller stopped iterating: closing is not an error
+            raise
         except asyncio.CancelledError:
             raise _cancelled(f"watch {prefix}") from None
         except E.StoreError:
             raise
         except BaseException as exc:  # noqa: BLE001
             raise map_error(exc, "watch") from None
+        finally:
+            # Closed here, not left to the garbage collector: asyncio would close it in a task
+            # of its own, whose error nobody awaits.
+            with contextlib.suppress(Exception):
+                await responses.aclose()
 
     async def follow_prefix(self, prefix: str, retry_after: float = 0.5) -> AsyncIterator[list[WatchEvent]]:
         """Batches of events under prefix from now on, for as long as the caller iterates: a
@@ -291,8 +298,9 @@ class Store:
             try:
                 _, rev = await self.get_prefix(prefix)
                 yield []
-                async for batch in self.watch_prefix(prefix, rev + 1):
-                    yield batch
+                async with contextlib.aclosing(self.watch_prefix(prefix, rev + 1)) as batches:
+                    async for batch in batches:
+                        yield batch
             except E.StoreError as e:
                 log.debug("watch %s: %s; watching again", prefix, e)
             await asyncio.sleep(retry_after)
