@@ -9,9 +9,15 @@ about half compressible, like text) until etcd reports a db of at least --mb MB.
 times, alternating which goes first, on the same cluster:
 
 etcdward   `python -m etcdward backup --save-path DIR` (the whole command: Python start-up,
-           snapshot streamed into the archive while it is hashed (worker thread), fsync
-           while it is read back and checked, rename)
+           the request to the running controller over state/backup.sock (backup/handoff.py),
+           which streams the snapshot into the archive while it is hashed (worker thread),
+           fsyncs while it is read back and checked, renames, answers)
 etcdctl    `etcdctl snapshot save FILE` (snapshot, fsync, rename)
+in-process the same command with the controller's socket moved aside: the CLI takes the
+           backup itself (what it does when no controller answers)
+
+Its CPU column is the command's plus the controller's CPU while it ran (the controller does
+the work), etcdctl's is its own.
 
 and the ratio of the medians (target <= 1.2). For reference, the command's start-up alone
 (`etcdward backup list` of an empty dir) is timed too.
@@ -37,6 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from etcdward.backup.handoff import SOCKET
 from etcdward.backup.report import read_status, success_entry
 from etcdward.keys import BACKUP_STATUS
 from tests.cluster import Cluster, Node
@@ -69,6 +76,22 @@ def run_etcdward(n: Node, out: Path) -> None:
     n.cli("backup", "--save-path", str(out), "--data-dir", str(n.data.root))
     for p in out.iterdir():
         p.unlink()
+
+
+def run_in_process(n: Node, out: Path) -> None:
+    sock = n.data.root / SOCKET
+    aside = sock.with_name(sock.name + ".aside")
+    sock.rename(aside)
+    try:
+        run_etcdward(n, out)
+    finally:
+        aside.rename(sock)
+
+
+def process_cpu(pid: int) -> float:
+    """utime + stime of a running process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_etcdctl(n: Node, out: Path) -> None:
@@ -136,15 +159,16 @@ def main() -> None:
         out.mkdir()
         empty = root / "empty"
         empty.mkdir()
-        times: dict[str, list[float]] = {"etcdward": [], "etcdctl": [], "start-up": []}
+        times: dict[str, list[float]] = {"etcdward": [], "etcdctl": [], "in-process": [], "start-up": []}
         cpu: dict[str, list[float]] = {k: [] for k in times}
         ratios: list[float] = []  # per run: both commands under about the same load
         for i in range(args.runs):
-            order = [("etcdward", run_etcdward), ("etcdctl", run_etcdctl)]
+            order = [("etcdward", run_etcdward), ("etcdctl", run_etcdctl), ("in-process", run_in_process)]
             for name, fn in order if i % 2 == 0 else order[::-1]:
+                before = process_cpu(n1.proc.pid)
                 wall, used = timed(lambda: fn(n1, out))
                 times[name].append(wall)
-                cpu[name].append(used)
+                cpu[name].append(used + (process_cpu(n1.proc.pid) - before if name == "etcdward" else 0))
             wall, used = timed(lambda: n1.cli("backup", "list", "--dir", str(empty)))
             times["start-up"].append(wall)
             cpu["start-up"].append(used)
@@ -159,6 +183,8 @@ def main() -> None:
                   f"CPU median {statistics.median(cpu[k]):5.2f}s")
         print(f"  ratio etcdward / etcdctl (medians): {med['etcdward'] / med['etcdctl']:.2f}; per run: "
               f"median {statistics.median(ratios):.2f}, min {min(ratios):.2f} (target <= 1.2)")
+        print(f"  without a controller to hand it to (in-process / etcdctl, medians): "
+              f"{med['in-process'] / med['etcdctl']:.2f}")
         print(f"  scheduled backup inside the controller: {mem['duration_s']:.2f}s "
               f"({mem['duration_s'] / med['etcdctl']:.2f}x etcdctl's median)")
         print(f"  controller VmRSS: {mem['baseline_mib']:.1f} MiB before, peak {mem['peak_mib']:.1f} MiB during, "

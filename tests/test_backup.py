@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import os
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from etcdward.backup.archive import MANIFEST, PKI_FILES, SNAPSHOT, ArchiveError,
 from etcdward.backup.take import archive_part, write_verified
 from etcdward.backup.writer import SnapshotPart, check_written, write_archive
 from tests.cluster import Cluster, Node
+from tests.prereqs import needs
+from tests.test_backup_schedule import read_only_dir  # noqa: F401 - a fixture
 from tests.test_bad_input import etcdward
 
 
@@ -224,6 +227,50 @@ def test_damaged_archives_are_refused_naming_the_problem(backed_up: tuple[Node, 
     assert needle in str(e.value), str(e.value)
     listing = json.loads(etcdward("backup", "list", "--dir", str(tmp_path), "-o", "json").stdout)
     assert listing == [] or all(not r["verified"] for r in listing)
+
+
+def test_the_running_controller_takes_the_backup_into_the_directory_named(backed_up: tuple[Node, Path],
+                                                                         tmp_path: Path) -> None:
+    """The CLI hands the directory over open (backup/handoff.py): a relative path names the
+    directory in the CLI's working directory, and the archive is the CLI's usual one."""
+    n1, path = backed_up
+    assert f"backup for the CLI: {path.parent}/{path.name}" in n1.log()
+    p = subprocess.run([sys.executable, "-m", "etcdward", "backup", "--save-path", "rel/out", "--data-dir",
+                        str(n1.data.root)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    made = Path(p.stdout.strip())
+    assert made.parent == tmp_path / "rel" / "out" and made.stat().st_mode & 0o777 == 0o600
+    assert verify_file(made).member_name == "n1" and f"backup for the CLI: {made}" in n1.log()
+
+
+def test_without_the_controller_socket_the_cli_takes_the_backup_itself(backed_up: tuple[Node, Path],
+                                                                      tmp_path: Path) -> None:
+    n1, _ = backed_up
+    sock = n1.data.root / "state" / "backup.sock"
+    aside = sock.with_name("backup.sock.aside")
+    sock.rename(aside)  # what an older controller, or one that is gone, looks like
+    try:
+        p = etcdward("backup", "--save-path", str(tmp_path / "own"), "--data-dir", str(n1.data.root))
+    finally:
+        aside.rename(sock)
+    assert p.returncode == 0, p.stderr
+    made = Path(p.stdout.strip())
+    assert verify_file(made).member_name == "n1" and f"backup for the CLI: {made}" not in n1.log()
+
+
+@needs("root")  # a read-only mount: root ignores file modes
+def test_a_backup_the_controller_cannot_write_fails_in_one_line_naming_the_directory(
+        backed_up: tuple[Node, Path], read_only_dir: Path) -> None:
+    n1, _ = backed_up
+    p = etcdward("backup", "--save-path", str(read_only_dir), "--data-dir", str(n1.data.root))
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith(f"backup failed: Read-only file system: {read_only_dir}/.etcdward_backup_"), p.stderr
+    assert "/proc/self/fd" not in p.stderr and list(read_only_dir.iterdir()) == []
+    # through click (and the same socket) it reads the same
+    slow = subprocess.run([sys.executable, "-m", "etcdward", "backup", "--save-path", str(read_only_dir),
+                           "--data-dir", str(n1.data.root)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "ETCDWARD_NO_FASTPATH": "1"})
+    assert slow.returncode == 1 and slow.stderr.split(".etcdward_backup_")[0] == p.stderr.split(".etcdward_backup_")[0]
 
 
 def test_backup_without_a_running_controller_is_one_line(tmp_path: Path, cluster: Cluster) -> None:

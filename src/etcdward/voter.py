@@ -25,6 +25,7 @@ import asyncio
 import ssl
 
 from .api import reload_server_certificate, serve_api, server_ssl_context
+from .backup.handoff_server import serve_backups
 from .backup.report import BackupMetrics
 from .backup.schedule import BackupService
 from .certrenewal import CertRenewer
@@ -71,6 +72,7 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
             asyncio.create_task(alive.run(), name="liveness"),
             asyncio.create_task(run_self(deps, members), name="self"),
             asyncio.create_task(backups.run(), name="backup"),
+            asyncio.create_task(serve_backups(deps.store, deps.data), name="backup-handoff"),
             asyncio.create_task(run_reconciler(deps, members, while_leading=while_leading,
                                                before_removal=before_change), name="reconciler"),
             asyncio.create_task(run_unstick(deps), name="unstick")]

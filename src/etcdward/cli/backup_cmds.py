@@ -38,6 +38,16 @@ def backup_group(ctx: click.Context, save_path: str | None, data_dir: Path) -> N
         dest = Path(save_path).absolute()
         if dest.exists() and not dest.is_dir():
             raise CLIError(f"--save-path: {dest} is not a directory")
+    if dest is not None:
+        from ..backup.handoff import BackupFailed, NoController, backup_via_controller
+
+        try:  # the running controller takes it: gRPC and its connection are loaded there already
+            click.echo(str(backup_via_controller(data.root, dest, save_path)))
+            return
+        except BackupFailed as e:
+            raise CLIError(str(e)) from None
+        except NoController:
+            pass  # none answers on its socket: taken here, as the controller would
     node_client_port(data)  # the effective config is checked before anything is taken
     # config.yaml of the archive: the effective config as the controller wrote it (cfg.to_yaml())
     config_yaml = data.effective_config.read_bytes()
@@ -54,12 +64,10 @@ def backup_group(ctx: click.Context, save_path: str | None, data_dir: Path) -> N
     try:
         path = with_store(data, go, timeout=10.0)
         done = True
-    except E.StoreError as e:
-        raise CLIError(f"backup failed: etcd of {data.root} is not reachable or failed: {e}") from None
-    except ArchiveError as e:
-        raise CLIError(f"backup failed: {e}") from None
-    except OSError as e:
-        raise CLIError(f"backup failed: {e.strerror}: {e.filename or save_path}") from None
+    except (E.StoreError, ArchiveError, OSError) as e:
+        from ..backup.handoff import failure_line
+
+        raise CLIError(failure_line(e, data.root, save_path) or str(e)) from None
     finally:
         if not done:
             for d in created:  # deepest first, and only while empty

@@ -8,6 +8,7 @@ well-formed argv of
     etcdward etcd member-list [--data-dir DIR] [-o|--output json|table|wide]
     etcdward get etcdmembers|etcdmember|em [NAME] [-o|--output table|wide|json] [--data-dir DIR]
     etcdward status [--data-dir DIR] [-o|--output table|json]
+    etcdward backup --save-path DIR [--data-dir DIR]      (DIR not -: handed to the controller)
 
 and runs them with the standard library and etcdward's own light modules, reading through
 etcd's JSON gateway (store/gateway.py) with the client port from state/client.json. For
@@ -39,11 +40,11 @@ Run = Callable[[], tuple[str, list[str]]]  # -> (stdout, stderr lines), or raise
 
 
 class Exit(Exception):
-    """Printed; exit with this code (status: 1 degraded)."""
+    """Printed; exit with this code (status: 1 degraded; a failed backup: 1 and its error line)."""
 
-    def __init__(self, out: str, code: int) -> None:
+    def __init__(self, out: str, code: int, err: list[str] | None = None) -> None:
         super().__init__(code)
-        self.out, self.code = out, code
+        self.out, self.code, self.err = out, code, err or []
 
 
 class NotMine(Exception):
@@ -60,7 +61,7 @@ def handled(argv: list[str]) -> bool:
         try:
             out, err = run()
         except Exit as e:
-            out, err, code = e.out, [], e.code
+            out, err, code = e.out, e.err, e.code
     except Exception:  # not ours, or something went wrong: click does it again and says what
         return False
     try:
@@ -95,6 +96,11 @@ def recognise(argv: list[str]) -> Run:
         if args:
             raise NotMine
         return lambda: status(opts.get("--data-dir"), opts.get("-o", "table"))
+    if argv[:1] == ["backup"]:
+        opts, args = parse(argv[1:], {"--data-dir": None, "--save-path": None})
+        if args or "--save-path" not in opts:  # `backup list`, or click's error
+            raise NotMine
+        return lambda: backup(opts.get("--data-dir"), opts["--save-path"])
     raise NotMine
 
 
@@ -154,6 +160,27 @@ def terminal_columns() -> int:
         return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
     except (AttributeError, ValueError, OSError):  # stdout None, closed, detached or not a terminal
         return 80
+
+
+def backup(data_dir: str | None, save_path: str) -> tuple[str, list[str]]:
+    """The node's controller takes it (backup/handoff.py); none answering: click's path, which
+    takes it itself. A failure the controller reports is printed as click prints it."""
+    from pathlib import Path
+
+    from ..backup.handoff import BackupFailed, NoController, backup_via_controller
+    from ..paths import DataDir
+
+    _not_a_file(data_dir)
+    dest = Path(save_path).absolute()
+    if dest.exists() and not dest.is_dir():
+        raise NotMine  # click's error line
+    try:
+        made = backup_via_controller(DataDir.at(data_dir).root, dest, save_path)
+    except NoController:
+        raise NotMine from None
+    except BackupFailed as e:
+        raise Exit("", 1, [str(e)]) from None
+    return f"{made}\n", []
 
 
 def _not_a_file(data_dir: str | None) -> None:

@@ -1,0 +1,147 @@
+"""The controller's side of `etcdward backup --save-path DIR` (handoff.py has the protocol and
+the CLI's side): state/backup.sock, a request at a time per connection, each backup taken as
+the CLI would take it (take.py) into the directory the CLI passed open."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import struct
+from pathlib import Path
+
+from ..paths import DataDir
+from ..store import Store
+from .handoff import MAX_REQUEST, SOCKET, failure_line, socket_address
+
+log = logging.getLogger(__name__)
+
+REQUEST_WITHIN = 10.0  # seconds from connecting to a whole request: a silent client is dropped
+
+
+async def serve_backups(store: Store, data: DataDir) -> None:
+    """Take the CLI's backups on state/backup.sock until cancelled. A socket that cannot be
+    made is logged, and the CLI takes its backups itself: no reason to stop a controller."""
+    path = data.root / SOCKET
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        log.warning("no backup socket (%s: %s): `etcdward backup` takes its backups itself", e.strerror, path.parent)
+        await asyncio.Future()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    address = socket_address(path, dir_fd)
+    try:
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(address)  # a dead controller's: this one holds the data dir's lock
+            # Made with the umask's mode (connecting needs write permission: owner only with
+            # 022), then 0600; not by changing the umask, which every thread shares.
+            listener.bind(address)
+            os.chmod(address, 0o600)
+            listener.listen(8)
+            listener.setblocking(False)
+        except OSError as e:
+            log.warning("no backup socket (%s: %s): `etcdward backup` takes its backups itself", e.strerror, path)
+            await asyncio.Future()
+        await _accept(listener, store, data)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(address)
+        listener.close()
+        os.close(dir_fd)
+
+
+async def _accept(listener: socket.socket, store: Store, data: DataDir) -> None:
+    loop = asyncio.get_running_loop()
+    handlers: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(listener)
+            except OSError as e:  # out of file descriptors, say: the next one may get through
+                log.warning("backup socket: %s", e)
+                await asyncio.sleep(1.0)
+                continue
+            task = asyncio.create_task(_serve_one(conn, store, data), name="backup-request")
+            handlers.add(task)
+            task.add_done_callback(handlers.discard)
+    finally:
+        for task in handlers:
+            task.cancel()
+
+
+def _peer_allowed(conn: socket.socket) -> bool:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _, uid, _ = struct.unpack("3i", creds)
+    return uid in (0, os.getuid())
+
+
+async def _receive(conn: socket.socket, fds: list[int]) -> bytes:
+    """The request line; the fds that came with it (with its first bytes) are added to fds as
+    they arrive, for the caller to close whatever happens."""
+    loop = asyncio.get_running_loop()
+    buf = b""
+    while b"\n" not in buf and len(buf) < MAX_REQUEST:
+        ready = loop.create_future()
+        loop.add_reader(conn.fileno(), ready.set_result, None)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(conn.fileno())
+        fdarr = array.array("i")
+        msg, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(4 * fdarr.itemsize))
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fdarr.frombytes(payload[:len(payload) - len(payload) % fdarr.itemsize])
+        fds += list(fdarr)
+        if not msg:
+            break
+        buf += msg
+    return buf.split(b"\n", 1)[0]
+
+
+async def _serve_one(conn: socket.socket, store: Store, data: DataDir) -> None:
+    fds: list[int] = []
+    try:
+        conn.setblocking(False)
+        if not _peer_allowed(conn):
+            return
+        async with asyncio.timeout(REQUEST_WITHIN):
+            line = await _receive(conn, fds)
+        answer = await _backup(line, fds, store, data)
+        await asyncio.get_running_loop().sock_sendall(conn, json.dumps(answer).encode() + b"\n")
+    except (OSError, TimeoutError) as e:  # the CLI went away or said nothing: its backup was cleaned up
+        log.debug("backup request: %s", e)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+
+
+async def _backup(line: bytes, fds: list[int], store: Store, data: DataDir) -> dict[str, str]:
+    from .take import take_backup
+
+    try:
+        request = json.loads(line)
+        shown, save_path = request["dir"], request["savePath"]
+    except (ValueError, KeyError, TypeError):
+        return {"error": "backup failed: the request to the controller was not understood"}
+    if len(fds) != 1 or not isinstance(shown, str) or not isinstance(save_path, str):
+        return {"error": "backup failed: the request to the controller carried no directory"}
+    where = Path(f"/proc/self/fd/{fds[0]}")
+    try:
+        taken = await take_backup(store, data, data.effective_config.read_bytes(), where)
+    except Exception as e:  # noqa: BLE001 - every failure is answered; the CLI prints it
+        said = failure_line(e, data.root, save_path)
+        if said is None:
+            log.warning("backup for the CLI failed: %s: %s", type(e).__name__, e)
+            said = f"backup failed: {type(e).__name__}: {e}"
+        return {"error": said.replace(str(where), shown)}
+    assert taken.path is not None
+    log.info("backup for the CLI: %s/%s (revision %d)", shown, taken.path.name, taken.manifest.revision)
+    return {"name": taken.path.name}
