@@ -412,7 +412,6 @@ class Store:
         if failed:
             raise failed[0]
         return n
-        return await self._call("snapshot", save, timeout=600.0)
 
 
 def _mod_compare(kv: Any, key: str, mod_revision: int) -> Any:
