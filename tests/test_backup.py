@@ -10,9 +10,11 @@ import json
 import dataclasses
 import datetime as dt
 import os
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -271,6 +273,25 @@ def test_a_backup_the_controller_cannot_write_fails_in_one_line_naming_the_direc
                            "--data-dir", str(n1.data.root)], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "ETCDWARD_NO_FASTPATH": "1"})
     assert slow.returncode == 1 and slow.stderr.split(".etcdward_backup_")[0] == p.stderr.split(".etcdward_backup_")[0]
+
+
+def test_a_stuck_controller_is_not_waited_for_and_takes_nothing_later(backed_up: tuple[Node, Path],
+                                                                      tmp_path: Path) -> None:
+    """A Unix connect succeeds once queued: a controller that does not answer (stopped here) is
+    given up after handoff.ACCEPT_WITHIN, the CLI takes the backup itself, and the request the
+    controller reads when it runs again finds the CLI gone and takes nothing."""
+    n1, _ = backed_up
+    out = tmp_path / "out"
+    os.kill(n1.proc.pid, signal.SIGSTOP)
+    try:
+        p = etcdward("backup", "--save-path", str(out), "--data-dir", str(n1.data.root))
+    finally:
+        os.kill(n1.proc.pid, signal.SIGCONT)
+    assert p.returncode == 0, p.stderr
+    made = Path(p.stdout.strip())
+    assert verify_file(made).member_name == "n1"
+    time.sleep(1.5)  # the controller runs again and reads the stale request
+    assert list(out.iterdir()) == [made] and "backup for the CLI: " + str(out) not in n1.log()
 
 
 def test_backup_without_a_running_controller_is_one_line(tmp_path: Path, cluster: Cluster) -> None:

@@ -10,8 +10,10 @@ directory through /proc/self/fd/N: the directory the operator named, in the CLI'
 namespace, even where a unit's PrivateTmp or a bind mount would make the path name another.
 
     CLI -> controller   one JSON line {"dir": DIR made absolute, "savePath": DIR as given} + the directory's fd
-    controller -> CLI   one JSON line {"name": archive file name} or {"error": the CLI's error line}
+    controller -> CLI   {"taking": true} at once, then {"name": archive file name} or
+                        {"error": the CLI's error line} when done (one JSON line each)
 
+The CLI hanging up (Ctrl-C) cancels the backup: the controller watches the connection.
 The archive is the one the CLI would write (backup/take.py, verified before it gets its name),
 and a failure reads the same (failure_line). The CLI takes the backup itself when no controller
 answers on the socket (not running, an older one, the socket gone): NoController. This module is
@@ -25,11 +27,15 @@ import contextlib
 import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 SOCKET = "state/backup.sock"
 MAX_REQUEST = 64 * 1024
 SUN_PATH_MAX = 107  # sockaddr_un's sun_path, less its terminating NUL
+TAKING = b'{"taking": true}'  # the controller's first line: it has the request and starts
+ACCEPT_WITHIN = 5.0  # seconds from connecting to that line: a stuck controller is not waited for
+ANSWER_WITHIN = 700.0  # then to the answer: the snapshot's own bound (600 s) and the checks after it
 
 
 class NoController(Exception):
@@ -83,29 +89,34 @@ def backup_via_controller(data_root: Path, dest: Path, save_path: str) -> Path:
         raise
 
 
-def ask_controller(data_root: Path, dest: Path, save_path: str, connect_timeout: float = 1.5) -> str:
+def ask_controller(data_root: Path, dest: Path, save_path: str) -> str:
     """The archive's file name, written into the directory dest by the controller of data_root;
-    NoController when none takes the request, BackupFailed with the error line when it failed."""
+    NoController when none takes the request (or it stopped before answering), BackupFailed with
+    the error line when the backup failed."""
     path = data_root / SOCKET
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY) if len(os.fsencode(path)) > SUN_PATH_MAX else None
+    dir_fd = None
     try:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(connect_timeout)
-            try:
-                sock.connect(socket_address(path, dir_fd))
-            except OSError as e:  # no socket file, a stale one (ECONNREFUSED), no permission
-                raise NoController(str(e)) from None
+        if len(os.fsencode(path)) > SUN_PATH_MAX:
+            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            # A Unix connect succeeds once the connection is queued: a stuck controller is
+            # noticed by its missing "taking" line, not by the connect.
+            sock.settimeout(ACCEPT_WITHIN)
+            sock.connect(socket_address(path, dir_fd))
             target = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 request = json.dumps({"dir": str(dest), "savePath": save_path}).encode() + b"\n"
                 socket.send_fds(sock, [request], [target])
             finally:
                 os.close(target)
-            sock.settimeout(None)  # a backup of a large db takes minutes: etcd's own bound applies
-            reply = _read_line(sock)
-        finally:
-            sock.close()
+            lines = _lines(sock)
+            taking = next(lines, b"")
+            if taking != TAKING:
+                raise NoController(f"the controller answered {taking[:200]!r}")
+            sock.settimeout(ANSWER_WITHIN)
+            reply = next(lines, b"")
+    except OSError as e:  # none listens, a stale socket, no permission, a reset, a timeout
+        raise NoController(str(e)) from None
     finally:
         if dir_fd is not None:
             os.close(dir_fd)
@@ -123,11 +134,13 @@ def ask_controller(data_root: Path, dest: Path, save_path: str, connect_timeout:
     return name
 
 
-def _read_line(sock: socket.socket) -> bytes:
+def _lines(sock: socket.socket) -> Iterator[bytes]:
     buf = b""
-    while b"\n" not in buf and len(buf) < MAX_REQUEST:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        buf += chunk
-    return buf.split(b"\n", 1)[0]
+    while True:
+        while b"\n" not in buf:
+            chunk = sock.recv(4096)
+            if not chunk or len(buf) > MAX_REQUEST:
+                return
+            buf += chunk
+        line, buf = buf.split(b"\n", 1)
+        yield line

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..paths import DataDir
 from ..store import Store
-from .handoff import MAX_REQUEST, SOCKET, failure_line, socket_address
+from .handoff import MAX_REQUEST, SOCKET, TAKING, failure_line, socket_address
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ async def _receive(conn: socket.socket, fds: list[int]) -> bytes:
     buf = b""
     while b"\n" not in buf and len(buf) < MAX_REQUEST:
         ready = loop.create_future()
-        loop.add_reader(conn.fileno(), ready.set_result, None)
+        loop.add_reader(conn.fileno(), _settle, ready)
         try:
             await ready
         finally:
@@ -105,16 +105,53 @@ async def _receive(conn: socket.socket, fds: list[int]) -> bytes:
     return buf.split(b"\n", 1)[0]
 
 
+def _settle(ready: asyncio.Future[None]) -> None:
+    if not ready.done():  # a timeout may have cancelled the wait just before
+        ready.set_result(None)
+
+
+async def _hangup(conn: socket.socket) -> None:
+    """Returns when the CLI closes its end (it sends nothing after the request)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        ready = loop.create_future()
+        loop.add_reader(conn.fileno(), _settle, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(conn.fileno())
+        try:
+            if not conn.recv(1):
+                return
+        except BlockingIOError:
+            continue
+        except OSError:
+            return
+
+
 async def _serve_one(conn: socket.socket, store: Store, data: DataDir) -> None:
     fds: list[int] = []
+    loop = asyncio.get_running_loop()
     try:
         conn.setblocking(False)
         if not _peer_allowed(conn):
+            log.debug("backup request from a user other than root or this controller's: refused")
             return
         async with asyncio.timeout(REQUEST_WITHIN):
             line = await _receive(conn, fds)
-        answer = await _backup(line, fds, store, data)
-        await asyncio.get_running_loop().sock_sendall(conn, json.dumps(answer).encode() + b"\n")
+        await loop.sock_sendall(conn, TAKING + b"\n")  # the CLI that gave up meanwhile: EPIPE, nothing taken
+        backup = asyncio.create_task(_backup(line, fds, store, data), name="backup-for-the-cli")
+        hangup = asyncio.create_task(_hangup(conn), name="backup-cli-hangup")
+        try:
+            await asyncio.wait({backup, hangup}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hangup.cancel()
+            if not backup.done():  # the CLI went away (Ctrl-C), or this controller stops
+                log.info("backup for the CLI: cancelled (the command went away, or the controller stops)")
+                backup.cancel()
+            await asyncio.gather(backup, hangup, return_exceptions=True)
+        if not backup.cancelled():
+            await loop.sock_sendall(conn, json.dumps(backup.result()).encode() + b"\n")
     except (OSError, TimeoutError) as e:  # the CLI went away or said nothing: its backup was cleaned up
         log.debug("backup request: %s", e)
     finally:

@@ -14,12 +14,12 @@ import collections
 import datetime as dt
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from ..paths import DataDir
 from ..store import Member, Store, Status
@@ -28,6 +28,7 @@ from .writer import SnapshotPart, check_written, head_tar, member1_room, padded_
 
 BATCH = 1 << 20  # bytes handed to the worker thread at a time (etcd sends 32 KiB chunks)
 IN_FLIGHT = 4  # batches queued for the worker at most: memory stays bounded when the disk is slow
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,9 @@ class ToWorker:
         for f in self._pending:
             f.cancel()
         await asyncio.gather(*self._pending, return_exceptions=True)
-        self._pool.shutdown(wait=False)
+        # A batch the thread is writing finishes first: the part's file (and its descriptor,
+        # whose number could be reused) is closed only after it (a cancelled backup).
+        await asyncio.shield(asyncio.to_thread(self._pool.shutdown, True, cancel_futures=True))
 
 
 async def cluster_facts(store: Store) -> tuple[Status, list[Member], int]:
@@ -132,13 +135,24 @@ async def take_backup(store: Store, data: DataDir, config_yaml: bytes, dest: Pat
         with archive_part(dest, now, draft, config_yaml, pki) as part:
             await receive_snapshot(store, part)
             manifest = make_manifest(status, members, revision, part.digest, now)
-            path = await asyncio.to_thread(write_verified, dest, now, part, manifest, config_yaml, pki)
+            path = await until_done(asyncio.to_thread(write_verified, dest, now, part, manifest, config_yaml, pki))
             return Taken(path, manifest)
     with temp_file(data.root, ".etcdward-snapshot-") as part_path, SnapshotPart(part_path) as part:
         await receive_snapshot(store, part)
         manifest = make_manifest(status, members, revision, part.digest, now)
-        await asyncio.to_thread(_write_stream, dest, part, manifest, config_yaml, pki)
+        await until_done(asyncio.to_thread(_write_stream, dest, part, manifest, config_yaml, pki))
         return Taken(None, manifest)
+
+
+async def until_done(work: Awaitable[T]) -> T:
+    """A worker thread's result; a cancel waits for the thread to end before it goes on (the
+    caller's cleanup must not unlink or close what the thread still writes), then is raised."""
+    job = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        await asyncio.gather(job, return_exceptions=True)
+        raise
 
 
 def _write_stream(out: IO[bytes], part: SnapshotPart, manifest: Manifest, config_yaml: bytes,

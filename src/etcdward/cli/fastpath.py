@@ -70,6 +70,8 @@ def handled(argv: list[str]) -> bool:
         sys.stdout.write(out)
         sys.stdout.flush()
     except OSError:
+        if argv[:1] == ["backup"]:  # taken already: doing it again would take a second archive
+            sys.exit(1)
         # a reader that went away (EPIPE) or a full disk: click, doing the command again, meets the
         # same error and answers it in its words (exit 1, at most one line), never a traceback
         return False
