@@ -84,15 +84,9 @@ def _peer_allowed(conn: socket.socket) -> bool:
 async def _receive(conn: socket.socket, fds: list[int]) -> bytes:
     """The request line; the fds that came with it (with its first bytes) are added to fds as
     they arrive, for the caller to close whatever happens."""
-    loop = asyncio.get_running_loop()
     buf = b""
     while b"\n" not in buf and len(buf) < MAX_REQUEST:
-        ready = loop.create_future()
-        loop.add_reader(conn.fileno(), _settle, ready)
-        try:
-            await ready
-        finally:
-            loop.remove_reader(conn.fileno())
+        await _readable(conn)
         fdarr = array.array("i")
         msg, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(4 * fdarr.itemsize))
         for level, kind, payload in ancdata:
@@ -105,6 +99,16 @@ async def _receive(conn: socket.socket, fds: list[int]) -> bytes:
     return buf.split(b"\n", 1)[0]
 
 
+async def _readable(conn: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(conn.fileno(), _settle, ready)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(conn.fileno())
+
+
 def _settle(ready: asyncio.Future[None]) -> None:
     if not ready.done():  # a timeout may have cancelled the wait just before
         ready.set_result(None)
@@ -112,14 +116,8 @@ def _settle(ready: asyncio.Future[None]) -> None:
 
 async def _hangup(conn: socket.socket) -> None:
     """Returns when the CLI closes its end (it sends nothing after the request)."""
-    loop = asyncio.get_running_loop()
     while True:
-        ready = loop.create_future()
-        loop.add_reader(conn.fileno(), _settle, ready)
-        try:
-            await ready
-        finally:
-            loop.remove_reader(conn.fileno())
+        await _readable(conn)
         try:
             if not conn.recv(1):
                 return
