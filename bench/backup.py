@@ -9,12 +9,12 @@ about half compressible, like text) until etcd reports a db of at least --mb MB.
 times, alternating which goes first, on the same cluster:
 
 etcdward   `python -m etcdward backup --save-path DIR` (the whole command: Python start-up,
-           the request to the running controller over state/backup.sock (backup/handoff.py),
+           the request to the running controller over its Unix socket (backup/handoff.py),
            which streams the snapshot into the archive while it is hashed (worker thread),
            fsyncs while it is read back and checked, renames, answers)
 etcdctl    `etcdctl snapshot save FILE` (snapshot, fsync, rename)
-in-process the same command with the controller's socket moved aside: the CLI takes the
-           backup itself (what it does when no controller answers)
+in-process the same command with ETCDWARD_BACKUP_IN_PROCESS=1: the CLI takes the backup
+           itself (what it does when no controller answers)
 
 Its CPU column is the command's plus the controller's CPU while it ran (the controller does
 the work), etcdctl's is its own.
@@ -43,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from etcdward.backup.handoff import SOCKET
+from etcdward.backup.handoff import IN_PROCESS
 from etcdward.backup.report import read_status, success_entry
 from etcdward.keys import BACKUP_STATUS
 from tests.cluster import Cluster, Node
@@ -79,13 +79,11 @@ def run_etcdward(n: Node, out: Path) -> None:
 
 
 def run_in_process(n: Node, out: Path) -> None:
-    sock = n.data.root / SOCKET
-    aside = sock.with_name(sock.name + ".aside")
-    sock.rename(aside)
+    os.environ[IN_PROCESS] = "1"
     try:
         run_etcdward(n, out)
     finally:
-        aside.rename(sock)
+        del os.environ[IN_PROCESS]
 
 
 def process_cpu(pid: int) -> float:

@@ -245,19 +245,32 @@ def test_the_running_controller_takes_the_backup_into_the_directory_named(backed
     assert verify_file(made).member_name == "n1" and f"backup for the CLI: {made}" in n1.log()
 
 
-def test_without_the_controller_socket_the_cli_takes_the_backup_itself(backed_up: tuple[Node, Path],
-                                                                      tmp_path: Path) -> None:
+def test_with_the_in_process_switch_the_cli_takes_the_backup_itself(backed_up: tuple[Node, Path],
+                                                                    tmp_path: Path) -> None:
     n1, _ = backed_up
-    sock = n1.data.root / "state" / "backup.sock"
-    aside = sock.with_name("backup.sock.aside")
-    sock.rename(aside)  # what an older controller, or one that is gone, looks like
-    try:
-        p = etcdward("backup", "--save-path", str(tmp_path / "own"), "--data-dir", str(n1.data.root))
-    finally:
-        aside.rename(sock)
+    p = subprocess.run([sys.executable, "-m", "etcdward", "backup", "--save-path", str(tmp_path / "own"),
+                        "--data-dir", str(n1.data.root)], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "ETCDWARD_BACKUP_IN_PROCESS": "1"})
     assert p.returncode == 0, p.stderr
     made = Path(p.stdout.strip())
     assert verify_file(made).member_name == "n1" and f"backup for the CLI: {made}" not in n1.log()
+    assert not list((n1.data.root / "state").glob("*.sock"))  # the socket is abstract: no file to trip over
+
+
+def test_only_root_or_the_controllers_user_may_ask_and_answer(tmp_path: Path) -> None:
+    """Both ends check the other's user (SO_PEERCRED); here both are this test's user."""
+    from etcdward.backup.handoff import peer_user, socket_name, trusted
+    import socket as sk
+
+    with sk.socket(sk.AF_UNIX, sk.SOCK_STREAM) as srv, sk.socket(sk.AF_UNIX, sk.SOCK_STREAM) as cli:
+        srv.bind(socket_name(tmp_path))
+        srv.listen(1)
+        cli.connect(socket_name(tmp_path))
+        conn, _ = srv.accept()
+        with conn:
+            assert peer_user(cli) == peer_user(conn) == os.getuid() and trusted(os.getuid())
+    assert trusted(0) and not trusted(os.getuid() + 4242)
+    assert socket_name(tmp_path) != socket_name(tmp_path.parent) and socket_name(tmp_path).startswith("\0")
 
 
 @needs("root")  # a read-only mount: root ignores file modes

@@ -3,11 +3,16 @@
 The controller already has gRPC loaded and a connection to its etcd; the CLI would spend a
 quarter of a second importing both before the snapshot's first byte (bench/backup.py: the
 command took 1.2-1.3x `etcdctl snapshot save`, the controller's own backups 1.03x). So the CLI
-asks the controller, over a Unix socket in the data dir (state/backup.sock, 0600: root and the
-controller's user only, checked again with SO_PEERCRED), and passes it the destination
-directory itself as an open file descriptor (SCM_RIGHTS). The controller writes into that
-directory through /proc/self/fd/N: the directory the operator named, in the CLI's mount
-namespace, even where a unit's PrivateTmp or a bind mount would make the path name another.
+asks the controller over a Unix socket and passes it the destination directory itself as an
+open file descriptor (SCM_RIGHTS). The controller writes into that directory through
+/proc/self/fd/N: the directory the operator named, in the CLI's mount namespace, even where a
+unit's PrivateTmp or a bind mount would make the path name another.
+
+The socket is an abstract one (no file: nothing in the data dir for a copy, a checksum listing
+or a crash to leave behind) named after the data dir's device and inode, `etcdward-backup-
+<dev>-<ino>` (socket_name): the same directory under any path spelling, and only in the
+controller's network namespace. Both ends check the other's user (SO_PEERCRED): root or their
+own; so another user can neither ask for a backup nor pose as the controller.
 
     CLI -> controller   one JSON line {"dir": DIR made absolute, "savePath": DIR as given} + the directory's fd
     controller -> CLI   {"taking": true} at once, then {"name": archive file name} or
@@ -16,7 +21,8 @@ namespace, even where a unit's PrivateTmp or a bind mount would make the path na
 The CLI hanging up (Ctrl-C) cancels the backup: the controller watches the connection.
 The archive is the one the CLI would write (backup/take.py, verified before it gets its name),
 and a failure reads the same (failure_line). The CLI takes the backup itself when no controller
-answers on the socket (not running, an older one, the socket gone): NoController. This module is
+takes the request within ACCEPT_WITHIN (none runs, an older one, a stuck one) or the controller
+stops before answering (NoController), and when ETCDWARD_BACKUP_IN_PROCESS=1. This module is
 the CLI's side, with the standard library alone (the fast path, cli/fastpath.py, runs it without
 asyncio or logging); handoff_server.py is the controller's.
 """
@@ -30,9 +36,8 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-SOCKET = "state/backup.sock"
+IN_PROCESS = "ETCDWARD_BACKUP_IN_PROCESS"  # set (to anything): the CLI takes its backups itself
 MAX_REQUEST = 64 * 1024
-SUN_PATH_MAX = 107  # sockaddr_un's sun_path, less its terminating NUL
 TAKING = b'{"taking": true}'  # the controller's first line: it has the request and starts
 ACCEPT_WITHIN = 5.0  # seconds from connecting to that line: a stuck controller is not waited for
 ANSWER_WITHIN = 700.0  # then to the answer: the snapshot's own bound (600 s) and the checks after it
@@ -60,12 +65,22 @@ def failure_line(exc: BaseException, data_root: Path, save_path: str) -> str | N
     return None
 
 
-def socket_address(path: Path, dir_fd: int | None) -> str:
-    """A socket path bind/connect accepts: sun_path holds 107 bytes, and pytest's or a deep data
-    dir's may be longer; then the same file through an fd of its directory (a /proc magic link)."""
-    if len(os.fsencode(path)) <= SUN_PATH_MAX or dir_fd is None:
-        return str(path)
-    return f"/proc/self/fd/{dir_fd}/{path.name}"
+def socket_name(data_root: Path) -> str:
+    """The abstract socket of the controller of data_root (OSError: no such directory)."""
+    st = os.stat(data_root)
+    return f"\0etcdward-backup-{st.st_dev:x}-{st.st_ino:x}"
+
+
+def peer_user(sock: socket.socket) -> int:
+    """The user of the process at the other end of a connected Unix socket."""
+    import struct
+
+    _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return int(uid)
+
+
+def trusted(uid: int) -> bool:
+    return uid in (0, os.getuid())
 
 
 # -- the CLI's side -----------------------------------------------------------------------------
@@ -93,16 +108,16 @@ def ask_controller(data_root: Path, dest: Path, save_path: str) -> str:
     """The archive's file name, written into the directory dest by the controller of data_root;
     NoController when none takes the request (or it stopped before answering), BackupFailed with
     the error line when the backup failed."""
-    path = data_root / SOCKET
-    dir_fd = None
+    if os.environ.get(IN_PROCESS):
+        raise NoController(f"{IN_PROCESS} is set")
     try:
-        if len(os.fsencode(path)) > SUN_PATH_MAX:
-            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             # A Unix connect succeeds once the connection is queued: a stuck controller is
             # noticed by its missing "taking" line, not by the connect.
             sock.settimeout(ACCEPT_WITHIN)
-            sock.connect(socket_address(path, dir_fd))
+            sock.connect(socket_name(data_root))
+            if not trusted(peer_user(sock)):  # not the controller: someone else took the name
+                raise NoController("the backup socket belongs to another user")
             target = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 request = json.dumps({"dir": str(dest), "savePath": save_path}).encode() + b"\n"
@@ -115,11 +130,8 @@ def ask_controller(data_root: Path, dest: Path, save_path: str) -> str:
                 raise NoController(f"the controller answered {taking[:200]!r}")
             sock.settimeout(ANSWER_WITHIN)
             reply = next(lines, b"")
-    except OSError as e:  # none listens, a stale socket, no permission, a reset, a timeout
+    except OSError as e:  # no data dir, none listens, a reset, a timeout
         raise NoController(str(e)) from None
-    finally:
-        if dir_fd is not None:
-            os.close(dir_fd)
     try:
         answer = json.loads(reply)
     except ValueError:

@@ -1,22 +1,20 @@
 """The controller's side of `etcdward backup --save-path DIR` (handoff.py has the protocol and
-the CLI's side): state/backup.sock, a request at a time per connection, each backup taken as
+the CLI's side): the data dir's abstract socket, a request per connection, each backup taken as
 the CLI would take it (take.py) into the directory the CLI passed open."""
 
 from __future__ import annotations
 
 import array
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import socket
-import struct
 from pathlib import Path
 
 from ..paths import DataDir
 from ..store import Store
-from .handoff import MAX_REQUEST, SOCKET, TAKING, failure_line, socket_address
+from .handoff import MAX_REQUEST, TAKING, failure_line, peer_user, socket_name, trusted
 
 log = logging.getLogger(__name__)
 
@@ -24,36 +22,21 @@ REQUEST_WITHIN = 10.0  # seconds from connecting to a whole request: a silent cl
 
 
 async def serve_backups(store: Store, data: DataDir) -> None:
-    """Take the CLI's backups on state/backup.sock until cancelled. A socket that cannot be
-    made is logged, and the CLI takes its backups itself: no reason to stop a controller."""
-    path = data.root / SOCKET
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as e:
-        log.warning("no backup socket (%s: %s): `etcdward backup` takes its backups itself", e.strerror, path.parent)
-        await asyncio.Future()
+    """Take the CLI's backups on the data dir's abstract socket (handoff.socket_name) until
+    cancelled. A socket that cannot be made is logged, and the CLI takes its backups itself: no
+    reason to stop a controller."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    address = socket_address(path, dir_fd)
     try:
         try:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(address)  # a dead controller's: this one holds the data dir's lock
-            # Made with the umask's mode (connecting needs write permission: owner only with
-            # 022), then 0600; not by changing the umask, which every thread shares.
-            listener.bind(address)
-            os.chmod(address, 0o600)
+            listener.bind(socket_name(data.root))
             listener.listen(8)
             listener.setblocking(False)
-        except OSError as e:
-            log.warning("no backup socket (%s: %s): `etcdward backup` takes its backups itself", e.strerror, path)
+        except OSError as e:  # EADDRINUSE: another process took the name (this one holds the data dir)
+            log.warning("no backup socket (%s): `etcdward backup` takes its backups itself", e.strerror)
             await asyncio.Future()
         await _accept(listener, store, data)
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(address)
         listener.close()
-        os.close(dir_fd)
 
 
 async def _accept(listener: socket.socket, store: Store, data: DataDir) -> None:
@@ -73,12 +56,6 @@ async def _accept(listener: socket.socket, store: Store, data: DataDir) -> None:
     finally:
         for task in handlers:
             task.cancel()
-
-
-def _peer_allowed(conn: socket.socket) -> bool:
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _, uid, _ = struct.unpack("3i", creds)
-    return uid in (0, os.getuid())
 
 
 async def _receive(conn: socket.socket, fds: list[int]) -> bytes:
@@ -132,7 +109,7 @@ async def _serve_one(conn: socket.socket, store: Store, data: DataDir) -> None:
     loop = asyncio.get_running_loop()
     try:
         conn.setblocking(False)
-        if not _peer_allowed(conn):
+        if not trusted(peer_user(conn)):
             log.debug("backup request from a user other than root or this controller's: refused")
             return
         async with asyncio.timeout(REQUEST_WITHIN):
