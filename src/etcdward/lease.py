@@ -20,12 +20,30 @@ log = logging.getLogger(__name__)
 
 
 class KeptLease:
-    def __init__(self, store: Store, ttl: int) -> None:
+    """keep=False: someone else renews it (the liveness loop, election.Liveness) and says so
+    with confirm(); this object then only tells whether it still holds."""
+
+    def __init__(self, store: Store, ttl: int, keep: bool = True) -> None:
         self.store = store
         self.ttl = ttl
+        self.keep = keep
         self.id = 0
         self._confirmed = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._granted = asyncio.Event()
+
+    def confirm(self, sent_at: float) -> None:
+        """A keep-alive sent at `sent_at` (time.monotonic()) was answered: the lease holds."""
+        self._confirmed = max(self._confirmed, sent_at)
+
+    async def until_valid(self, timeout: float) -> bool:
+        """Wait up to timeout for a grant (by whoever renews it); whether it is valid then."""
+        if not self.valid:
+            self._granted.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._granted.wait()
+        return self.valid
 
     @property
     def valid(self) -> bool:
@@ -41,7 +59,8 @@ class KeptLease:
         t0 = time.monotonic()
         self.id = await self.store.grant_lease(self.ttl)
         self._confirmed = t0
-        if self._task is None or self._task.done():
+        self._granted.set()
+        if self.keep and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._keep(), name=f"lease-{self.id:x}")
         return self.id
 

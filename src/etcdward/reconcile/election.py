@@ -1,10 +1,12 @@
 """Leases that say who leads and who is alive.
 
-Election: one key, created only if absent, bound to our lease. Only voting members campaign
-(the reconciler starts after the local etcd passes a linearizable read), and a controller whose
-own record asks it to leave does not (`eligible`). A leader that cannot renew its lease stops
-leading before etcd could have expired it (`KeptLease.valid`), and every write it makes is a
-CAS anyway.
+Election: one key, created only if absent, bound to this controller's liveness lease (one
+lease per controller: a leader that is not live cannot lead, and renews one lease, not two).
+Only voting members campaign (the reconciler starts after the local etcd passes a linearizable
+read), and a controller whose own record asks it to leave does not (`eligible`). A leader whose
+lease is not renewed stops leading before etcd could have expired it (`KeptLease.valid`), a new
+lease (the old one expired) is a new campaign, and every write it makes is a CAS anyway.
+Resigning deletes the key and keeps the lease (the liveness goes on).
 
 Liveness: every controller keeps /etcdward/alive/<member id hex> bound to its own lease, renewed
 through its local etcd only: a follower forwards the renewal to the etcd leader, and a leader
@@ -44,17 +46,35 @@ RECHECK = 30.0  # a follower tries the election key at least this often, even if
 
 
 class Election:
-    def __init__(self, store: Store, name: str, member_id: str, ttl: int = 10) -> None:
+    """lease: this controller's liveness lease (Liveness.kept), shared: the election key lives
+    and dies with the liveness key, and a leader renews one lease, not two (each renewal is a
+    round trip through etcd's leader). None: a lease of the election's own (kept alive here)."""
+
+    def __init__(self, store: Store, name: str, member_id: str, ttl: int = 10,
+                 lease: KeptLease | None = None) -> None:
         self.store = store
         self.value = json.dumps({"name": name, "memberID": member_id})
         self.name = name
-        self.lease = KeptLease(store, ttl)
+        self.shared = lease is not None
+        self.lease = lease if lease is not None else KeptLease(store, ttl)
+        self._won_with = 0  # the lease the key was created with
 
     @property
     def leading(self) -> bool:
-        return self.lease.valid and self._won
+        return self._won and self.lease.valid and self.lease.id == self._won_with
 
-    _won = False
+    @property
+    def _won(self) -> bool:
+        return self._won_with != 0
+
+    @_won.setter
+    def _won(self, won: bool) -> None:
+        self._won_with = self.lease.id if won else 0
+
+    async def _drop_lease(self, revoke: bool) -> None:
+        """A follower keeps no election lease alive; a shared one is the liveness's to keep."""
+        if not self.shared:
+            await self.lease.close(revoke=revoke)
 
     async def campaign(self, poll: float = 0.5, eligible: Callable[[], Awaitable[bool]] | None = None,
                        recheck: float = RECHECK, beat: Callable[[], None] = lambda: None) -> None:
@@ -74,10 +94,13 @@ class Election:
                 # be three raft writes on every member while another controller leads
                 held = await self.store.get(RECONCILER_LEADER)
                 if held is not None and (held.lease != self.lease.id or not self.lease.valid):
-                    await self.lease.close(revoke=True)  # a follower keeps no lease alive
+                    await self._drop_lease(revoke=True)
                     await self._until_deleted(held.mod_revision, recheck)
                     continue
                 if not self.lease.valid:
+                    if self.shared:  # the liveness loop grants it (again): wait for that
+                        await self.lease.until_valid(poll)
+                        continue
                     await self.lease.close(revoke=False)
                     await self.lease.grant()
                 if await self.store.create(RECONCILER_LEADER, self.value, lease=self.lease.id):
@@ -89,7 +112,7 @@ class Election:
                     self._won = True
                     return
                 if kv is not None:
-                    await self.lease.close(revoke=True)  # a follower keeps no lease alive
+                    await self._drop_lease(revoke=True)
                     await self._until_deleted(kv.mod_revision, recheck)
                     continue
             except E.StoreError as e:
@@ -121,7 +144,7 @@ class Election:
             kv = await self.store.get(RECONCILER_LEADER)
             if kv is not None and kv.lease == self.lease.id:
                 await self.store.delete_if(RECONCILER_LEADER, kv.mod_revision)
-        await self.lease.close(revoke=True)
+        await self._drop_lease(revoke=True)
 
 
 class Liveness:
@@ -139,8 +162,12 @@ class Liveness:
         self.ttl = ttl
         self.quota = quota
         self.clock = clock
-        self.lease = 0
+        self.kept = KeptLease(store, ttl, keep=False)  # renewed here; the election shares it
         self.published: MemberReport | None = None
+
+    @property
+    def lease(self) -> int:
+        return self.kept.id
 
     async def run(self) -> None:
         period = max(0.5, self.ttl / 4)
@@ -156,17 +183,17 @@ class Liveness:
                 await asyncio.sleep(period)
         finally:
             self.heartbeats.unregister(self.hb)
-            if self.lease:
-                with contextlib.suppress(E.StoreError):
-                    await self.store.revoke_lease(self.lease)
+            await self.kept.close(revoke=True)
 
     async def _beat(self) -> None:
         assert self.hb is not None
         self.hb.beat()
         await delay_point("liveness-beat")  # tests: a stalled loop (/livez)
         if self.lease:
+            sent_at = time.monotonic()
             left, term = await self.store.keep_alive(self.lease)
             if left > 0:
+                self.kept.confirm(sent_at)
                 report = await self._report() if self._may_be_due(term) else None
                 if report is not None and due(self.published, report, self._every):
                     try:
@@ -174,7 +201,7 @@ class Liveness:
                     except E.StoreError as e:  # e.g. NOSPACE refuses puts: the liveness holds, the figures wait
                         log.debug("liveness %s: report not published (%s)", self.key, e)
                 return
-        self.lease = await self.store.grant_lease(self.ttl)
+        await self.kept.grant()
         await self._publish(await self._report() or self.published)
 
     @property

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from .. import records
 from ..frozen import replace
 from ..heartbeats import ETCD_CALL, Heartbeat, Heartbeats
+from ..lease import KeptLease
 from ..keys import ALIVE, ETCDMEMBERS, JOINS, RECONCILER_LEADER, ROOT, JoinRecord, join_key, member_id_of
 from ..memberlist import MemberListReader
 from ..memberops import MemberAction, MemberOps, Operation
@@ -342,14 +343,16 @@ async def mark_removed(store: Store, name: str, member_hex: str) -> None:
 
 async def run_reconciler(deps: VoterDeps, members: MemberListReader,
                          while_leading: Callable[[], Awaitable[None]] | None = None,
-                         before_removal: Callable[[str], Awaitable[bool]] | None = None) -> None:
+                         before_removal: Callable[[str], Awaitable[bool]] | None = None,
+                         lease: KeptLease | None = None) -> None:
+    """lease: the liveness lease, which the election then shares (Election)."""
     store, name, my_id = deps.store, deps.ident.name, deps.ident.member_id or ""
     spec = deps.cfg.spec.reconciler
     rec = Reconciler(store, learner_timeout=spec.learner_start_timeout, self_id=deps.member_id,
                      joiner_timeout=spec.joiner_timeout, ops=MemberOps(deps.metrics), metrics=deps.metrics,
                      heartbeats=deps.heartbeats)
     rec.while_leading, rec.before_removal = while_leading, before_removal
-    election = Election(store, name, my_id, ttl=spec.lease_ttl)
+    election = Election(store, name, my_id, ttl=spec.lease_ttl, lease=lease)
 
     async def eligible() -> bool:
         """A controller whose own record asks it to leave does not lead (it would have to

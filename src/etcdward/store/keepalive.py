@@ -2,7 +2,7 @@
 
 etcd3aio opens a new bidirectional stream for each renewal (`LeaseService.keep_alive`): setting
 one up and tearing it down costs several times the renewal itself, and an idle controller does
-little else (a liveness lease, and an election lease while it leads). etcd's LeaseKeepAlive
+little else (its liveness lease, which the reconciler election shares). etcd's LeaseKeepAlive
 takes any number of requests, for any lease, on one stream and answers each in order, so this
 keeps one open and sends a request per renewal.
 
