@@ -55,7 +55,7 @@ def test_reader_polls_slowly_unless_asked_and_announces_changes() -> None:
     asyncio.run(go())
 
 
-def test_while_quick_a_write_to_the_etcd_log_triggers_the_read_not_a_timer(tmp_path: Path) -> None:
+def test_a_write_to_the_etcd_log_triggers_the_read_not_a_timer(tmp_path: Path) -> None:
     async def go(use_inotify: bool) -> None:
         store = FakeStore()
         etcd_log = tmp_path / f"etcd-{use_inotify}.log"
@@ -86,10 +86,11 @@ def test_while_quick_a_write_to_the_etcd_log_triggers_the_read_not_a_timer(tmp_p
             await wait_until(lambda: store.calls > before)
         await asyncio.sleep(0.2)
         idle_calls = store.calls
-        with etcd_log.open("a") as f:
-            f.write("idle: nobody holds quick()\n")
         await asyncio.sleep(0.2)
-        assert store.calls == idle_calls  # without quick() a write is no reason to read
+        assert store.calls == idle_calls  # no write, nobody quick: no read before `idle`
+        with etcd_log.open("a") as f:
+            f.write("nobody holds quick(): a write is still the cue (a follower sees its removal)\n")
+        await wait_until(lambda: store.calls == idle_calls + 1)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

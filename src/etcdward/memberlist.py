@@ -3,10 +3,11 @@
 etcd has no watch for membership, so the list has to be polled. Instead of every loop calling
 MemberList on its own timer, one task reads it and serves the latest list to all consumers:
 
-    MemberListReader.run()        reads the list every `idle` seconds; while a consumer holds
-                                  `quick()` (the reconciler leader) also as soon as the local
-                                  etcd writes to its log (see below), or every `fast` seconds
-                                  when there is no log watch
+    MemberListReader.run()        reads the list as soon as the local etcd writes to its log
+                                  (see below; at most every `fast` seconds), and every `idle`
+                                  seconds as the safety net (IDLE_WITH_LOG with a log watch,
+                                  IDLE without); without a log watch, also every `fast`
+                                  seconds while a consumer holds `quick()` (the reconciler leader)
     MemberListReader.changed(v)   waits until the list differs from version v; returns the new
                                   version (0: nothing read yet)
     MemberListReader.notify(ev)   sets ev on every change
@@ -38,7 +39,8 @@ from .store import errors as E
 
 log = logging.getLogger(__name__)
 
-IDLE = 5.0  # nobody needs quick news: a removed member's own etcd stops by itself anyway
+IDLE = 5.0  # without a log watch, and nobody needs quick news: a removed member's etcd stops by itself anyway
+IDLE_WITH_LOG = 15.0  # the safety net's read where the etcd log cues every change
 FAST = 0.25  # while the reconciler leads: the poll without a log watch, the least gap between reads with one
 
 
@@ -61,8 +63,8 @@ class MemberListReader:
 
     @contextlib.contextmanager
     def quick(self) -> Iterator[None]:
-        """Quick news while this is held: a read after each write to the etcd log (every `fast`
-        seconds without a log watch)."""
+        """Quick news while this is held: a read now, and every `fast` seconds where there is
+        no log watch (with one, every write to the etcd log is read after, held or not)."""
         self._quick += 1
         self._kick.set()
         try:
@@ -109,19 +111,19 @@ class MemberListReader:
         await self._wait(read_at, seen)
 
     async def _wait(self, read_at: float, seen: int) -> None:
-        """Until a consumer asks (quick() begins), `idle` has passed, or, while quick: etcd wrote
-        to its log (and `fast` passed since the last read), or `fast` passed without a log watch."""
+        """Until a consumer asks (quick() begins), `idle` has passed, etcd wrote to its log (and
+        `fast` passed since the last read), or, while quick without a log watch, `fast` passed."""
         while True:
             quick, logs = self._quick > 0, self.log_watch
             since = time.monotonic() - read_at
             wrote = logs is not None and logs.version != seen
-            if quick and wrote and since >= self.fast:
+            if wrote and since >= self.fast:
                 return
             due = self.fast if quick and logs is None else self.idle
             if since >= due:
                 return
             waits = {asyncio.ensure_future(self._kick.wait())}
-            if quick and logs is not None:
+            if logs is not None:
                 if wrote:
                     due = min(due, self.fast)  # read once `fast` has passed
                 else:
