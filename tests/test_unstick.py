@@ -115,3 +115,20 @@ def _alive(n: Node) -> dict[str, str]:
     p = n.etcdctl("get", "--prefix", "/etcdward/alive/", "-w", "json")
     kvs = json.loads(p.stdout).get("kvs", [])
     return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv["value"]).decode() for kv in kvs}
+
+
+def test_the_check_sleeps_until_a_streak_could_be_due_and_a_stale_one_costs_no_round_trip() -> None:
+    assert unstick.next_check(None, 100.0) == STREAK  # a streak starting now is due STREAK from now
+    assert unstick.next_check(95.0, 100.0) == STREAK - 5
+    assert unstick.next_check(80.0, 100.0) == unstick.CHECK
+
+    class NoCalls:
+        def __getattr__(self, name: str) -> None:
+            raise AssertionError(f"an etcd call ({name}) for a streak nobody continues")
+
+    async def restart() -> None:
+        raise AssertionError("restarted")
+
+    r = AddRefusals()
+    r.first = r.last = time.monotonic() - STREAK - RECENT - 1  # nobody has asked for a while
+    assert asyncio.run(step(NoCalls(), r, restart)) is None  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """Maintenance by the reconciler leader, in a task of its own beside the reconcile loop (it runs
 while this controller leads and is cancelled with the leadership).
 
-Every CHECK_EVERY seconds it looks at the cluster's alarms: from its own etcd's Status (a local
+Every CHECK_EVERY seconds (with a log watch: when etcd wrote to its log, and at the latest when
+an alarm re-check or an automatic defrag is due; pause()) it looks at the cluster's alarms: from its own etcd's Status (a local
 answer: the Alarm RPC would be a raft proposal, written and fsynced on every member, each time),
 asked only when the local etcd wrote to its log (etcd logs every alarm it applies: "alarm NOSPACE
 raised by peer"; etcdlogwatch.py), at least every ALARM_RECHECK seconds, and at every check
@@ -23,6 +24,7 @@ each NOSPACE recovery in etcdward_nospace_recoveries_total. Its heartbeat ("main
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -99,8 +101,29 @@ class Maintainer:
                     await self.check()
                 except (E.StoreError, EtcdwardError) as e:
                     log.warning("maintenance: %s", e)
-                self.hb.beat()
-                await asyncio.sleep(CHECK_EVERY)
+                await self.pause()
+
+    async def pause(self) -> None:
+        """Until the next check: CHECK_EVERY seconds, or, with a log watch and no NOSPACE, until
+        etcd writes to its log (at least CHECK_EVERY after this check) or an alarm re-check or an
+        automatic defrag is due: an idle etcd writes nothing, so an idle cluster costs no wake-up
+        every CHECK_EVERY."""
+        assert self.hb is not None
+        logs = self.log_watch
+        now = time.monotonic()
+        if logs is None or self.nospace:
+            self.hb.beat()
+            await asyncio.sleep(CHECK_EVERY)
+            return
+        due = self.alarm_checked + ALARM_RECHECK
+        if self.spec.auto:
+            due = min(due, self.last_auto + AUTO_EVERY)
+        wait = max(CHECK_EVERY, due - now)
+        self.hb.beat(next_in=wait)
+        await asyncio.sleep(CHECK_EVERY)
+        with contextlib.suppress(TimeoutError):  # asyncio.timeout: never swallows a cancel
+            async with asyncio.timeout(max(0.0, wait - CHECK_EVERY)):
+                await logs.moved(self.alarm_seen)
 
     async def check(self) -> None:
         now = time.monotonic()

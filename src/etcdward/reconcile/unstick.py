@@ -12,7 +12,8 @@ Only the serving member's etcd holds the stale status, and only its controller c
                key live (a voter that is really down is etcd#21640, where the refusal is
                right) -> move etcd leadership away first if this member leads, then restart
                this member's etcd (a fresh transport), with one log line saying so
-    step()     one check with real data; run_unstick() every CHECK s
+    step()     one check with real data; run_unstick() every CHECK s once a streak of
+               refusals could be due, not before (next_check)
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def decide(first: float | None, last: float, now: float, members: list[Member], 
 async def step(store: Store, refusals: AddRefusals, restart: Callable[[], Awaitable[None]],
                ops: MemberOps | None = None) -> Unstick | None:
     """One check; acts and returns what it did, or None."""
-    if refusals.first is None or time.monotonic() - refusals.first < STREAK:
-        return None  # nothing to judge: no etcd round trips
+    now = time.monotonic()
+    if refusals.first is None or now - refusals.first < STREAK or now - refusals.last > RECENT:
+        return None  # nothing to judge (no streak, too young, or nobody asks any more): no etcd round trips
     status = await store.status()
     members = await store.members()
     alive = await alive_members(store)
@@ -85,6 +87,14 @@ async def step(store: Store, refusals: AddRefusals, restart: Callable[[], Awaita
     return u
 
 
+def next_check(first: float | None, now: float) -> float:
+    """Seconds until a check can find something to judge: none before a streak is STREAK old,
+    and a streak that starts now is due STREAK from now at the earliest."""
+    if first is None:
+        return STREAK
+    return max(CHECK, first + STREAK - now)
+
+
 async def run_unstick(deps: VoterDeps, refusals: AddRefusals = ADD_REFUSALS) -> None:
     if deps.restart_etcd is None:
         await asyncio.Future()  # nothing to restart with (never in a controller): idle, never "done"
@@ -92,8 +102,9 @@ async def run_unstick(deps: VoterDeps, refusals: AddRefusals = ADD_REFUSALS) -> 
     # a round that acts: status, members, liveness keys, a leadership move, and etcd's stop grace
     with deps.heartbeats.loop("unstick", every=CHECK, work=6 * ETCD_CALL) as hb:
         while True:
-            hb.beat()
-            await asyncio.sleep(CHECK)
+            wait = next_check(refusals.first, time.monotonic())
+            hb.beat(next_in=wait)
+            await asyncio.sleep(wait)
             try:
                 if await step(deps.store, refusals, deps.restart_etcd, ops) is not None:
                     hb.beat(next_in=COOLDOWN)
