@@ -90,6 +90,17 @@ def test_tls_is_signed_by_cluster_ca_and_at_least_1_2(n1: Node) -> None:
         pytest.fail(f"the join API accepted {got}")
 
 
+def test_responses_carry_a_current_date_header(api: httpx.Client) -> None:
+    """The server does not tick (api._Server): the Date header is brought up to date when a
+    request arrives, also on a kept-alive connection."""
+    from email.utils import parsedate_to_datetime
+
+    for _ in range(2):
+        r = api.get("/v1beta1/ca")
+        assert abs(parsedate_to_datetime(r.headers["date"]).timestamp() - time.time()) < 2.5, r.headers
+        time.sleep(1.5)
+
+
 def test_get_ca_is_k0s_shaped(n1: Node, api: httpx.Client) -> None:
     r = api.get("/v1beta1/ca")
     assert r.status_code == 200, r.text
