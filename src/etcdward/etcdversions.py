@@ -14,6 +14,7 @@ successful start, with the cluster version etcd reported then; no bbolt reader i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from typing import NamedTuple
 
 from . import localstate
 from .errors import Permanent
+from .etcdlogwatch import EtcdLogWatch
 from .heartbeats import ETCD_CALL, Heartbeats
 from .paths import DataDir
 
@@ -186,15 +188,29 @@ async def pin_after_start(data: DataDir, client_port: int, running: Version) -> 
     return known
 
 
+LOGGED_EVERY = 300.0  # with a log watch: the safety net's look at /version
+LEAST_GAP = 2.0  # between two looks, however often etcd writes to its log
+
+
 async def keep_pinned(data: DataDir, client_port: int, running: Version, every: float = 30.0,
-                      heartbeats: Heartbeats | None = None) -> None:
-    """The cluster version moves up once every member runs a newer minor: keep the pin current."""
-    pinned, delay = None, 2.0  # etcd decides the cluster version a moment after it starts
-    with (heartbeats or Heartbeats()).loop("etcd-version", every=every, work=ETCD_CALL) as hb:
+                      heartbeats: Heartbeats | None = None, log_watch: EtcdLogWatch | None = None) -> None:
+    """The cluster version moves up once every member runs a newer minor: keep the pin current.
+    etcd logs the change on every member ("updated the cluster version from 3.4 to 3.5"), so with
+    a log watch this looks after the log moved (at least LEAST_GAP apart) and every
+    LOGGED_EVERY seconds; without one, every `every` seconds (an HTTPS request and a TLS
+    handshake each time)."""
+    pinned, delay, looked = None, LEAST_GAP, False  # etcd decides the cluster version a moment after it starts
+    safety = every if log_watch is None else LOGGED_EVERY
+    with (heartbeats or Heartbeats()).loop("etcd-version", every=safety, work=ETCD_CALL) as hb:
         while True:
+            seen = log_watch.version if log_watch is not None else 0
             await asyncio.sleep(delay)
+            if log_watch is not None and log_watch.version == seen and looked:
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout: never swallows a cancel
+                    async with asyncio.timeout(safety - delay):
+                        await log_watch.moved(seen)
             hb.beat()
-            delay = every
+            delay, looked = (LEAST_GAP if log_watch is not None else every), True
             try:
                 _, raw = await cluster_version(data, client_port)
             except (OSError, ValueError, IndexError, asyncio.TimeoutError):

@@ -63,7 +63,7 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
         await asyncio.gather(backups.run_schedule(), run_maintenance(deps, etcd_log))
 
     version = ([asyncio.create_task(keep_pinned(deps.data, cfg.etcd.client_port, deps.etcd_version,
-                                                heartbeats=deps.heartbeats), name="etcd-version")]
+                                                heartbeats=deps.heartbeats, log_watch=etcd_log), name="etcd-version")]
                if deps.etcd_version else [])
     tls = server_ssl_context(deps.data)
     log_watch = [asyncio.create_task(etcd_log.run(), name="etcd-log-watch")] if etcd_log else []
