@@ -38,7 +38,7 @@ from .election import RECHECK, Election
 log = logging.getLogger(__name__)
 
 FAST = 0.1  # while a learner is pending or a leave is in progress
-SLOW = 30.0  # a full pass at least this often (a safety net: every change it acts on is watched)
+SLOW = 60.0  # a full pass at least this often (a safety net: every change it acts on is watched or cued)
 SKEW_CHECK = 10.0  # the members' etcd versions (liveness keys) this often
 # The longest a pass may take with nothing wrong in the controller: its snapshots and actions are
 # a dozen etcd calls, and a removal may wait for its backup (the loop's /livez bound).

@@ -46,9 +46,9 @@ from ..voterdeps import VoterDeps
 log = logging.getLogger(__name__)
 
 CHECK_EVERY = 2.0
-ALARM_RECHECK = 30.0  # Status at least this often even when the etcd log did not move
+ALARM_RECHECK = 60.0  # Status at least this often even when the etcd log did not move
 NOSPACE_RETRY = 10.0
-AUTO_EVERY = 30.0
+AUTO_EVERY = 60.0
 ONE_DEFRAG = DEFRAG_TIMEOUT + LEADER_MOVE_WAIT + 4 * ETCD_CALL  # the longest one member's defrag may take
 
 
