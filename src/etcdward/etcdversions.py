@@ -190,6 +190,7 @@ async def pin_after_start(data: DataDir, client_port: int, running: Version) -> 
 
 LOGGED_EVERY = 300.0  # with a log watch: the safety net's look at /version
 LEAST_GAP = 2.0  # between two looks, however often etcd writes to its log
+AFTER_A_LINE = 1.0  # from a log line to the look
 
 
 async def keep_pinned(data: DataDir, client_port: int, running: Version, every: float = 30.0,
@@ -209,6 +210,9 @@ async def keep_pinned(data: DataDir, client_port: int, running: Version, every: 
                 with contextlib.suppress(TimeoutError):  # asyncio.timeout: never swallows a cancel
                     async with asyncio.timeout(safety - delay):
                         await log_watch.moved(seen)
+                        # not at once: a log line comes with work (a membership change, say) that
+                        # the reconciler does first; a TLS handshake now would delay it
+                        await asyncio.sleep(AFTER_A_LINE)
             hb.beat()
             delay, looked = (LEAST_GAP if log_watch is not None else every), True
             try:

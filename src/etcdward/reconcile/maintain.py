@@ -49,6 +49,7 @@ CHECK_EVERY = 2.0
 ALARM_RECHECK = 60.0  # Status at least this often even when the etcd log did not move
 NOSPACE_RETRY = 10.0
 AUTO_EVERY = 60.0
+AFTER_A_LINE = 1.0  # from an etcd log line to the check it cues
 ONE_DEFRAG = DEFRAG_TIMEOUT + LEADER_MOVE_WAIT + 4 * ETCD_CALL  # the longest one member's defrag may take
 
 
@@ -124,6 +125,9 @@ class Maintainer:
         with contextlib.suppress(TimeoutError):  # asyncio.timeout: never swallows a cancel
             async with asyncio.timeout(max(0.0, wait - CHECK_EVERY)):
                 await logs.moved(self.alarm_seen)
+                # not at once: most log lines come with work (a membership change) that the
+                # reconciler, in this same loop, does first; NOSPACE can wait a second
+                await asyncio.sleep(AFTER_A_LINE)
 
     async def check(self) -> None:
         now = time.monotonic()
