@@ -9,7 +9,9 @@ import io
 import json
 import dataclasses
 import datetime as dt
+import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from etcdward.backup.archive import MANIFEST, PKI_FILES, SNAPSHOT, ArchiveError, Manifest, read_archive, verify_file
+from etcdward.backup.archive import (MANIFEST, PKI_FILES, SNAPSHOT, ArchiveError, ArchiveExists, Manifest, archive_name,
+                                     read_archive, verify_file)
+from etcdward.backup.handoff import failure_line
 from etcdward.backup.take import archive_part, write_verified
 from etcdward.backup.writer import SnapshotPart, check_written, write_archive
 from tests.cluster import Cluster, Node
@@ -111,6 +115,64 @@ def test_an_archive_written_in_place_pads_its_first_member_and_is_checked(tmp_pa
         path.write_bytes(bytes(raw))
         with pytest.raises(ArchiveError, match="differs from what was written"):
             check_written(path, raw[:part.offset], part)
+
+
+def made_up_archive(dest: Path, now: dt.datetime, body: bytes) -> Path:
+    """An archive of made-up bytes, written as take_backup writes one into dest (no etcd)."""
+    snapshot = body + hashlib.sha256(body).digest()
+    draft = Manifest("c0ffee", "node-0", "0" * 16, 0, "3.5.30", (), "2026-01-02T03:04:05Z", 0, "")
+    pki = {n: n.encode() for n in PKI_FILES}
+    with archive_part(dest, now, draft, b"a: 1\n", pki) as part:
+        part.write_many([snapshot])
+        manifest = dataclasses.replace(draft, revision=1, snapshot_size=part.digest.size,
+                                       snapshot_sha256=part.digest.whole.hexdigest())
+        return write_verified(dest, now, part, manifest, b"a: 1\n", pki)
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_a_second_backup_of_the_same_second_is_refused_not_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     hard_links: bool) -> None:
+    """Archive names have whole seconds: the second backup of one second into one directory is
+    refused (link(2) will not take an existing name), the first kept as it was, the second's
+    temp file removed. Written through /proc/self/fd/N, as the controller writes the CLI's
+    backups (handoff_server.py). Where link(2) is refused (vfat: EPERM), a look before the
+    rename refuses it."""
+    if not hard_links:
+        def no_links(*_: object, **__: object) -> None:
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+        monkeypatch.setattr(os, "link", no_links)
+    now = dt.datetime(2026, 1, 2, 3, 4, 5, 100_000, tzinfo=dt.timezone.utc)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        first = made_up_archive(Path(f"/proc/self/fd/{fd}"), now, b"first" * 1000)
+        kept = (tmp_path / first.name).read_bytes()
+        with pytest.raises(ArchiveExists) as refused:
+            made_up_archive(Path(f"/proc/self/fd/{fd}"), now.replace(microsecond=999_999), b"second" * 1000)
+    finally:
+        os.close(fd)
+    assert failure_line(refused.value, tmp_path, str(tmp_path)) == (
+        f"backup failed: {first} exists already (a backup of the same second); not replaced: run it again")
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temp file left
+    assert (tmp_path / first.name).read_bytes() == kept and verify_file(tmp_path / first.name).revision == 1
+
+
+def test_a_cli_backup_whose_name_is_taken_fails_in_one_line_and_replaces_nothing(backed_up: tuple[Node, Path],
+                                                                                 tmp_path: Path) -> None:
+    """Taken by the controller (through the directory handed over) and by the CLI itself: every
+    name of the next two minutes is taken already, so the backup's own second is one of them."""
+    n1, _ = backed_up
+    start = dt.datetime.now(dt.timezone.utc)
+    for s in range(-2, 120):
+        (tmp_path / archive_name(start + dt.timedelta(seconds=s))).write_bytes(b"archive %d" % s)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    refused = re.escape(f"backup failed: {tmp_path}/etcdward_backup_") + r"[0-9T_-]+Z\.tar\.gz" + re.escape(
+        " exists already (a backup of the same second); not replaced: run it again\n")
+    for switch in ({}, {"ETCDWARD_BACKUP_IN_PROCESS": "1"}):
+        p = subprocess.run([sys.executable, "-m", "etcdward", "backup", "--save-path", str(tmp_path),
+                            "--data-dir", str(n1.data.root)], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, **switch})
+        assert p.returncode == 1 and re.fullmatch(refused, p.stderr), (switch, p.stderr)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, switch
 
 
 def test_snapshot_restores_with_etcdctl(backed_up: tuple[Node, Path], tmp_path: Path) -> None:

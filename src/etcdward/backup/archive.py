@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import Permanent
+from ..errors import Permanent, Temporary
 
 FORMAT_VERSION = 1
 MANIFEST = "backup.json"
@@ -42,6 +42,15 @@ HASH_SIZE = 32  # etcd appends sha256(db) to the snapshot stream
 
 class ArchiveError(Permanent):
     """An archive that cannot be used; the message says what is wrong with it."""
+
+
+class ArchiveExists(Temporary):
+    """A backup's name (whole seconds) is taken already in its directory, by a backup of the same
+    second: the new one is refused, never put in its place; taken a second later it gets a name
+    of its own."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} exists already (a backup of the same second); not replaced: run it again")
 
 
 def archive_name(now: dt.datetime) -> str:

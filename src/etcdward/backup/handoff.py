@@ -54,11 +54,11 @@ class BackupFailed(Exception):
 def failure_line(exc: BaseException, data_root: Path, save_path: str) -> str | None:
     """The one line a failed backup prints (CLI or controller), or None: not a backup failure."""
     from ..store import errors as E
-    from .archive import ArchiveError
+    from .archive import ArchiveError, ArchiveExists
 
     if isinstance(exc, E.StoreError):
         return f"backup failed: etcd of {data_root} is not reachable or failed: {exc}"
-    if isinstance(exc, ArchiveError):
+    if isinstance(exc, (ArchiveError, ArchiveExists)):
         return f"backup failed: {exc}"
     if isinstance(exc, OSError):
         return f"backup failed: {exc.strerror}: {exc.filename or save_path}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import errno
 import os
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
@@ -23,11 +24,13 @@ from typing import IO, TypeVar
 
 from ..paths import DataDir
 from ..store import Member, Store, Status
-from .archive import PKI_FILES, ArchiveError, Manifest, SnapshotDigest, archive_name
+from .archive import PKI_FILES, ArchiveError, ArchiveExists, Manifest, SnapshotDigest, archive_name
 from .writer import SnapshotPart, check_written, head_tar, member1_room, padded_member1, write_archive
 
 BATCH = 1 << 20  # bytes handed to the worker thread at a time (etcd sends 32 KiB chunks)
 IN_FLIGHT = 4  # batches queued for the worker at most: memory stays bounded when the disk is slow
+# link(2) errors of a filesystem without hard links (vfat, some FUSE and network mounts)
+NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS})
 T = TypeVar("T")
 
 
@@ -175,8 +178,8 @@ def archive_part(dest: Path, now: dt.datetime, draft: Manifest, config_yaml: byt
 def write_verified(dest: Path, now: dt.datetime, part: SnapshotPart, manifest: Manifest, config_yaml: bytes,
                    pki: dict[str, bytes]) -> Path:
     """The archive of archive_part: member 1 written into its room, then fsynced while it is
-    read back and checked (writer.check_written), then renamed into place and the directory
-    synced. Its path.
+    read back and checked (writer.check_written), then given its name (never over an archive
+    of that name: ArchiveExists) and the directory synced. Its path.
     (Blocking: the controller runs it in a worker thread.)"""
     final = dest / archive_name(now)
     head = head_tar(manifest, config_yaml, pki)
@@ -192,10 +195,37 @@ def write_verified(dest: Path, now: dt.datetime, part: SnapshotPart, manifest: M
             check_written(part.path, member1, part)
         finally:
             synced.result()
-    os.replace(part.path, final)
-    dir_fd = os.open(dest, os.O_RDONLY)
+    rename_no_replace(part.path, final)
+    return final
+
+
+def rename_no_replace(tmp: Path, final: Path) -> None:
+    """tmp renamed to final, the directory synced; ArchiveExists if final exists (two backups of
+    one second into one directory get one name: rename(2) would silently replace the first).
+    link(2) refuses an existing name atomically; tmp goes after it (the caller's temp_file
+    removes it when refused). Works through /proc/self/fd/N directories (handoff_server.py)."""
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        raise ArchiveExists(final) from None
+    except OSError as e:
+        if e.errno not in NO_HARD_LINKS:
+            raise
+        # No hard links here: look, then rename. A backup that takes the name between the two
+        # (microseconds, and only one of the same second) is still replaced.
+        if os.path.lexists(final):
+            raise ArchiveExists(final) from None
+        os.replace(tmp, final)
+        sync_dir(final.parent)
+        return
+    sync_dir(final.parent)  # the new name is durable before the old one goes
+    os.unlink(tmp)
+    sync_dir(final.parent)
+
+
+def sync_dir(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return final

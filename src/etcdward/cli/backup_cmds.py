@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..backup.archive import ArchiveError, verify_file
+from ..backup.archive import ArchiveError, ArchiveExists, verify_file
 from ..paths import DataDir
 from .common import CLIError, data_dir_option, node_client_port, print_data, print_table, with_store
 
@@ -64,7 +64,7 @@ def backup_group(ctx: click.Context, save_path: str | None, data_dir: Path) -> N
     try:
         path = with_store(data, go, timeout=10.0)
         done = True
-    except (E.StoreError, ArchiveError, OSError) as e:
+    except (E.StoreError, ArchiveError, ArchiveExists, OSError) as e:
         from ..backup.handoff import failure_line
 
         raise CLIError(failure_line(e, data.root, save_path) or str(e)) from None
