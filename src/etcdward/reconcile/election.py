@@ -46,35 +46,21 @@ RECHECK = 30.0  # a follower tries the election key at least this often, even if
 
 
 class Election:
-    """lease: this controller's liveness lease (Liveness.kept), shared: the election key lives
-    and dies with the liveness key, and a leader renews one lease, not two (each renewal is a
-    round trip through etcd's leader). None: a lease of the election's own (kept alive here)."""
+    """The election key lives and dies with `lease`, this controller's liveness lease
+    (Liveness.kept, renewed by the liveness loop): a leader renews one lease, not two (each
+    renewal is a round trip through etcd's leader), and whatever ends the liveness ends the
+    leadership."""
 
-    def __init__(self, store: Store, name: str, member_id: str, ttl: int = 10,
-                 lease: KeptLease | None = None) -> None:
+    def __init__(self, store: Store, name: str, member_id: str, lease: KeptLease) -> None:
         self.store = store
         self.value = json.dumps({"name": name, "memberID": member_id})
         self.name = name
-        self.shared = lease is not None
-        self.lease = lease if lease is not None else KeptLease(store, ttl)
-        self._won_with = 0  # the lease the key was created with
+        self.lease = lease
+        self._won_with = 0  # the lease the key was created with; 0: not leading
 
     @property
     def leading(self) -> bool:
-        return self._won and self.lease.valid and self.lease.id == self._won_with
-
-    @property
-    def _won(self) -> bool:
-        return self._won_with != 0
-
-    @_won.setter
-    def _won(self, won: bool) -> None:
-        self._won_with = self.lease.id if won else 0
-
-    async def _drop_lease(self, revoke: bool) -> None:
-        """A follower keeps no election lease alive; a shared one is the liveness's to keep."""
-        if not self.shared:
-            await self.lease.close(revoke=revoke)
+        return self._won_with != 0 and self.lease.valid and self.lease.id == self._won_with
 
     async def campaign(self, poll: float = 0.5, eligible: Callable[[], Awaitable[bool]] | None = None,
                        recheck: float = RECHECK, beat: Callable[[], None] = lambda: None) -> None:
@@ -94,25 +80,20 @@ class Election:
                 # be three raft writes on every member while another controller leads
                 held = await self.store.get(RECONCILER_LEADER)
                 if held is not None and (held.lease != self.lease.id or not self.lease.valid):
-                    await self._drop_lease(revoke=True)
                     await self._until_deleted(held.mod_revision, recheck)
                     continue
-                if not self.lease.valid:
-                    if self.shared:  # the liveness loop grants it (again): wait for that
-                        await self.lease.until_valid(poll)
-                        continue
-                    await self.lease.close(revoke=False)
-                    await self.lease.grant()
+                if not self.lease.valid:  # the liveness loop grants it (again): wait for that
+                    await self.lease.until_valid(poll)
+                    continue
                 if await self.store.create(RECONCILER_LEADER, self.value, lease=self.lease.id):
-                    self._won = True
+                    self._won_with = self.lease.id
                     log.info("%s is now the reconciler leader", self.name)
                     return
                 kv = await self.store.get(RECONCILER_LEADER)
                 if kv is not None and kv.lease == self.lease.id:
-                    self._won = True
+                    self._won_with = self.lease.id
                     return
                 if kv is not None:
-                    await self._drop_lease(revoke=True)
                     await self._until_deleted(kv.mod_revision, recheck)
                     continue
             except E.StoreError as e:
@@ -135,16 +116,17 @@ class Election:
             kv = await self.store.get(RECONCILER_LEADER)
         except E.StoreError:
             return self.lease.valid
-        self._won = kv is not None and kv.lease == self.lease.id
-        return self._won
+        if kv is None or kv.lease != self.lease.id:
+            self._won_with = 0
+        return self.leading
 
     async def resign(self) -> None:
-        self._won = False
+        """Delete the key (if still ours); the lease stays: it is the liveness's."""
+        self._won_with = 0
         with contextlib.suppress(E.StoreError):
             kv = await self.store.get(RECONCILER_LEADER)
             if kv is not None and kv.lease == self.lease.id:
                 await self.store.delete_if(RECONCILER_LEADER, kv.mod_revision)
-        await self._drop_lease(revoke=True)
 
 
 class Liveness:

@@ -341,18 +341,17 @@ async def mark_removed(store: Store, name: str, member_hex: str) -> None:
         await records.modify(store, name, change)
 
 
-async def run_reconciler(deps: VoterDeps, members: MemberListReader,
+async def run_reconciler(deps: VoterDeps, members: MemberListReader, lease: KeptLease,
                          while_leading: Callable[[], Awaitable[None]] | None = None,
-                         before_removal: Callable[[str], Awaitable[bool]] | None = None,
-                         lease: KeptLease | None = None) -> None:
-    """lease: the liveness lease, which the election then shares (Election)."""
+                         before_removal: Callable[[str], Awaitable[bool]] | None = None) -> None:
+    """lease: the liveness lease, which the election key shares (Election)."""
     store, name, my_id = deps.store, deps.ident.name, deps.ident.member_id or ""
     spec = deps.cfg.spec.reconciler
     rec = Reconciler(store, learner_timeout=spec.learner_start_timeout, self_id=deps.member_id,
                      joiner_timeout=spec.joiner_timeout, ops=MemberOps(deps.metrics), metrics=deps.metrics,
                      heartbeats=deps.heartbeats)
     rec.while_leading, rec.before_removal = while_leading, before_removal
-    election = Election(store, name, my_id, ttl=spec.lease_ttl, lease=lease)
+    election = Election(store, name, my_id, lease)
 
     async def eligible() -> bool:
         """A controller whose own record asks it to leave does not lead (it would have to
