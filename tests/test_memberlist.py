@@ -129,3 +129,31 @@ def test_what_wakes_the_reconciler() -> None:
     assert not wakes_reconciler(_ev(ALIVE + "ab", create=5, mod=9))  # a live one rewrote its figures
     assert not wakes_reconciler(_ev(TOKENS + "x"))
     assert not wakes_reconciler(_ev(JOIN_QUEUE + "x"))
+
+
+def test_moved_within_waits_for_a_line_then_settles_or_gives_up(tmp_path: Path) -> None:
+    """The cue maintenance and the version pin wait for: a line, then `settle` seconds (True);
+    no line within `timeout`: False."""
+    async def go() -> None:
+        etcd_log = tmp_path / "etcd.log"
+        etcd_log.write_text("started\n")
+        watch = EtcdLogWatch(etcd_log, look=0.01)
+        task = asyncio.create_task(watch.run())
+        await asyncio.sleep(0.05)
+        seen = watch.version
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        assert not await watch.moved_within(seen, 0.1, settle=5.0)
+        assert loop.time() - t0 < 1.0
+        def write_a_line() -> None:
+            with etcd_log.open("a") as f:
+                f.write("a line\n")
+
+        loop.call_later(0.05, write_a_line)
+        t0 = loop.time()
+        assert await watch.moved_within(seen, 5.0, settle=0.2)
+        assert 0.2 <= loop.time() - t0 < 2.0
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(go())

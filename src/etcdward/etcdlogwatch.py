@@ -110,6 +110,18 @@ class EtcdLogWatch:
             await self._news.wait_for(lambda: self.version != since)
             return self.version
 
+    async def moved_within(self, since: int, timeout: float, settle: float) -> bool:
+        """Until the log moved past `since` and then `settle` seconds passed (True), or `timeout`
+        seconds passed without a move (False). The settle: a log line mostly comes with work (a
+        membership change) that the reconciler, in the same loop, should do first."""
+        try:
+            async with asyncio.timeout(max(0.0, timeout)):  # asyncio.timeout: never swallows a cancel
+                await self.moved(since)
+        except TimeoutError:
+            return False
+        await asyncio.sleep(settle)
+        return True
+
     async def _bump(self) -> None:
         async with self._news:
             self.version += 1

@@ -14,7 +14,6 @@ successful start, with the cluster version etcd reported then; no bbolt reader i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -207,12 +206,8 @@ async def keep_pinned(data: DataDir, client_port: int, running: Version, every: 
             seen = log_watch.version if log_watch is not None else 0
             await asyncio.sleep(delay)
             if log_watch is not None and log_watch.version == seen and looked:
-                with contextlib.suppress(TimeoutError):  # asyncio.timeout: never swallows a cancel
-                    async with asyncio.timeout(safety - delay):
-                        await log_watch.moved(seen)
-                        # not at once: a log line comes with work (a membership change, say) that
-                        # the reconciler does first; a TLS handshake now would delay it
-                        await asyncio.sleep(AFTER_A_LINE)
+                # a TLS handshake at once would delay the reconciler's work that came with the line
+                await log_watch.moved_within(seen, safety - delay, settle=AFTER_A_LINE)
             hb.beat()
             delay, looked = (LEAST_GAP if log_watch is not None else every), True
             try:

@@ -24,7 +24,6 @@ each NOSPACE recovery in etcdward_nospace_recoveries_total. Its heartbeat ("main
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -122,12 +121,7 @@ class Maintainer:
         wait = max(CHECK_EVERY, due - now)
         self.hb.beat(next_in=wait)
         await asyncio.sleep(CHECK_EVERY)
-        with contextlib.suppress(TimeoutError):  # asyncio.timeout: never swallows a cancel
-            async with asyncio.timeout(max(0.0, wait - CHECK_EVERY)):
-                await logs.moved(self.alarm_seen)
-                # not at once: most log lines come with work (a membership change) that the
-                # reconciler, in this same loop, does first; NOSPACE can wait a second
-                await asyncio.sleep(AFTER_A_LINE)
+        await logs.moved_within(self.alarm_seen, wait - CHECK_EVERY, settle=AFTER_A_LINE)  # NOSPACE can wait 1 s
 
     async def check(self) -> None:
         now = time.monotonic()
