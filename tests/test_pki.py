@@ -66,3 +66,70 @@ def test_incomplete_ca_is_an_error(tmp_path) -> None:  # type: ignore[no-untyped
     data.ca_crt.write_bytes(pki.new_ca("x").cert_pem)
     with pytest.raises(pki.PKIError, match="ca.key is missing"):
         _ensure(data)
+
+
+# -- pkiprocess.PKIWorker: the child forked early that does the start's PKI work -----------------
+
+def _child_gone(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie is gone too (not reaped by us: not our child)
+        return fh.read().split(") ", 1)[1].startswith("Z")
+
+
+def test_worker_does_its_job_in_the_child_and_raises_its_error_here(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from etcdward.pkiprocess import PKIWorker
+
+    data = DataDir(tmp_path / "a")
+    with PKIWorker() as w:
+        pid = w.pid
+        w.ensure_node_pki(data, peer_address="10.0.0.1", api_address="10.0.0.1", sans=(), hostname="h")
+    assert w.pid is None and pid is not None and _child_gone(pid)
+    assert _sans(data.etcd_cert("server")[0]) >= {"10.0.0.1", "h"}
+    with pytest.raises(RuntimeError, match="one job"):  # reaped already: never a second job
+        w.ensure_node_pki(data)
+
+    bad = DataDir(tmp_path / "b")
+    bad.pki.mkdir(parents=True)
+    bad.ca_crt.write_bytes(pki.new_ca("x").cert_pem)
+    with PKIWorker() as w, pytest.raises(pki.PKIError, match="ca.key is missing"):
+        w.ensure_node_pki(bad, peer_address="10.0.0.1", api_address="10.0.0.1", sans=(), hostname="h")
+
+
+def test_an_unused_worker_ends_with_its_parent(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """close() ends an unused child; so does its parent's death (SIGKILL: nothing closes the pipe
+    but the kernel), so a controller killed while it joins leaves no process behind."""
+    import subprocess
+    import sys
+    import time
+
+    from etcdward.pkiprocess import PKIWorker
+
+    w = PKIWorker()
+    pid = w.pid
+    w.close()
+    assert pid is not None and _child_gone(pid) and w.pid is None
+    w.close()  # twice: nothing happens
+
+    parent = subprocess.Popen([sys.executable, "-c", "import time\nfrom etcdward.pkiprocess import PKIWorker\n"
+                               "w = PKIWorker()\nprint(w.pid, flush=True)\ntime.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert not _child_gone(child)
+        parent.kill()
+        parent.wait()
+        end = time.monotonic() + 10
+        while not _child_gone(child) and time.monotonic() < end:
+            time.sleep(0.02)
+        assert _child_gone(child)
+    finally:
+        parent.kill()
+        parent.wait()

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .metrics import Metrics
+    from .pkiprocess import PKIWorker
     from .store import Store
 from .tasks import cancel_and_wait
 from .supervisor import LaunchPlan, MemberWasRemoved, Supervisor, SupervisorGaveUp, etcd_args, find_etcd
@@ -54,6 +55,7 @@ class Options:
     config: Config
     token: str | None = None  # None: no token given; "" or blank: given but empty (refused)
     join_timeout: float = 600.0
+    pki: PKIWorker | None = None  # forked early for the start's PKI work (pkiprocess.py); None: forked then
 
     @property
     def token_state(self) -> Token:
@@ -251,12 +253,13 @@ class Controller:
             self.ident = joined.ident
             self._claim = asyncio.create_task(joined.claim.keep(self._applied_index), name="learner-claim")
             return joined.plan
-        from . import pkiprocess
+        from .pkiprocess import PKIWorker
 
         hostname = localstate.hostname()
-        pkiprocess.ensure_node_pki(self.data, peer_address=self.cfg.peer_address, api_address=self.cfg.api_address,
-                            sans=self.cfg.api.sans, hostname=hostname, create_cas=True,
-                            ca_lifetime=self.cfg.spec.pki.ca_lifetime_td, cert_lifetime=self.cfg.spec.pki.cert_lifetime_td)
+        with self.opts.pki or PKIWorker() as pki:
+            pki.ensure_node_pki(self.data, peer_address=self.cfg.peer_address, api_address=self.cfg.api_address,
+                                sans=self.cfg.api.sans, hostname=hostname, create_cas=True,
+                                ca_lifetime=self.cfg.spec.pki.ca_lifetime_td, cert_lifetime=self.cfg.spec.pki.cert_lifetime_td)
         self.ident = (pinned or Identity(name=name)).with_(name=name)
         localstate.save_identity(self.data, self.ident)
         if action is Action.BOOTSTRAP:
@@ -358,11 +361,13 @@ def package_version() -> str:
         return "unknown"
 
 
-def run_controller(data: DataDir, cfg: Config, token: str | None, join_timeout: float, verbose: bool) -> int:
+def run_controller(data: DataDir, cfg: Config, token: str | None, join_timeout: float, verbose: bool,
+                   pki: PKIWorker | None = None) -> int:
     """The controller's one error boundary: every failure becomes one line on stderr and exit
     code 1; the traceback of an unexpected one is logged only with --verbose."""
     try:
-        return asyncio.run(Controller(Options(data=data, config=cfg, token=token, join_timeout=join_timeout)).run())
+        return asyncio.run(Controller(Options(data=data, config=cfg, token=token, join_timeout=join_timeout,
+                                                   pki=pki)).run())
     except EtcdwardError as e:
         why = str(e)
     except OSError as e:

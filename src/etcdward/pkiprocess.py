@@ -1,9 +1,17 @@
-"""PKI work at start-up (pki.ensure_node_pki), done in a forked child process.
+"""PKI work at start-up (pki.ensure_node_pki), done in a forked child process (PKIWorker).
 
 The controller itself then never imports cryptography, whose ~9 MiB of RSS it would keep for
 good (a loaded extension module is never unloaded) although after start-up it only reads dates
-(certfiles.py). Start-up is no slower: the child pays the import the controller paid before,
-and fork is done while the controller has no gRPC threads yet (before etcd starts).
+(certfiles.py).
+
+The child imports cryptography at once and then waits for its one job, which comes through a
+pipe. Without a token (a bootstrap, a restart) `etcdward controller` forks it first thing, so
+that the import runs on the other core while the controller loads its config. A joiner forks it
+as its join request goes out (join/client.py): joiners start side by side, and an import beside
+each would slow their way to the request; this way it overlaps the wait for the answer, and then
+only signing (milliseconds) stands between the answer, which brings the etcd CA, and etcd's
+start, on every join (bench/formation.py). No gRPC thread exists yet at either point. If the
+controller dies, the child reads the end of its job pipe and exits.
 """
 
 from __future__ import annotations
@@ -21,40 +29,82 @@ class PKIChildFailed(Permanent):
     """The child process died without saying why."""
 
 
-def ensure_node_pki(data: Any, **kw: Any) -> None:
-    """pki.ensure_node_pki(data, **kw) in a child process; its PKIError or OSError is raised here."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: no return from here
-        os.close(r)
-        _child(w, data, kw)
-    os.close(w)
-    with os.fdopen(r, "rb") as fh:
-        answer = fh.read()
-    _, status = os.waitpid(pid, 0)
-    if answer:
-        raise pickle.loads(answer)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise PKIChildFailed(f"creating the certificates under {Path(data.pki)} failed: the child process "
-                             f"ended with status {os.waitstatus_to_exitcode(status)}")
+class PKIWorker:
+    """One forked child that runs one pki.ensure_node_pki call; `close()` if it is not needed."""
+
+    def __init__(self) -> None:
+        job_r, job_w = os.pipe()  # both ends close-on-exec: etcd inherits neither
+        answer_r, answer_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: no return from here
+            os.close(job_w)
+            os.close(answer_r)
+            _child(job_r, answer_w)
+        os.close(job_r)
+        os.close(answer_w)
+        self.pid: int | None = pid
+        self._job, self._answer = job_w, answer_r
+
+    def ensure_node_pki(self, data: Any, **kw: Any) -> None:
+        """pki.ensure_node_pki(data, **kw) in the child; its PKIError or OSError is raised here."""
+        if self.pid is None:
+            raise RuntimeError("a PKIWorker runs one job")
+        with os.fdopen(self._job, "wb") as fh:
+            try:
+                fh.write(pickle.dumps((data, kw)))
+            except BrokenPipeError:
+                pass  # the child died already: its status says so below
+        with os.fdopen(self._answer, "rb") as fh:
+            answer = fh.read()
+        status = self._reap()
+        if answer:
+            raise pickle.loads(answer)
+        if status != 0:
+            raise PKIChildFailed(f"creating the certificates under {Path(data.pki)} failed: the child process "
+                                 f"ended with status {status}")
+
+    def close(self) -> None:
+        """Without a job: the child reads the end of its pipe and exits."""
+        if self.pid is None:
+            return
+        os.close(self._job)
+        os.close(self._answer)
+        self._reap()
+
+    def _reap(self) -> int:
+        assert self.pid is not None
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        return os.waitstatus_to_exitcode(status)
+
+    def __enter__(self) -> PKIWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _child(w: int, data: Any, kw: dict[str, Any]) -> None:
+def _child(job: int, answer: int) -> None:
     code = 0
     try:
-        # A SIGINT/SIGTERM must not reach the parent's event loop through the inherited wakeup fd.
+        # A SIGINT/SIGTERM must not reach the parent's event loop through the inherited wakeup fd;
+        # the parent stops this child by closing the job pipe.
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_DFL)
+            signal.signal(sig, signal.SIG_IGN)
         from . import pki
 
-        pki.ensure_node_pki(data, **kw)
+        with os.fdopen(job, "rb") as fh:
+            request = fh.read()
+        if request:
+            data, kw = pickle.loads(request)
+            pki.ensure_node_pki(data, **kw)
     except BaseException as e:  # noqa: BLE001 - handed to the parent, which raises it
         code = 1
         try:
             payload = pickle.dumps(e)
         except Exception:  # noqa: BLE001 - an exception that does not pickle: its text
             payload = pickle.dumps(PKIChildFailed(f"{type(e).__name__}: {e}"))
-        with os.fdopen(w, "wb") as fh:
+        with os.fdopen(answer, "wb") as fh:
             fh.write(payload)
     os._exit(code)

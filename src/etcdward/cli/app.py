@@ -85,25 +85,34 @@ def controller(token: str | None, token_file: Path | None, config_file: Path | N
     already holds a member it restarts it. SIGTERM/SIGINT stop it and its etcd cleanly."""
     logformat.configure(log_format, verbose)
     data = DataDir.at(data_dir)
-    from .. import config as cfgmod  # pydantic: 0.2 s of start-up that other commands need not pay
+    import contextlib
 
-    try:
-        cfg = cfgmod.load_effective(config_file)
-    except cfgmod.ConfigError as e:
-        raise CLIError(f"etcdward controller: {e}") from None
-    # The token is only read when it is needed: a joined node restarts with a deleted token
-    # file (k0sctl #256), so a missing token file is an error only for a join.
-    tok: str | None
-    try:
-        tok = read_token(token, token_file)
-    except CLIError:
-        if data.etcd_db.exists():
-            tok = None
-        else:
-            raise
-    from ..node import run_controller
+    from ..pkiprocess import PKIWorker
 
-    sys.exit(run_controller(data, cfg, tok, join_timeout, verbose))
+    # Forked first: it imports cryptography on the other core while this process loads its config
+    # (pkiprocess.py). Not with a token: joiners start side by side, and there the child's import
+    # would take CPU from their way to the join request; the join client forks it just before.
+    with (PKIWorker() if token is None and token_file is None else contextlib.nullcontext()) as pki:
+        from .. import config as cfgmod  # pydantic: 0.2 s of start-up that other commands need not pay
+
+        try:
+            cfg = cfgmod.load_effective(config_file)
+        except cfgmod.ConfigError as e:
+            raise CLIError(f"etcdward controller: {e}") from None
+        # The token is only read when it is needed: a joined node restarts with a deleted token
+        # file (k0sctl #256), so a missing token file is an error only for a join.
+        tok: str | None
+        try:
+            tok = read_token(token, token_file)
+        except CLIError:
+            if data.etcd_db.exists():
+                tok = None
+            else:
+                raise
+        from ..node import run_controller
+
+        code = run_controller(data, cfg, tok, join_timeout, verbose, pki=pki)
+    sys.exit(code)
 
 
 @cli.group("config")

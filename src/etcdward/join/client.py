@@ -29,10 +29,11 @@ from typing import Any
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 import httpx  # noqa: E402
 
-from .. import localstate, pkiprocess, tokens
+from .. import localstate, tokens
 from ..certfiles import write_pem
 from ..config import Config
 from ..localstate import Identity, pin_join
+from ..pkiprocess import PKIWorker
 from ..paths import DataDir
 from ..crashpoints import crashpoint
 from ..errors import Permanent, Temporary
@@ -269,7 +270,16 @@ async def _ask(client: JoinClient, data: DataDir, cfg: Config, name: str, token:
     _write_pair(ca, data.ca_crt, data.ca_key, "cluster CA")
     crashpoint("join-before-post")
     request = {"node": name, "peerAddress": cfg.peer_url}
-    ans, headers = await client.call_with_headers("POST", MEMBERS, request)
+    # The child that signs this node's certificates once the answer brings the etcd CA is forked
+    # now: its cryptography import overlaps the wait for the answer (pkiprocess.py).
+    with PKIWorker() as pki:
+        ans, headers = await client.call_with_headers("POST", MEMBERS, request)
+        return _accepted(data, cfg, name, token, pki, request, ans, headers)
+
+
+def _accepted(data: DataDir, cfg: Config, name: str, token: tokens.JoinToken, pki: PKIWorker, request: dict[str, str],
+              ans: dict[str, Any], headers: httpx.Headers) -> JoinResult:
+    """The join answer: pinned, the etcd CA and this node's certificates written, the identity saved."""
     crashpoint("join-after-add")
     initial = ans.get("initialCluster")
     if not isinstance(initial, list) or not initial or not isinstance(ans.get("ca"), dict):
@@ -279,7 +289,7 @@ async def _ask(client: JoinClient, data: DataDir, cfg: Config, name: str, token:
                      "memberID": ans.get("memberID"), "initialCluster": initial})
     ca_crt, ca_key = data.etcd_cert("ca")
     _write_pair(ans["ca"], ca_crt, ca_key, "etcd CA")
-    pkiprocess.ensure_node_pki(data, peer_address=cfg.peer_address, api_address=cfg.api_address, sans=cfg.api.sans,
+    pki.ensure_node_pki(data, peer_address=cfg.peer_address, api_address=cfg.api_address, sans=cfg.api.sans,
                         hostname=localstate.hostname(), create_cas=False, cert_lifetime=cfg.spec.pki.cert_lifetime_td)
     pinned = localstate.load_identity(data)
     ident = Identity(name=name, cluster_id=pinned.cluster_id if pinned else None)
