@@ -62,3 +62,17 @@ def test_gateway_response_plain_and_chunked() -> None:
     # kept alive: two responses on one connection, each read to its end and no further
     two = io.BytesIO(plain + chunked)
     assert [_read_response(two), _read_response(two)] == [(200, b'{"a": true}'), (503, b'{"error": 1}')]
+
+
+def test_a_controller_starts_without_the_cyclic_collector_and_turns_it_on_once() -> None:
+    """cli/main.py leaves the collector off for `controller` (its start-up allocates ~100k objects
+    that live for good); startcost.collector_on, run GC_ON_AFTER s into the start, turns it on once,
+    after collecting and freezing what start-up left. Other commands keep it on."""
+    code = ("import gc, sys\nfrom etcdward.cli import main\nsys.argv = ['etcdward', ARG, '--help']\n"
+            "try:\n    main.main()\nexcept SystemExit:\n    pass\nprint(gc.isenabled())\n"
+            "from etcdward.startcost import collector_on\ncollector_on()\nprint(gc.isenabled(), gc.get_freeze_count() > 0)\n")
+    for arg, before in (("controller", "False"), ("status", "True")):
+        out = subprocess.run([sys.executable, "-c", code.replace("ARG", repr(arg))], capture_output=True, text=True,
+                             check=True).stdout.split("\n")
+        want_freeze = "True" if before == "False" else "False"
+        assert out[-3:] == [before, f"True {want_freeze}", ""], (arg, out[-3:])

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from . import datalock, etcdversions, localstate
-from . import logformat
+from . import logformat, startcost
 from .config import Config
 from .errors import EtcdwardError, Permanent
 from .fence import ClusterGone, watch_cluster_gone
@@ -146,6 +146,7 @@ class Controller:
         # A refusal (an empty token, a tombstone, ...) only reads the disk: it changes nothing,
         # not even the lock file. Then, before anything is written, moved aside or killed, the
         # lock: a second controller on a running node's data dir must leave it as it is.
+        asyncio.get_running_loop().call_later(startcost.GC_ON_AFTER, startcost.collector_on)
         self.decide()
         etcdversions.check_start(self.data, find_etcd(self.cfg.etcd.binary or None))  # again in prepare()
         with lock_data_dir(self.data):
@@ -247,7 +248,8 @@ class Controller:
             from .join.client import JoinFailed, perform_join
 
             try:
-                joined = await perform_join(self.data, self.cfg, self.opts.token or "", self.opts.join_timeout, name)
+                joined = await perform_join(self.data, self.cfg, self.opts.token or "", self.opts.join_timeout, name,
+                                            while_queued=startcost.import_for_etcd_start)
             except JoinFailed as e:
                 raise ControllerError(f"join failed: {e}") from None
             self.ident = joined.ident

@@ -24,7 +24,11 @@ def main() -> None:
     from .fastpath import handled
 
     if not handled(sys.argv[1:]):
-        gc.enable()  # click runs the command: it may be a controller that runs for months
+        if sys.argv[1:2] != ["controller"]:
+            gc.enable()
+        # else the controller turns it on once started (startcost.py): the ~100k objects of
+        # its start-up's imports live for good, and collecting them along the way costs ~15 % of a
+        # start's CPU, which joiners starting side by side wait for
         from .app import main as click_main
 
         click_main()

@@ -19,6 +19,7 @@ import base64
 import logging
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ PROGRESS_EVERY = 9.0  # at most one INFO "waiting" line this often (the server a
 MEMBERS = "/v1beta1/etcd/members"
 CLAIM_INTERVAL = 5.0  # repeat the join request this often, unless the server asks otherwise
 CLAIM_TIMEOUT = 10.0
+# A join request unanswered this long waits in line: the first joiner's answer comes in ~0.2 s,
+# one in line waits at least etcd's ~5 s between two learner adds. Then `while_queued` runs.
+QUEUED_AFTER = 0.5
 
 
 class JoinFailed(Permanent):
@@ -234,8 +238,10 @@ def claim_interval(headers: httpx.Headers) -> float:
     return min(30.0, max(0.2, value)) if value == value else CLAIM_INTERVAL
 
 
-async def perform_join(data: DataDir, cfg: Config, token_text: str, join_timeout: float, name: str) -> JoinResult:
-    """Join as `name` with the token; returns what was learned (launch plan, identity, claim)."""
+async def perform_join(data: DataDir, cfg: Config, token_text: str, join_timeout: float, name: str,
+                       while_queued: Callable[[], None] | None = None) -> JoinResult:
+    """Join as `name` with the token; returns what was learned (launch plan, identity, claim).
+    `while_queued` runs in a thread of its own if the request waits in line (QUEUED_AFTER)."""
     try:
         token = tokens.decode(token_text)
     except tokens.TokenError as e:
@@ -249,7 +255,7 @@ async def perform_join(data: DataDir, cfg: Config, token_text: str, join_timeout
     # refuse instead of bootstrapping a second cluster. An earlier attempt's record is kept.
     pin_join(data, {"name": name, "server": token.server})
     try:
-        return await _ask(client, data, cfg, name, token)
+        return await _ask(client, data, cfg, name, token, while_queued)
     except JoinFailed as e:
         if e.refused:  # the join API said no: this request added no learner; the next start says so
             pin_join(data, {"refused": str(e)[:500]})
@@ -258,7 +264,8 @@ async def perform_join(data: DataDir, cfg: Config, token_text: str, join_timeout
         await client.close()
 
 
-async def _ask(client: JoinClient, data: DataDir, cfg: Config, name: str, token: tokens.JoinToken) -> JoinResult:
+async def _ask(client: JoinClient, data: DataDir, cfg: Config, name: str, token: tokens.JoinToken,
+               while_queued: Callable[[], None] | None) -> JoinResult:
     log.info("joining via %s as %s (%s)", token.server, name, cfg.peer_url)
     ca = await client.call("GET", "/v1beta1/ca")
     pinned = localstate.load_identity(data)
@@ -273,8 +280,29 @@ async def _ask(client: JoinClient, data: DataDir, cfg: Config, name: str, token:
     # The child that signs this node's certificates once the answer brings the etcd CA is forked
     # now: its cryptography import overlaps the wait for the answer (pkiprocess.py).
     with PKIWorker() as pki:
-        ans, headers = await client.call_with_headers("POST", MEMBERS, request)
+        ans, headers = await _post(client, request, while_queued)
         return _accepted(data, cfg, name, token, pki, request, ans, headers)
+
+
+async def _post(client: JoinClient, request: dict[str, str],
+                while_queued: Callable[[], None] | None) -> tuple[dict[str, Any], httpx.Headers]:
+    post = asyncio.ensure_future(client.call_with_headers("POST", MEMBERS, request))
+    try:
+        if while_queued is not None and not (await asyncio.wait({post}, timeout=QUEUED_AFTER))[0]:
+            # A thread, not this loop: the answer must be read the moment it comes. It ends by
+            # itself; what it fails at is done (and fails) again where it is needed.
+            threading.Thread(target=_quietly, args=(while_queued,), name="while-queued", daemon=True).start()
+        return await post
+    finally:
+        if not post.done():
+            post.cancel()
+
+
+def _quietly(work: Callable[[], None]) -> None:
+    try:
+        work()
+    except Exception:  # noqa: BLE001 - see _post
+        log.debug("work while waiting in line failed", exc_info=True)
 
 
 def _accepted(data: DataDir, cfg: Config, name: str, token: tokens.JoinToken, pki: PKIWorker, request: dict[str, str],
