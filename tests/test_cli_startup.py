@@ -66,8 +66,9 @@ def test_gateway_response_plain_and_chunked() -> None:
 
 def test_a_controller_starts_without_the_cyclic_collector_and_turns_it_on_once() -> None:
     """cli/main.py leaves the collector off for `controller` (its start-up allocates ~100k objects
-    that live for good); startcost.collector_on, run GC_ON_AFTER s into the start, turns it on once,
-    after collecting and freezing what start-up left. Other commands keep it on."""
+    that live for good); startcost.collector_on (5 s after the voter services start, 120 s at the
+    latest) turns it on once, after collecting and freezing what start-up left. Other commands
+    keep it on."""
     code = ("import gc, sys\nfrom etcdward.cli import main\nsys.argv = ['etcdward', ARG, '--help']\n"
             "try:\n    main.main()\nexcept SystemExit:\n    pass\nprint(gc.isenabled())\n"
             "from etcdward.startcost import collector_on\ncollector_on()\nprint(gc.isenabled(), gc.get_freeze_count() > 0)\n")

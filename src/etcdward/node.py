@@ -146,7 +146,7 @@ class Controller:
         # A refusal (an empty token, a tombstone, ...) only reads the disk: it changes nothing,
         # not even the lock file. Then, before anything is written, moved aside or killed, the
         # lock: a second controller on a running node's data dir must leave it as it is.
-        asyncio.get_running_loop().call_later(startcost.GC_ON_AFTER, startcost.collector_on)
+        asyncio.get_running_loop().call_later(startcost.GC_ON_AT_THE_LATEST, startcost.collector_on)
         self.decide()
         etcdversions.check_start(self.data, find_etcd(self.cfg.etcd.binary or None))  # again in prepare()
         with lock_data_dir(self.data):
@@ -209,6 +209,7 @@ class Controller:
             ready.result()
             await self._stop_claim()  # a voter now: nothing left to keep alive
             await self._after_ready()
+            asyncio.get_running_loop().call_later(startcost.GC_ON_AFTER_READY, startcost.collector_on)
             done, _ = await asyncio.wait({sup_task, stop, *self._tasks}, return_when=asyncio.FIRST_COMPLETED)
             if sup_task in done:
                 sup_task.result()

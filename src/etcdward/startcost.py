@@ -1,5 +1,6 @@
 """What makes a controller's start cheaper, for the joiners that start side by side on a small
-machine (bench/formation.py): the cyclic collector is off until GC_ON_AFTER (cli/main.py
+machine (bench/formation.py): the cyclic collector is off until the voter services have
+run for GC_ON_AFTER_READY seconds, or for GC_ON_AT_THE_LATEST after the start (cli/main.py
 starts a controller without it), and a joiner that waits in the join queue imports meanwhile
 what it would otherwise import beside its starting etcd."""
 
@@ -7,7 +8,8 @@ from __future__ import annotations
 
 import gc
 
-GC_ON_AFTER = 30.0  # seconds after the controller's start
+GC_ON_AFTER_READY = 5.0  # s after the voter services started (their first passes, records, API answers)
+GC_ON_AT_THE_LATEST = 120.0  # s after the start: a joiner waiting in line that long collects meanwhile
 
 
 def collector_on() -> None:
