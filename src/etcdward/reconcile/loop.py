@@ -89,10 +89,11 @@ class Reconciler:
         members = await self.store.members()
         status = await self.store.status()
         listing = await records.list_records(self.store)
-        # Only the quorum guard reads `alive` (a learner's promotion, a leave), and it counts a
-        # member only if its lease was renewed lately: one LeaseTimeToLive per live key, asked only
-        # when the guard will be evaluated, not on every safety-net pass of an idle cluster.
-        guarded = any(m.is_learner for m in members) or any(r.leave for r in listing.records)
+        # Only the quorum guard reads `alive` (a started learner's promotion, a leave), and it
+        # counts a member only if its lease was renewed lately: one LeaseTimeToLive per live key,
+        # asked only when the guard will be evaluated: not on every safety-net pass of an idle
+        # cluster, nor on the quick passes while a new learner's etcd boots beside them.
+        guarded = any(m.is_learner and m.started for m in members) or any(r.leave for r in listing.records)
         alive = await alive_members(self.store, fresh=guarded)
         kvs, _ = await self.store.get_prefix(JOINS)
         joins = {}
