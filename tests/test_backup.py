@@ -12,6 +12,7 @@ import datetime as dt
 import errno
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -386,3 +387,19 @@ def test_backup_list_without_the_default_dir_names_it_not_an_option(tmp_path: Pa
     assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
     assert f"no backup directory {tmp_path}/backups" in p.stderr and "--dir:" not in p.stderr, p.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_backup_list_exits_1_when_an_archive_does_not_verify(backed_up: tuple[Node, Path], tmp_path: Path) -> None:
+    """The listing first (every row, the bad one says why), then one line naming the bad ones and
+    exit code 1: a cron job that runs `backup list` learns that a backup cannot be restored."""
+    _, good = backed_up
+    shutil.copy(good, tmp_path / good.name)
+    bad = damage(good, tmp_path / "etcdward_backup_2026-01-01T00_00_00Z.tar.gz", "wrong-sha")
+    for fmt in ("table", "json"):
+        p = etcdward("backup", "list", "--dir", str(tmp_path), "-o", fmt)
+        assert p.returncode == 1, p
+        assert p.stderr == (f"backup list: 1 of 2 archive(s) in {tmp_path} do not verify: {bad.name}\n"), p.stderr
+        assert good.name in p.stdout and bad.name in p.stdout
+    bad.unlink()
+    p = etcdward("backup", "list", "--dir", str(tmp_path))
+    assert p.returncode == 0 and p.stderr == "", p

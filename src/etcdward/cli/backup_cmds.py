@@ -84,7 +84,10 @@ def backup_group(ctx: click.Context, save_path: str | None, data_dir: Path) -> N
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="output format")
 def backup_list(directory: Path | None, data_dir: Path, output: str) -> None:
-    """List backup archives with their cluster, revision and whether each verifies."""
+    """List backup archives with their cluster, revision and whether each verifies.
+
+    Exit code 1 (after the listing) if an archive does not verify: a check of the backups can
+    run it as it is."""
     root = directory or DataDir.at(data_dir).root / "backups"
     if not root.is_dir():
         if directory is None:  # the operator named no directory: do not blame an option they did not give
@@ -104,7 +107,10 @@ def backup_list(directory: Path | None, data_dir: Path, output: str) -> None:
         rows.append(row)
     if output == "json":
         print_data(rows, "json")
-        return
-    print_table(["NAME", "CREATED", "SIZE", "CLUSTER ID", "REVISION", "VERIFIED"],
-                [[r["name"], r["created"] or "-", r["size"], r["clusterID"] or "-", r["revision"] or "-",
-                  "yes" if r["verified"] else f"NO: {r['error']}"] for r in rows])
+    else:
+        print_table(["NAME", "CREATED", "SIZE", "CLUSTER ID", "REVISION", "VERIFIED"],
+                    [[r["name"], r["created"] or "-", r["size"], r["clusterID"] or "-", r["revision"] or "-",
+                      "yes" if r["verified"] else f"NO: {r['error']}"] for r in rows])
+    bad = [r["name"] for r in rows if not r["verified"]]
+    if bad:
+        raise CLIError(f"backup list: {len(bad)} of {len(rows)} archive(s) in {root} do not verify: {', '.join(bad)}")
