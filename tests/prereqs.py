@@ -86,6 +86,7 @@ CHECKS: dict[str, Callable[[], str | None]] = {
     "unshare": _tool("unshare", "util-linux"),
     "systemd-analyze": _tool("systemd-analyze", "systemd"),
     "promtool": _tool("promtool", "prometheus"),
+    "openssl": _tool("openssl", "openssl"),
     "netbed": _netbed,
 }
 
