@@ -23,6 +23,8 @@ if [ "$mode" = test ]; then
   # promtool checks the /metrics output and the alert rules (deploy/prometheus/); Debian ships
   # it in the prometheus package, whose own service policy-rc.d below keeps from starting.
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+  # tests/test_ca_rotation.py creates the new CA with the README's openssl command.
+  command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "run as root to install: ${need_apt[*]}" >&2; exit 1; fi
