@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 def main() -> None:
     import gc
 
+    standard_descriptors_open()
+
     # The fast path's imports allocate enough for ~16 young and 2 older collections (~5 ms of
     # `status`) that free nothing in a process that lives for a few reads. Not enabled again
     # after it: the first allocation would then collect all that was deferred
@@ -32,6 +34,22 @@ def main() -> None:
         from .app import main as click_main
 
         click_main()
+
+
+def standard_descriptors_open() -> None:
+    """Started with fd 0, 1 or 2 closed (`etcdward status >&-`): /dev/null in its place, as
+    daemons do. Else the next file opened takes that number (gRPC's epoll, an etcd log) and gets
+    what is meant for the terminal, and sys.stdout is None, which every print trips over; now it
+    is `> /dev/null`: the command runs, its exit code says how it went."""
+    import os
+
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: fd (the lower ones are open by now)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, mode, closefd=False))
 
 
 def __getattr__(name: str) -> Any:
