@@ -49,11 +49,13 @@ def _shape(members: list[Member]) -> tuple[tuple[int, str, bool, tuple[str, ...]
 
 
 class MemberListReader:
-    def __init__(self, store: Store, idle: float = IDLE, fast: float = FAST,
+    def __init__(self, store: Store, idle: float | None = None, fast: float = FAST,
                  heartbeats: Heartbeats | None = None, log_watch: EtcdLogWatch | None = None) -> None:
+        """idle: the safety net's period; by default IDLE_WITH_LOG with a log watch, IDLE without."""
         self.store = store
         self.heartbeats = heartbeats or Heartbeats()
-        self.idle, self.fast = idle, fast
+        self.idle = idle if idle is not None else IDLE_WITH_LOG if log_watch is not None else IDLE
+        self.fast = fast
         self.log_watch = log_watch  # the local etcd's log (None: poll every `fast` while quick)
         self.latest: list[Member] | None = None
         self.version = 0

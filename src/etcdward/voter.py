@@ -31,7 +31,7 @@ from .backup.schedule import BackupService
 from .certrenewal import CertRenewer
 from .etcdlogwatch import EtcdLogWatch, logs_membership
 from .etcdversions import keep_pinned
-from .memberlist import IDLE, IDLE_WITH_LOG, MemberListReader
+from .memberlist import MemberListReader
 from .reconcile.election import Liveness
 from .reconcile.loop import run_reconciler
 from .reconcile.maintain import run_maintenance
@@ -56,8 +56,7 @@ def start_voter_services(deps: VoterDeps) -> list[asyncio.Task[None]]:
     before_change = backups.before_change if cfg.spec.backup.before_membership_change else None
     # None: this etcd's log holds no membership lines (extraArgs): the member list is polled
     etcd_log = EtcdLogWatch(deps.data.etcd_log) if logs_membership(cfg.etcd.extra_args) else None
-    members = MemberListReader(deps.store, idle=IDLE_WITH_LOG if etcd_log else IDLE, heartbeats=deps.heartbeats,
-                               log_watch=etcd_log)
+    members = MemberListReader(deps.store, heartbeats=deps.heartbeats, log_watch=etcd_log)
 
     async def while_leading() -> None:
         await asyncio.gather(backups.run_schedule(), run_maintenance(deps, etcd_log))
