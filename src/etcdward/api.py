@@ -353,25 +353,22 @@ class _Server(uvicorn.Server):
 
 
 class _DatedProtocol(PeerCertProtocol):
-    """Brings the server's Date header up to date (at most once a second) before the bytes
-    of a request are parsed: uvicorn's response takes its default headers from the server
-    state when the request is read."""
+    """Brings the server's Date header up to date before the bytes of a request are parsed:
+    uvicorn's response takes its default headers from the server state when the request is
+    read."""
 
     def data_received(self, data: bytes) -> None:
         _fresh_date(self.server_state, self.config)
         super().data_received(data)
 
 
-_date_second = 0
-
-
 def _fresh_date(state: Any, config: uvicorn.Config) -> None:
-    global _date_second
-    now = int(time.time())
-    if now != _date_second:
-        _date_second = now
-        headers = [(b"date", formatdate(now, usegmt=True).encode())] if config.date_header else []
-        state.default_headers = headers + config.encoded_headers
+    """The headers are rebuilt only when the second changed (the date in them is the record)."""
+    if not config.date_header:
+        return
+    date = formatdate(time.time(), usegmt=True).encode()
+    if (b"date", date) not in state.default_headers:
+        state.default_headers = [(b"date", date), *config.encoded_headers]
 
 
 class ApiListenError(Permanent):
