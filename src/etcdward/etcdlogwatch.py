@@ -97,6 +97,12 @@ def _offsets(buf: bytes) -> list[int]:
     return offs
 
 
+# From a log line to the look it cues (maintenance's alarm check, the version pin): a line mostly
+# comes with work (a membership change) that the reconciler, in the same loop, should do first,
+# and a Status call or a TLS handshake beside it delayed that work.
+SETTLE = 1.0
+
+
 class EtcdLogWatch:
     def __init__(self, path: Path, look: float = LOOK, use_inotify: bool = True) -> None:
         self.path = path
@@ -110,10 +116,9 @@ class EtcdLogWatch:
             await self._news.wait_for(lambda: self.version != since)
             return self.version
 
-    async def moved_within(self, since: int, timeout: float, settle: float) -> bool:
+    async def moved_within(self, since: int, timeout: float, settle: float = SETTLE) -> bool:
         """Until the log moved past `since` and then `settle` seconds passed (True), or `timeout`
-        seconds passed without a move (False). The settle: a log line mostly comes with work (a
-        membership change) that the reconciler, in the same loop, should do first."""
+        seconds passed without a move (False). See SETTLE."""
         try:
             async with asyncio.timeout(max(0.0, timeout)):  # asyncio.timeout: never swallows a cancel
                 await self.moved(since)

@@ -189,7 +189,6 @@ async def pin_after_start(data: DataDir, client_port: int, running: Version) -> 
 
 LOGGED_EVERY = 300.0  # with a log watch: the safety net's look at /version
 LEAST_GAP = 2.0  # between two looks, however often etcd writes to its log
-AFTER_A_LINE = 1.0  # from a log line to the look
 
 
 async def keep_pinned(data: DataDir, client_port: int, running: Version, every: float = 30.0,
@@ -206,8 +205,7 @@ async def keep_pinned(data: DataDir, client_port: int, running: Version, every: 
             seen = log_watch.version if log_watch is not None else 0
             await asyncio.sleep(delay)
             if log_watch is not None and log_watch.version == seen and looked:
-                # a TLS handshake at once would delay the reconciler's work that came with the line
-                await log_watch.moved_within(seen, safety - delay, settle=AFTER_A_LINE)
+                await log_watch.moved_within(seen, safety - delay)
             hb.beat()
             delay, looked = (LEAST_GAP if log_watch is not None else every), True
             try:

@@ -48,7 +48,6 @@ CHECK_EVERY = 2.0
 ALARM_RECHECK = 60.0  # Status at least this often even when the etcd log did not move
 NOSPACE_RETRY = 10.0
 AUTO_EVERY = 60.0
-AFTER_A_LINE = 1.0  # from an etcd log line to the check it cues
 ONE_DEFRAG = DEFRAG_TIMEOUT + LEADER_MOVE_WAIT + 4 * ETCD_CALL  # the longest one member's defrag may take
 
 
@@ -121,7 +120,7 @@ class Maintainer:
         wait = max(CHECK_EVERY, due - now)
         self.hb.beat(next_in=wait)
         await asyncio.sleep(CHECK_EVERY)
-        await logs.moved_within(self.alarm_seen, wait - CHECK_EVERY, settle=AFTER_A_LINE)  # NOSPACE can wait 1 s
+        await logs.moved_within(self.alarm_seen, wait - CHECK_EVERY)  # NOSPACE can wait etcdlogwatch.SETTLE
 
     async def check(self) -> None:
         now = time.monotonic()
