@@ -199,7 +199,7 @@ def test_status_of_a_removed_or_waiting_node_goes_to_click(node: Node, capsys: p
 # What made the fast path slow, each measured in milliseconds (README, "CLI start-up"): none may
 # come back on it. pathlib is still needed by status (DataDir), not by the other commands.
 SLOW_IMPORTS = ("dataclasses", "inspect", "hashlib", "_strptime", "shutil", "typing", "ssl", "socket", "click",
-                "pydantic", "grpc")
+                "pydantic", "asyncio", "etcdward.store.client")
 
 
 @needs("etcd")

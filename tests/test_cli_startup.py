@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from etcdward.cli.main import LAZY_COMMANDS, LAZY_HELP, cli
 
-HEAVY = ("grpc", "etcd3aio", "pydantic", "etcdward.config", "httpx", "rich", "cryptography", "prometheus_client")
+HEAVY = ("etcdward.store.client", "pydantic", "etcdward.config", "httpx", "rich", "cryptography", "prometheus_client")
 
 
 def test_lazy_help_is_each_commands_own_first_line() -> None:
@@ -37,10 +37,10 @@ def test_help_imports_nothing_heavy() -> None:
     assert _imported_after(["--help"]) == set()
 
 
-def test_member_list_imports_no_grpc(tmp_path: object) -> None:
+def test_member_list_imports_no_store_client(tmp_path: object) -> None:
     # no data dir: it fails with its one line, after importing what the command needs
     loaded = _imported_after(["etcd", "member-list", "--data-dir", "/nonexistent-etcdward"])
-    assert not loaded & {"grpc", "etcd3aio", "httpx", "rich", "cryptography"}
+    assert not loaded & {"etcdward.store.client", "httpx", "rich", "cryptography"}
 
 
 def test_help_lists_every_command() -> None:

@@ -1,74 +1,88 @@
-"""The etcd adapter's two reaches into etcd3aio's internals (channel options, the lease stub for
-one keep-alive stream): a client upgrade that moves them must fail here, not slow down
-reconnects or renewals in production unnoticed."""
+"""The etcd adapter over etcd's JSON gateway: kept-alive connections (renewals cost no new
+connection; one etcd closed while it restarted is not an error), its certificate change, the
+wire format of its errors and of a streamed answer."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import signal
 
 import pytest
-from etcd3aio import Etcd3Client
+from hypothesis import given
+from hypothesis import strategies as st_
 
-from etcdward.store.client import FAST_RECONNECT, set_fast_reconnect
-from etcdward.store.keepalive import KeepAliveStream
-from tests.cluster import Cluster, run_async
+from etcdward.store import errors as E
+from etcdward.store import wire
+from etcdward.store.http import _lines
+from tests.cluster import Cluster, run_async, wait_for
 from tests.prereqs import needs
 
 
-def test_fast_reconnect_options_reach_the_channel_options() -> None:
-    client = Etcd3Client(["127.0.0.1:1"])
-    assert set_fast_reconnect(client)
-    options = client._manager.grpc_options  # noqa: SLF001 - exactly what this test guards
-    for option in FAST_RECONNECT:
-        assert option in options
-
-
-def test_a_client_without_the_private_attribute_is_tolerated() -> None:
-    class Bare:
-        pass
-
-    assert set_fast_reconnect(Bare()) is False  # type: ignore[arg-type]
-
-
-def test_the_lease_service_has_the_stub_the_keepalive_stream_uses() -> None:
-    async def go() -> None:
-        client = Etcd3Client(["127.0.0.1:1"])
-        await client.connect()  # makes the channel and the stubs; does not dial
-        try:
-            assert KeepAliveStream.supported(client.lease)  # else every renewal opens its own stream
-        finally:
-            await client.close()
-
-    run_async(go())
-
-
 @needs("etcd")
-def test_renewals_of_every_lease_share_one_stream(cluster: Cluster) -> None:
+def test_renewals_and_reads_share_one_kept_alive_connection(cluster: Cluster) -> None:
     n1 = cluster.bootstrap("n1")
 
     async def go() -> None:
         async with n1.store() as st:
             a, b = await st.grant_lease(30), await st.grant_lease(30)
             for _ in range(5):
-                (ttl_a, term), (ttl_b, _) = await asyncio.gather(st.keep_alive(a), st.keep_alive(b))
+                ttl_a, term = await st.keep_alive(a)
+                ttl_b, _ = await st.keep_alive(b)
                 assert 25 <= ttl_a <= 30 and 25 <= ttl_b <= 30 and term >= 1
-            stream = st._keepalive._call  # noqa: SLF001 - the one stream is what this test is about
-            assert stream is not None
+                await st.get_prefix("/")
+            assert len(st._http._open) == 1  # noqa: SLF001 - the one connection is what this test is about
             await st.revoke_lease(b)
             assert (await st.keep_alive(b))[0] <= 0  # gone: answered, not an error
-            assert (await st.keep_alive(a))[0] > 0 and st._keepalive._call is stream  # noqa: SLF001
-            # a waiter that gives up closes the stream (a late answer must not serve a later request)
-            with pytest.raises(asyncio.TimeoutError):
-                async with asyncio.timeout(0):
-                    await st._keepalive.renew(st._client.lease, a)  # noqa: SLF001
-            assert st._keepalive._call is None  # noqa: SLF001
-            assert (await st.keep_alive(a))[0] > 0  # a new stream
-            # a new channel (client certificate renewal) gets its own stream
+            # calls at once take a connection each; the pool keeps them for the next ones
+            await asyncio.gather(*(st.keep_alive(a) for _ in range(3)))
+            opened = set(st._http._open)  # noqa: SLF001
+            await asyncio.gather(*(st.keep_alive(a) for _ in range(3)))
+            assert st._http._open == opened  # noqa: SLF001
+            # a call given up half way leaves no answer behind for the next one
+            with pytest.raises(E.Unavailable, match="timed out"):
+                await st._post("get", "/v3/kv/range", wire.key_range("/", True), timeout=1e-6)  # noqa: SLF001
+            assert (await st.keep_alive(a))[0] > 0 and (await st.get("/nothing")) is None
+
+    run_async(go())
+
+
+@needs("etcd")
+def test_a_connection_etcd_closed_by_restarting_is_no_error(cluster: Cluster) -> None:
+    n1 = cluster.bootstrap("n1")
+
+    async def go() -> None:
+        async with n1.store() as st:
+            await st.put("/t/a", "1")
+            pid = n1.etcd_pid()
+            os.kill(pid, signal.SIGKILL)  # its supervisor starts it again
+            await asyncio.to_thread(wait_for, lambda: n1.etcd_pid() not in (None, pid) and n1.is_ready(), 30,
+                                    "etcd back", n1)
+            assert (await st.get("/t/a")).value == b"1"  # the kept connection is dead: a new one, no error
+
+    run_async(go())
+
+
+@needs("etcd")
+def test_a_new_client_certificate_is_used_and_old_watches_end(cluster: Cluster) -> None:
+    n1 = cluster.bootstrap("n1")
+
+    async def go() -> None:
+        async with n1.store() as st:
+            _, rev = await st.get_prefix("/t/")
+            watch = st.watch_prefix("/t/", rev + 1)
+            first = asyncio.ensure_future(anext(watch))
+            await asyncio.sleep(0.2)
+            before = set(st._http._open)  # noqa: SLF001
             crt, key = n1.data.etcd_cert("client")
-            await st.use_client_cert(crt.read_bytes(), key.read_bytes(), grace=0.1)
-            assert (await st.keep_alive(a))[0] > 0
-            assert st._keepalive._service is st._client.lease  # noqa: SLF001
+            await st.use_client_cert(crt.read_bytes(), key.read_bytes(), grace=0.3)
+            await st.put("/t/a", "1")  # on a new connection, with the new context
+            assert not before & set(st._http._idle)  # noqa: SLF001
+            assert [ev.key for ev in await first] == ["/t/a"]  # the old watch still runs within grace
+            with pytest.raises(E.Unavailable):
+                await asyncio.wait_for(anext(watch), 5)  # ... and ends after it
+            await watch.aclose()
 
     run_async(go())
 
@@ -99,5 +113,62 @@ def test_a_watch_left_early_closes_without_an_error(cluster: Cluster) -> None:
             for _ in range(5):
                 await asyncio.sleep(0.05)
         assert reported == []
+
+    run_async(go())
+
+
+def test_gateway_errors_map_to_store_errors() -> None:
+    assert type(wire.error("x", 404, {"error": "etcdserver: member not found", "code": 5})) is E.MemberNotFound
+    assert type(wire.error("x", 503, {"error": "etcdserver: too many learner members in cluster", "code": 9})) \
+        is E.TooManyLearners
+    assert type(wire.error("x", 503, {"error": "etcdserver: leader changed", "code": 14})) is E.LeaderChanged
+    assert type(wire.error("x", 503, {"error": "etcdserver: not capable", "code": 14})) is E.Refused
+    assert type(wire.error("x", 403, {"error": "nope", "code": 7})) is E.PermissionDenied
+    assert type(wire.error("x", 400, {"error": "bad", "code": 3})) is E.Other
+    assert type(wire.error("x", 502, {})) is E.Refused  # no JSON error: the status says it
+    streamed = wire.error("watch", 200, {"error": {"grpc_code": 14, "http_code": 503, "message": "etcdserver: no leader"}})
+    assert type(streamed) is E.Refused and "no leader" in str(streamed)
+
+
+@given(st_.lists(st_.dictionaries(st_.sampled_from("abc"), st_.integers()), max_size=5), st_.integers(1, 7))
+def test_a_streamed_answer_reads_the_same_whatever_its_chunks(values: list[dict], cut: int) -> None:
+    raw = b"".join(wire_line(v) for v in values)
+
+    async def pieces():
+        for i in range(0, len(raw), cut):
+            yield raw[i:i + cut]
+
+    async def go() -> list:
+        return [v async for v in _lines(pieces())]
+
+    assert asyncio.run(go()) == values
+
+
+def wire_line(value: dict) -> bytes:
+    import json
+
+    return json.dumps(value).encode() + b"\n"
+
+
+@needs("etcd")
+def test_an_etcd_that_cannot_be_reached_is_reported_at_once(cluster: Cluster) -> None:
+    n1 = cluster.bootstrap("n1")  # for its certificates; the port below has nobody listening
+    import socket
+    import time
+
+    from etcdward.store.client import Store
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ca, _ = n1.data.etcd_cert("ca")
+    crt, key = n1.data.etcd_cert("client")
+
+    async def go() -> None:
+        async with Store.from_files(f"127.0.0.1:{port}", ca, crt, key, timeout=5.0) as st:
+            t0 = time.monotonic()
+            with pytest.raises(E.Unavailable) as err:
+                await st.get("/x")
+            assert not isinstance(err.value, E.Refused) and time.monotonic() - t0 < 1.0
 
     run_async(go())

@@ -1,7 +1,9 @@
-"""etcd access for the rest of etcdward. Import from here, never from etcd3aio.
+"""etcd access for the rest of etcdward. Import from here.
 
-`Store` (gRPC) is imported on first use: the values and errors are not, so that a CLI command
-that reads through the JSON gateway (gateway.py) never loads gRPC."""
+Both clients speak etcd's v3 API as the JSON gateway on the client port serves it (wire.py):
+`Store` (client.py) in the event loop, `GatewayReader` (gateway.py) blocking, for one-shot CLI
+reads. `Store` is imported on first use: the values and errors are not, so that a CLI command
+that only reads never loads asyncio or ssl.py."""
 
 from __future__ import annotations
 

@@ -1,16 +1,24 @@
-"""The etcd adapter: THE ONLY module that imports the etcd client library (etcd3aio).
+"""The etcd adapter: etcd's v3 API as the JSON gateway on the client port serves it (wire.py),
+over kept-alive HTTPS connections in the event loop (http.py).
+
+Why not a gRPC client: gRPC (with etcd3aio) was ~14 MiB of a controller's ~70 MiB RSS, its
+file-backed pages and six threads of its own, for calls that the gateway answers the same way
+on the same port with the same certificates (bench/footprint.py; README, "Footprint").
 
 Contract
-- Every method raises only `store.errors.*` (gRPC/library errors are mapped here).
+- Every method raises only `store.errors.*`.
 - CAS writes: `create` (create_revision == 0), `update`/`delete_if` (mod_revision == N). They
   return False when the compare lost; they never retry a lost compare.
-- Membership and maintenance RPCs (`add_learner`, `promote`, `remove_member`, `move_leader`,
-  `defragment`, `compact`, `disarm`) are sent ONCE
-  (`max_attempts=1`): they are not idempotent, so retrying is the caller's decision
-  (see `retry.py`), after it has re-read the member list.
-- Reads and KV writes use a short client-side retry for transport errors only.
+- Membership and maintenance calls (`add_learner`, `promote`, `remove_member`, `move_leader`,
+  `defragment`, `compact`, `disarm`) are sent ONCE: they are not idempotent, so retrying is the
+  caller's decision (see `retry.py`), after it has re-read the member list.
+- Reads and plain KV writes (and lease grants and renewals) are sent again within their timeout
+  while etcd refuses them for a moment (leader changed, no leader: `Refused`), as etcd's Go
+  client does for reads; and at once when a kept-alive connection turns out to have been closed
+  by etcd (it restarted) before any answer came. An etcd that cannot be reached is reported at
+  once (Unavailable).
 - One client talks to one endpoint (per-member calls such as `status` must not be spread
-  round-robin over several members).
+  over several members).
 """
 
 from __future__ import annotations
@@ -22,100 +30,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
-import grpc.aio
-from etcd3aio import (
-    AlarmType,
-    Etcd3Client,
-    EtcdConnectionError,
-    EtcdError,
-    EtcdPermissionDeniedError,
-    EtcdTransientError,
-    EtcdUnauthenticatedError,
-    prefix_range_end,
-)
-
 from ..keys import HEALTH
+from ..retry import retry
 from . import errors as E
-from .keepalive import KeepAliveStream
+from . import wire
+from .http import BrokenConnection, Endpoint, tls_context
 from .types import KV, Alarm, Member, Status, WatchEvent
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0
-_ALARM_NAMES = {int(a): a.name for a in AlarmType}
-
-
-def _cancelled(op: str) -> BaseException:
-    """What a CancelledError out of a gRPC call is: our own task being cancelled (raise it on),
-    or the call cancelled under us because its channel was closed (after a client certificate
-    renewal, use_client_cert): a temporary error the caller answers by calling again."""
-    task = asyncio.current_task()
-    if task is None or task.cancelling():
-        return asyncio.CancelledError()
-    return E.Unavailable(f"{op}: the call was cancelled (its channel closed)")
-
-
-def _member(m: Any) -> Member:
-    return Member(int(m.ID), m.name, tuple(m.peerURLs), tuple(m.clientURLs), bool(m.isLearner))
-
-
-def _kv(kv: Any) -> KV:
-    return KV(kv.key.decode(), bytes(kv.value), int(kv.create_revision), int(kv.mod_revision), int(kv.lease))
-
-
-def _watch_event(ev: Any, with_prev: bool) -> WatchEvent:
-    prev = bytes(ev.prev_kv.value) if with_prev and ev.HasField("prev_kv") else None
-    return WatchEvent("delete" if ev.type == 1 else "put", ev.kv.key.decode(), bytes(ev.kv.value),
-                      int(ev.kv.mod_revision), int(ev.kv.create_revision), prev)
-
-
-def map_error(exc: BaseException, op: str) -> E.StoreError:
-    """Turn a library/gRPC error into the most specific store error."""
-    if isinstance(exc, E.StoreError):
-        return exc
-    if isinstance(exc, grpc.aio.AioRpcError):
-        detail = exc.details() or exc.code().name
-        kind = E.classify(detail)
-        if kind is None:
-            code = exc.code()
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
-                kind = E.Unavailable
-            elif code == grpc.StatusCode.PERMISSION_DENIED:
-                kind = E.PermissionDenied
-            elif code == grpc.StatusCode.NOT_FOUND:
-                kind = E.MemberNotFound
-            else:
-                kind = E.Other
-        return kind(f"{op}: {detail}")
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-        return E.Unavailable(f"{op}: timed out")
-    if isinstance(exc, (EtcdPermissionDeniedError, EtcdUnauthenticatedError)):
-        return E.PermissionDenied(str(exc))
-    if isinstance(exc, (EtcdConnectionError, EtcdTransientError, EtcdError)):
-        msg = str(exc)
-        return (E.classify(msg) or E.Unavailable)(msg)
-    return E.Other(f"{op}: {exc}")
-
-
-# etcd restarts under its supervisor in about a second; gRPC's default reconnect backoff (1 s,
-# growing to 120 s) would keep us away far longer than that.
-FAST_RECONNECT = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
-                  ("grpc.max_reconnect_backoff_ms", 2000))
-
-
-def set_fast_reconnect(client: Etcd3Client) -> bool:
-    """etcd3aio has no public way to pass gRPC channel options: this is the one place that
-    reaches into its private `_manager.grpc_options` (pinned etcd3aio 0.3.0). A client upgrade
-    that moves it fails `tests/test_store_adapter.py`; in production it only logs, and
-    reconnects are then slower, not wrong."""
-    manager = getattr(client, "_manager", None)
-    options = getattr(manager, "grpc_options", None)
-    if not isinstance(options, list):
-        log.warning("etcd3aio has no _manager.grpc_options; gRPC reconnects keep their default backoff")
-        return False
-    manager.grpc_options = [*options, *FAST_RECONNECT]  # type: ignore[union-attr]
-    return True
+REFUSED_BACKOFF = (0.05, 0.1, 0.2)  # a leader election takes etcd ~1-2 s
 
 
 class Store:
@@ -123,42 +48,19 @@ class Store:
 
     def __init__(self, endpoint: str, *, ca: bytes, cert: bytes, key: bytes,
                  server_name: str = "localhost", timeout: float = DEFAULT_TIMEOUT) -> None:
-        # etcd3aio only accepts IPv4 literals; our endpoints are https://127.0.0.1:<port>.
         self.endpoint = endpoint.removeprefix("https://").removeprefix("http://")
+        host, _, port = self.endpoint.rpartition(":")
         self.timeout = timeout
-        self._ca, self._server_name = ca, server_name
-        self._client = self._new_client(cert, key)
-        self._connected = False
-        self._retiring: set[asyncio.Task[None]] = set()  # old channels closing after a certificate change
-        self._keepalive = KeepAliveStream()  # every lease's renewals, on one stream
-
-    def _new_client(self, cert: bytes, key: bytes) -> Etcd3Client:
-        client = Etcd3Client([self.endpoint], ca_cert=self._ca, cert_key=key, cert_chain=cert,
-                             tls_server_name=self._server_name, rpc_max_attempts=2)
-        set_fast_reconnect(client)
-        return client
+        self._ca = ca
+        self._http = Endpoint(host, int(port), tls_context(ca, cert, key), server_name)
 
     async def use_client_cert(self, cert: bytes, key: bytes, grace: float) -> None:
-        """Make new calls use a new channel with this client certificate (gRPC keeps the one it
-        was given for every reconnect, so a renewed certificate needs a new channel). The old
-        channel is closed after grace seconds: calls already on it finish, and its watches end
-        with Unavailable, which their callers answer by watching again (on the new channel)."""
-        new = self._new_client(cert, key)
-        if not self._connected:
-            self._client = new
-            return
-        await new.connect()
-        old, self._client = self._client, new
-
-        async def close_later() -> None:
-            try:
-                await asyncio.sleep(grace)
-            finally:
-                await old.close()
-
-        task = asyncio.create_task(close_later(), name="store-close-old-channel")
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+        """Make new calls use this client certificate (a TLS connection keeps the one it was
+        made with). The connections open now are closed after grace seconds: calls already on
+        them finish, and their watches end with Unavailable, which their callers answer by
+        watching again (on a new connection)."""
+        self._http.ctx = tls_context(self._ca, cert, key)
+        self._http.retire(grace)
 
     @classmethod
     def from_files(cls, endpoint: str, ca: Path, cert: Path, key: Path, **kw: Any) -> Store:
@@ -172,90 +74,89 @@ class Store:
         await self.close()
 
     async def connect(self) -> None:
-        if not self._connected:
-            await self._client.connect()
-            self._connected = True
+        """Connections are made on first use; nothing to do ahead (kept for the callers that
+        open a Store as a context)."""
 
     async def close(self) -> None:
-        self._keepalive.close()
-        for task in list(self._retiring):
-            task.cancel()  # closes its channel now
-        if self._retiring:
-            await asyncio.wait(self._retiring, timeout=5.0)
-        if self._connected:
-            self._connected = False
-            await self._client.close()
+        await self._http.close()
 
-    async def _call(self, op: str, coro_fn: Any, *args: Any, timeout: float | None = None, **kw: Any) -> Any:
+    async def _post(self, op: str, path: str, body: dict[str, Any], *, timeout: float | None = None,
+                    repeatable: bool = False) -> dict[str, Any]:
+        """One call, within timeout (default: the store's). A repeatable one (reads, plain writes,
+        lease renewals) is sent again, as etcd's own client does for reads, while etcd refuses it
+        for a moment (leader changed, no leader) and time is left. An etcd that cannot be
+        reached is reported at once."""
+        budget = timeout or self.timeout
+        refused: list[BaseException] = []
         try:
             # asyncio.timeout, not wait_for: it runs in the caller's task, so a cancellation is
             # never swallowed (see tasks.py)
-            async with asyncio.timeout(timeout or self.timeout):
-                return await coro_fn(*args, **kw)
-        except asyncio.CancelledError:
-            raise _cancelled(op) from None
-        except BaseException as exc:  # noqa: BLE001 - mapped below, never leaks
-            raise map_error(exc, op) from None
+            async with asyncio.timeout(budget):
+                if not repeatable:
+                    return await self._post_once(op, path, body, False)
+                return await retry(lambda: self._post_once(op, path, body, True), deadline=budget,
+                                   backoff=REFUSED_BACKOFF, what=op, retry_on=(E.Refused, E.LeaderChanged),
+                                   on_retry=lambda e, _n, _d: refused.append(e))
+        except TimeoutError:
+            if refused:  # what etcd said is more use than "timed out"
+                raise refused[-1] from None
+            raise E.Unavailable(f"{op}: timed out") from None
+
+    async def _post_once(self, op: str, path: str, body: dict[str, Any], repeatable: bool) -> dict[str, Any]:
+        try:
+            status, raw = await self._http.request(path, body, repeatable)
+        except BrokenConnection as e:
+            raise E.Unavailable(f"{op}: {e}") from None
+        return wire.answer(op, status, raw)
 
     # -- health --------------------------------------------------------------------------
     async def ready(self, timeout: float = 2.0) -> None:
         """A linearizable read: passes only on a voting member of a cluster with quorum."""
-        await self._call("ready", self._client.kv.get, HEALTH, timeout=timeout, max_attempts=1)
+        await self._post("ready", "/v3/kv/range", wire.key_range(HEALTH, False), timeout=timeout)
 
     async def status(self, timeout: float | None = None) -> Status:
-        r = await self._call("status", self._client.maintenance.status, timeout=timeout, max_attempts=1)
-        return Status(
-            member_id=int(r.header.member_id), cluster_id=int(r.header.cluster_id), leader_id=int(r.leader),
-            raft_term=int(r.raftTerm), raft_index=int(r.raftIndex), is_learner=bool(r.isLearner),
-            version=r.version, db_size=int(r.dbSize), errors=tuple(r.errors),
-            raft_applied_index=int(r.raftAppliedIndex), db_size_in_use=int(r.dbSizeInUse),
-            db_size_quota=int(getattr(r, "dbSizeQuota", 0) or 0), revision=int(r.header.revision),
-        )
+        return wire.status(await self._post("status", "/v3/maintenance/status", {}, timeout=timeout))
 
     async def alarms(self, timeout: float | None = None) -> list[Alarm]:
         """The cluster's active alarms (every member's). etcd answers this through raft: a voter
         with quorum only, so callers ask once per view, never in a loop."""
-        r = await self._call("alarm list", self._client.maintenance.alarms, timeout=timeout, max_attempts=1)
-        return [Alarm(int(a.memberID), _ALARM_NAMES.get(int(a.alarm), str(a.alarm))) for a in r.alarms]
+        return wire.alarms(await self._post("alarm list", "/v3/maintenance/alarm", {"action": "GET"},
+                                            timeout=timeout))
 
     # -- kv ------------------------------------------------------------------------------
     async def get(self, key: str) -> KV | None:
-        r = await self._call("get", self._client.kv.get, key)
-        return _kv(r.kvs[0]) if r.kvs else None
+        kvs, _ = wire.range_answer(await self._post("get", "/v3/kv/range", wire.key_range(key, False),
+                                                    repeatable=True))
+        return kvs[0] if kvs else None
 
     async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
         """All keys under prefix and the store revision they were read at."""
-        r = await self._call("get_prefix", self._client.kv.get, prefix, prefix_range_end(prefix))
-        return [_kv(kv) for kv in r.kvs], int(r.header.revision)
+        return wire.range_answer(await self._post("get_prefix", "/v3/kv/range", wire.key_range(prefix, True),
+                                                  repeatable=True))
 
     async def put(self, key: str, value: bytes | str, lease: int = 0) -> int:
-        r = await self._call("put", self._client.kv.put, key, value, lease)
-        return int(r.header.revision)
+        r = await self._post("put", "/v3/kv/put", _put(key, value, lease), repeatable=True)
+        return wire.revision(r)
 
     async def create(self, key: str, value: bytes | str, lease: int = 0) -> bool:
         """Write key only if it does not exist."""
-        kv = self._client.kv
-        r = await self._call("create", kv.txn, [kv.txn_compare_create_revision(key, 0)],
-                             [kv.txn_op_put(key, value, lease=lease)], max_attempts=1)
-        return bool(r.succeeded)
+        cmp = {"key": wire.b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+        return await self._txn("create", cmp, {"request_put": _put(key, value, lease)})
 
     async def update(self, key: str, value: bytes | str, mod_revision: int, lease: int = 0) -> bool:
         """Write key only if it was not modified since mod_revision."""
-        kv = self._client.kv
-        cmp = _mod_compare(kv, key, mod_revision)
-        r = await self._call("update", kv.txn, [cmp], [kv.txn_op_put(key, value, lease=lease)], max_attempts=1)
-        return bool(r.succeeded)
+        return await self._txn("update", _mod_compare(key, mod_revision), {"request_put": _put(key, value, lease)})
 
     async def delete_if(self, key: str, mod_revision: int) -> bool:
-        kv = self._client.kv
-        r = await self._call("delete", kv.txn, [_mod_compare(kv, key, mod_revision)], [kv.txn_op_delete(key)],
-                             max_attempts=1)
-        return bool(r.succeeded)
+        return await self._txn("delete", _mod_compare(key, mod_revision), {"request_delete_range": {"key": wire.b64(key)}})
+
+    async def _txn(self, op: str, compare: dict[str, Any], then: dict[str, Any]) -> bool:
+        r = await self._post(op, "/v3/kv/txn", {"compare": [compare], "success": [then]})
+        return bool(r.get("succeeded", False))
 
     async def delete(self, key: str) -> bool:
-        r = await self._call("delete", self._client.kv.delete, key)
-        return int(r.deleted) > 0
-
+        r = await self._post("delete", "/v3/kv/deleterange", {"key": wire.b64(key)}, repeatable=True)
+        return int(r.get("deleted", 0)) > 0
 
     async def watch_prefix(self, prefix: str, start_revision: int,
                            prev_kv: bool = False) -> AsyncIterator[list[WatchEvent]]:
@@ -263,32 +164,28 @@ class Store:
         carries the value before it (what a delete removed).
 
         Raises Compacted (an Unavailable) when etcd has compacted start_revision away, and
-        Unavailable when the watch is cancelled otherwise: the caller re-lists and watches again
-        from the new revision (etcd3aio would otherwise hang silently).
+        Unavailable when the watch ends otherwise (etcd restarting, the connection closed): the
+        caller re-lists and watches again from the new revision.
         """
-        responses = self._client.watch.watch(prefix, prefix_range_end(prefix), start_revision, prev_kv=prev_kv)
+        op = f"watch {prefix}"
+        body = {"create_request": {**wire.key_range(prefix, True), "start_revision": str(start_revision),
+                                   "prev_kv": prev_kv}}
         try:
-            async for resp in responses:
-                if resp.compact_revision:
-                    raise E.Compacted(f"watch {prefix} from revision {start_revision}: compacted at "
-                                      f"{resp.compact_revision}", int(resp.compact_revision))
-                if resp.canceled:
-                    raise E.Unavailable(f"watch {prefix} cancelled ({resp.cancel_reason or 'no reason given'})")
-                if resp.events:
-                    yield [_watch_event(ev, prev_kv) for ev in resp.events]
-        except GeneratorExit:  # the caller stopped iterating: closing is not an error
-            raise
-        except asyncio.CancelledError:
-            raise _cancelled(f"watch {prefix}") from None
-        except E.StoreError:
-            raise
-        except BaseException as exc:  # noqa: BLE001
-            raise map_error(exc, "watch") from None
-        finally:
-            # Closed here, not left to the garbage collector: asyncio would close it in a task
-            # of its own, whose error nobody awaits.
-            with contextlib.suppress(Exception):
-                await responses.aclose()
+            async with self._http.stream("/v3/watch", body) as (status, lines):
+                async for line in lines:
+                    result = line.get("result")
+                    if status != 200 or result is None:
+                        raise wire.error(op, status, line)
+                    if int(result.get("compact_revision", 0)):
+                        raise E.Compacted(f"watch {prefix} from revision {start_revision}: compacted at "
+                                          f"{result['compact_revision']}", int(result["compact_revision"]))
+                    if result.get("canceled"):
+                        raise E.Unavailable(f"{op} cancelled ({result.get('cancel_reason') or 'no reason given'})")
+                    if result.get("events"):
+                        yield [wire.watch_event(ev, prev_kv) for ev in result["events"]]
+        except BrokenConnection as e:
+            raise E.Unavailable(f"{op}: {e}") from None
+        raise E.Unavailable(f"{op}: etcd ended the watch")
 
     async def follow_prefix(self, prefix: str, retry_after: float = 0.5) -> AsyncIterator[list[WatchEvent]]:
         """Batches of events under prefix from now on, for as long as the caller iterates: a
@@ -307,8 +204,8 @@ class Store:
 
     # -- leases --------------------------------------------------------------------------
     async def grant_lease(self, ttl: int) -> int:
-        r = await self._call("lease grant", self._client.lease.grant, ttl)
-        return int(r.ID)
+        r = await self._post("lease grant", "/v3/lease/grant", {"TTL": str(ttl)}, repeatable=True)
+        return int(r.get("ID", 0))
 
     async def refresh_lease(self, lease_id: int) -> int:
         """One keep-alive round trip; returns the remaining TTL (<= 0: the lease is gone)."""
@@ -317,31 +214,20 @@ class Store:
     async def keep_alive(self, lease_id: int) -> tuple[int, int]:
         """One keep-alive round trip: (the remaining TTL, <= 0: the lease is gone; the raft term
         of the local etcd's answer). Only the etcd leader renews: a follower forwards it there.
-        On the process's one keep-alive stream (keepalive.py)."""
-        service = self._client.lease
-        if KeepAliveStream.supported(service):
-            return await self._call("lease keepalive", self._keepalive.renew, service, lease_id)
-
-        async def once() -> tuple[int, int]:
-            call = service.keep_alive(lease_id)
-            try:
-                async for resp in call:
-                    return int(resp.TTL), int(resp.header.raft_term)
-                return 0, 0
-            finally:
-                call.cancel()
-
-        return await self._call("lease keepalive", once)
+        The gateway answers one request with a stream of one answer and ends it; on a kept-alive
+        connection this costs no more than any other call."""
+        r = await self._post("lease keepalive", "/v3/lease/keepalive", {"ID": str(lease_id)}, repeatable=True)
+        result = r.get("result") or {}
+        return int(result.get("TTL", 0)), int((result.get("header") or {}).get("raft_term", 0))
 
     async def lease_remaining(self, lease_id: int) -> tuple[int, int]:
         """(seconds the lease has left, its granted TTL); the first is -1 once it is gone."""
-        r = await self._call("lease time-to-live", self._client.lease.time_to_live, lease_id, timeout=2.0,
-                             max_attempts=1)
-        return int(r.TTL), int(r.grantedTTL)
+        r = await self._post("lease time-to-live", "/v3/lease/timetolive", {"ID": str(lease_id)}, timeout=2.0)
+        return int(r.get("TTL", 0)), int(r.get("grantedTTL", 0))
 
     async def revoke_lease(self, lease_id: int) -> None:
         try:
-            await self._call("lease revoke", self._client.lease.revoke, lease_id, timeout=2.0, max_attempts=1)
+            await self._post("lease revoke", "/v3/lease/revoke", {"ID": str(lease_id)}, timeout=2.0)
         except E.StoreError as e:
             if "not found" not in str(e):
                 raise
@@ -349,74 +235,71 @@ class Store:
     # -- membership (sent once; the caller owns the retry) -------------------------------
     async def members(self, timeout: float | None = None, linearizable: bool = True) -> list[Member]:
         """linearizable=False: the local member's own view (etcd 3.5 confirms a linearizable
-        list with a quorum round; 3.4 always answers locally)."""
-        r = await self._call("member list", self._client.cluster.member_list, timeout=timeout,
-                             linearizable=linearizable)
-        return [_member(m) for m in r.members]
+        list with a quorum round; 3.4 always answers locally and ignores the field)."""
+        body = {"linearizable": True} if linearizable else {}
+        return wire.members(await self._post("member list", "/v3/cluster/member/list", body, timeout=timeout,
+                                             repeatable=True))
 
     async def add_learner(self, peer_url: str) -> tuple[Member, list[Member]]:
-        r = await self._call("member add", self._client.cluster.member_add, [peer_url], is_learner=True,
-                             max_attempts=1)
-        return _member(r.member), [_member(m) for m in r.members]
+        r = await self._post("member add", "/v3/cluster/member/add", {"peerURLs": [peer_url], "isLearner": True})
+        return wire.member(r.get("member") or {}), wire.members(r)
 
     async def promote(self, member_id: int) -> list[Member]:
-        r = await self._call("member promote", self._client.cluster.member_promote, member_id, max_attempts=1)
-        return [_member(m) for m in r.members]
+        return wire.members(await self._post("member promote", "/v3/cluster/member/promote", {"ID": str(member_id)}))
 
     async def remove_member(self, member_id: int) -> list[Member]:
-        r = await self._call("member remove", self._client.cluster.member_remove, member_id, max_attempts=1)
-        return [_member(m) for m in r.members]
+        return wire.members(await self._post("member remove", "/v3/cluster/member/remove", {"ID": str(member_id)}))
 
     async def move_leader(self, target_id: int) -> None:
-        await self._call("move leader", self._client.maintenance.move_leader, target_id, max_attempts=1,
+        await self._post("move leader", "/v3/maintenance/transfer-leadership", {"targetID": str(target_id)},
                          timeout=10.0)
 
     # -- maintenance (sent once) ----------------------------------------------------------
     async def defragment(self, timeout: float = 600.0) -> None:
         """Defragment THIS member's backend (it blocks reads and writes on it while it runs)."""
-        await self._call("defragment", self._client.maintenance.defragment, timeout=timeout, max_attempts=1)
+        await self._post("defragment", "/v3/maintenance/defragment", {}, timeout=timeout)
 
     async def compact(self, revision: int, timeout: float = 60.0) -> None:
         """Compact the cluster's history up to revision, waiting until the backend applied it;
         a revision already compacted counts as done."""
         try:
-            await self._call("compact", self._client.kv.compact, revision, physical=True, timeout=timeout,
-                             max_attempts=1)
+            await self._post("compact", "/v3/kv/compaction", {"revision": str(revision), "physical": True},
+                             timeout=timeout)
         except E.Other as e:
             if "compacted" not in str(e):
                 raise
 
     async def disarm(self, alarm: Alarm) -> None:
-        await self._call("alarm disarm", self._client.maintenance.alarm_deactivate, AlarmType[alarm.kind],
-                         member_id=alarm.member_id, max_attempts=1)
+        await self._post("alarm disarm", "/v3/maintenance/alarm",
+                         {"action": "DEACTIVATE", "memberID": str(alarm.member_id), "alarm": alarm.kind})
 
     async def snapshot(self, sink: Callable[[bytes], Awaitable[None]]) -> int:
         """Stream a snapshot of this member's backend to sink, chunk by chunk as etcd sends it
         (the bbolt db, then etcd's sha256 of it); returns its size. An error of the sink
         (a full disk...) stops the stream and is raised as it is, not as an etcd error."""
-        failed: list[BaseException] = []
-
-        async def save() -> int:
-            n = 0
-            async with contextlib.aclosing(self._client.maintenance.snapshot(max_attempts=1)) as chunks:
-                async for chunk in chunks:
-                    try:
-                        await sink(chunk)
-                    except Exception as e:  # noqa: BLE001 - re-raised below, outside the error mapping
-                        failed.append(e)
-                        return n
+        n = 0
+        try:
+            async with asyncio.timeout(600.0), self._http.stream("/v3/maintenance/snapshot", {}) as (status, lines):
+                async for line in lines:
+                    result = line.get("result")
+                    if status != 200 or result is None:
+                        raise wire.error("snapshot", status, line)
+                    chunk = wire.blob(result)
+                    await sink(chunk)  # its errors are its own: not caught below
                     n += len(chunk)
-            return n
-
-        n = await self._call("snapshot", save, timeout=600.0)
-        if failed:
-            raise failed[0]
+        except TimeoutError:
+            raise E.Unavailable("snapshot: timed out") from None
+        except BrokenConnection as e:
+            raise E.Unavailable(f"snapshot: {e}") from None
         return n
 
 
-def _mod_compare(kv: Any, key: str, mod_revision: int) -> Any:
-    # etcd3aio has no helper for MOD compares; build it from the version helper's message type.
-    cmp = kv.txn_compare_version(key, 0)
-    cmp.target = type(cmp).MOD
-    cmp.mod_revision = mod_revision
-    return cmp
+def _put(key: str, value: bytes | str, lease: int) -> dict[str, str]:
+    body = {"key": wire.b64(key), "value": wire.b64(value)}
+    if lease:
+        body["lease"] = str(lease)
+    return body
+
+
+def _mod_compare(key: str, mod_revision: int) -> dict[str, str]:
+    return {"key": wire.b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)}

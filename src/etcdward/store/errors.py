@@ -1,6 +1,6 @@
 """Our exception types for everything that can go wrong talking to etcd.
 
-Library and gRPC errors never leave `store/`; callers branch on these types. Each one is also
+Transport and etcd errors never leave `store/` as they came; callers branch on these types. Each one is also
 one of the two outcomes every layer speaks (`etcdward.errors`): *temporary* (etcd refuses for
 now: unavailable, the ~5 s gate after a membership change, one learner at a time, a learner
 still catching up) or *permanent* (retrying cannot help). The table is etcd-behaviour.md §4.
@@ -17,6 +17,11 @@ class StoreError(EtcdwardError):
 
 class Unavailable(StoreError, Temporary):
     """etcd could not be reached or did not answer in time (connection refused, no quorum)."""
+
+
+class Refused(Unavailable):
+    """etcd answered, and the answer was "not now" (leader changed, no leader, request timed out):
+    unlike an etcd that cannot be reached at all, worth asking again within the call's time."""
 
 
 class Compacted(Unavailable):

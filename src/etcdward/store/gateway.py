@@ -1,9 +1,10 @@
-"""Reads for one-shot CLI commands through etcd's JSON gateway (grpc-gateway, on the client port).
+"""Reads for one-shot CLI commands through etcd's JSON gateway (grpc-gateway, on the client port),
+blocking, without asyncio.
 
-Importing gRPC and etcd3aio takes longer than the whole of `etcdctl member list`; a command
-that only reads can instead POST etcd's own v3 JSON API over the same mutual-TLS port with
-the standard library. Same endpoint, same certificates, same answers as the gRPC calls of
-client.py; errors map to `store.errors` the same way. All requests of one reader go over ONE
+Importing asyncio and ssl.py costs a command about as long as the whole of `etcdctl member
+list`; a command that only reads POSTs etcd's v3 JSON API (wire.py) over the same mutual-TLS
+port with the C modules alone. Same endpoint, same certificates, same answers as client.py's
+Store; errors map to `store.errors` the same way (wire.error). All requests of one reader go over ONE
 kept-alive connection (a TLS handshake costs more than a read), written by hand: http.client
 alone imports about as long as the rest of the command.
 
@@ -28,11 +29,11 @@ from __future__ import annotations
 
 import _socket
 import _ssl
-import binascii
 import io
 import json
 
 from . import errors as E
+from . import wire
 from .types import KV, Alarm, Member, Status
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from os import PathLike
     from typing import Any
-
-_ALARMS = {1: "NOSPACE", 2: "CORRUPT"}  # etcdserverpb.AlarmType, should an alarm come as a number
 
 
 class GatewayReader:
@@ -99,14 +98,7 @@ class GatewayReader:
         except OSError as e:
             self.close()
             raise E.Unavailable(f"{op}: {e}") from None
-        try:
-            data = json.loads(body_bytes or b"{}")
-        except ValueError:
-            raise E.Other(f"{op}: etcd answered HTTP {status} with no JSON") from None
-        if status != 200 or "error" in data:
-            msg = str(data.get("error") or data.get("message") or f"HTTP {status}")
-            raise (E.classify(msg) or E.Unavailable)(f"{op}: {msg}")
-        return data  # type: ignore[no-any-return]
+        return wire.answer(op, status, body_bytes)
 
     def _connect(self) -> None:
         # The host as ASCII bytes: getaddrinfo IDNA-encodes a str first, and the idna codec's
@@ -125,7 +117,7 @@ class GatewayReader:
         return self.send_get_prefix(prefix)()
 
     def get(self, key: str) -> KV | None:
-        kvs = _range_answer(self._post("get", "/v3/kv/range", _range(key, False)))[0]
+        kvs = wire.range_answer(self._post("get", "/v3/kv/range", wire.key_range(key, False)))[0]
         return kvs[0] if kvs else None
 
     def read_all(self, reads: list[tuple[str, bool]]) -> list[tuple[list[KV], int]]:
@@ -141,26 +133,22 @@ class GatewayReader:
 
     def send_members(self) -> Callable[[], list[Member]]:
         answer = self._send("member list", "/v3/cluster/member/list", {})
-        return lambda: [Member(int(m.get("ID", 0)), m.get("name", ""), tuple(m.get("peerURLs") or ()),
-                               tuple(m.get("clientURLs") or ()), bool(m.get("isLearner", False)))
-                        for m in answer().get("members") or ()]
+        return lambda: wire.members(answer())
 
     def send_get_prefix(self, prefix: str) -> Callable[[], tuple[list[KV], int]]:
-        answer = self._send("get_prefix", "/v3/kv/range", _range(prefix, True))
-        return lambda: _range_answer(answer())
+        answer = self._send("get_prefix", "/v3/kv/range", wire.key_range(prefix, True))
+        return lambda: wire.range_answer(answer())
 
     def send_read_all(self, reads: list[tuple[str, bool]]) -> Callable[[], list[tuple[list[KV], int]]]:
-        answer = self._send("txn", "/v3/kv/txn", {"success": [{"request_range": _range(k, p)} for k, p in reads]})
-        return lambda: _txn_answer(answer(), len(reads))
+        answer = self._send("txn", "/v3/kv/txn", {"success": [{"request_range": wire.key_range(k, p)} for k, p in reads]})
+        return lambda: wire.txn_answer(answer(), len(reads))
 
     def send_status(self) -> Callable[[], Status]:
         answer = self._send("status", "/v3/maintenance/status", {})
-        return lambda: _status_answer(answer())
+        return lambda: wire.status(answer())
 
     def alarms(self) -> list[Alarm]:
-        r = self._post("alarm list", "/v3/maintenance/alarm", {"action": "GET"})
-        return [Alarm(int(a.get("memberID", 0)), _ALARMS.get(a["alarm"], str(a["alarm"])) if isinstance(a.get("alarm"), int)
-                      else str(a.get("alarm", "NONE"))) for a in r.get("alarms") or ()]
+        return wire.alarms(self._post("alarm list", "/v3/maintenance/alarm", {"action": "GET"}))
 
 
 def _connect_tcp(host: bytes, port: int, timeout: float) -> Any:
@@ -198,46 +186,6 @@ class _TLSReader(io.RawIOBase):
             if e.args[0] == _ssl.SSL_ERROR_EOF:  # ssl.SSLSocket's suppress_ragged_eofs
                 return 0
             raise
-
-
-def _range(key: str, prefix: bool) -> dict[str, str]:
-    """A RangeRequest: the key, or (prefix) every key under it."""
-    start = key.encode()
-    if not prefix:
-        return {"key": _b64(start)}
-    end = start[:-1] + bytes([start[-1] + 1])  # prefix_range_end for the ASCII prefixes we use
-    return {"key": _b64(start), "range_end": _b64(end)}
-
-
-def _txn_answer(data: dict[str, Any], reads: int) -> list[tuple[list[KV], int]]:
-    answers = [_range_answer(r.get("response_range") or {}) for r in data.get("responses") or ()]
-    if len(answers) != reads:
-        raise E.Other(f"txn: etcd answered {len(answers)} of {reads} reads")
-    return answers
-
-
-def _status_answer(r: dict[str, Any]) -> Status:
-    h = r.get("header") or {}
-    return Status(
-        member_id=int(h.get("member_id", 0)), cluster_id=int(h.get("cluster_id", 0)), leader_id=int(r.get("leader", 0)),
-        raft_term=int(r.get("raftTerm", 0)), raft_index=int(r.get("raftIndex", 0)),
-        is_learner=bool(r.get("isLearner", False)), version=str(r.get("version", "")),
-        db_size=int(r.get("dbSize", 0)), errors=tuple(r.get("errors") or ()),
-        raft_applied_index=int(r.get("raftAppliedIndex", 0)), db_size_in_use=int(r.get("dbSizeInUse", 0)),
-        db_size_quota=int(r.get("dbSizeQuota", 0) or 0), revision=int(h.get("revision", 0)))
-
-
-def _range_answer(r: dict[str, Any]) -> tuple[list[KV], int]:
-    return [_kv(kv) for kv in r.get("kvs") or ()], int((r.get("header") or {}).get("revision", 0))
-
-
-def _kv(kv: dict[str, Any]) -> KV:
-    return KV(binascii.a2b_base64(kv.get("key", "")).decode(), binascii.a2b_base64(kv.get("value", "")),
-              int(kv.get("create_revision", 0)), int(kv.get("mod_revision", 0)), int(kv.get("lease", 0)))
-
-
-def _b64(raw: bytes) -> str:
-    return binascii.b2a_base64(raw, newline=False).decode()
 
 
 def _read_response(stream: Any) -> tuple[int, bytes]:

@@ -1,5 +1,5 @@
-"""What the etcd adapters return: plain frozen values, no gRPC (the CLI's gateway reads and the
-gRPC client share them)."""
+"""What the etcd adapters return: plain frozen values, shared by the CLI's blocking
+gateway reader and the asyncio Store."""
 
 from __future__ import annotations
 
