@@ -24,7 +24,7 @@ FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 REQUIRED_KEYS = ("time", "level", "logger", "message")
 # Third-party loggers that chat at INFO about every connection.
-NOISY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore", "etcd3aio", "grpc")
+NOISY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore")
 
 # Every attribute a plain LogRecord has, so that what remains on a record came from `extra=`.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}

@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # prometheus_client and the store (gRPC) are not needed to log a CLI's `etcd leave`
+if TYPE_CHECKING:  # prometheus_client and the store are not needed to log a CLI's `etcd leave`
     from .metrics import Metrics
 
 

@@ -186,7 +186,7 @@ class Controller:
             if decision.action is Action.JOIN:  # etcd has created its data dir by then
                 await crashpoint_after("join-after-etcd-start", 1.0)
             sup_task = asyncio.create_task(self.sup.run(), name="etcd-supervisor")
-            # The store (gRPC) and the API are imported only now: a joiner sends its join request
+            # The store and the API are imported only now: a joiner sends its join request
             # first, and etcd takes about a second to start anyway.
             from . import voter  # noqa: F401  (imported while etcd boots, not on the joiner's first request)
             from .store import local_store
@@ -394,8 +394,8 @@ def describe_os_error(e: OSError, data: DataDir) -> str:
 
 
 async def wait_for_port(host: str, port: int, sup: Supervisor, timeout: float = 30.0) -> None:
-    """Until etcd accepts TCP connections: a gRPC call made earlier would be refused and then
-    wait out gRPC's reconnect backoff (~1 s) before trying again."""
+    """Until etcd accepts TCP connections: a call made earlier would be refused, and its
+    caller would try again only at its own pace (~0.5 s and more)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end and sup.alive():
         try:

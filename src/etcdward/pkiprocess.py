@@ -10,7 +10,7 @@ that the import runs on the other core while the controller loads its config. A 
 as its join request goes out (join/client.py): joiners start side by side, and an import beside
 each would slow their way to the request; this way it overlaps the wait for the answer, and then
 only signing (milliseconds) stands between the answer, which brings the etcd CA, and etcd's
-start, on every join (bench/formation.py). No gRPC thread exists yet at either point. If the
+start, on every join (bench/formation.py). No other thread exists yet at either point. If the
 controller dies, the child reads the end of its job pipe and exits.
 """
 

@@ -30,7 +30,7 @@ from .store import KV, Member
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
 
-if TYPE_CHECKING:  # the store client pulls in gRPC; `etcdward get` reads through the gateway
+if TYPE_CHECKING:  # the store client pulls in asyncio and ssl; `etcdward get` reads through store/gateway.py
     from typing import Any
 
     from .store import Store

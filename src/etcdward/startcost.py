@@ -22,8 +22,8 @@ def collector_on() -> None:
 
 
 def import_for_etcd_start() -> None:
-    """What a joiner imports once its etcd is started (metrics, the store's gRPC, the voter
-    services; ~0.4 s of CPU), imported while it waits in line instead: then, on a busy machine,
+    """What a joiner imports once its etcd is started (metrics, the store, the voter
+    services; ~0.3 s of CPU), imported while it waits in line instead: then, on a busy machine,
     its etcd starts and catches up without a Python import beside it on two cores."""
     import prometheus_client  # noqa: F401
 

@@ -28,7 +28,7 @@ import yaml
 from .errors import Permanent
 from .keys import TOKENS
 
-if TYPE_CHECKING:  # the store pulls in gRPC; a joiner decodes its token long before it needs it
+if TYPE_CHECKING:  # the store pulls in asyncio's TLS streams; a joiner decodes its token long before it needs it
     from .store import Store
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from .localstate import Identity
 from .metrics import Metrics
 from .paths import DataDir
 
-if TYPE_CHECKING:  # the store pulls in gRPC; types only
+if TYPE_CHECKING:  # types only
     from .etcdversions import Version
     from .store import Store
 

@@ -1,7 +1,7 @@
 """`etcdward backup --save-path DIR` handed to the node's running controller.
 
-The controller already has gRPC loaded and a connection to its etcd; the CLI would spend a
-quarter of a second importing both before the snapshot's first byte (bench/backup.py: the
+The controller already has its store loaded and a connection to its etcd; the CLI would spend
+a good part of a second importing and connecting before the snapshot's first byte (bench/backup.py: the
 command took 1.2-1.3x `etcdctl snapshot save`, the controller's own backups 1.03x). So the CLI
 asks the controller over a Unix socket and passes it the destination directory itself as an
 open file descriptor (SCM_RIGHTS). The controller writes into that directory through

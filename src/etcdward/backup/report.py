@@ -22,7 +22,7 @@ from ..store import errors as E
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path (cli/fastpath.py) more than it prints
 
-if TYPE_CHECKING:  # `etcdward status`'s fast path reads parse_status without gRPC or prometheus_client
+if TYPE_CHECKING:  # `etcdward status`'s fast path reads parse_status without asyncio or prometheus_client
     from typing import Any
 
     from ..metrics import Metrics

@@ -41,7 +41,7 @@ def backup_group(ctx: click.Context, save_path: str | None, data_dir: Path) -> N
     if dest is not None:
         from ..backup.handoff import BackupFailed, NoController, backup_via_controller
 
-        try:  # the running controller takes it: gRPC and its connection are loaded there already
+        try:  # the running controller takes it: its store and connection are there already
             click.echo(str(backup_via_controller(data.root, dest, save_path)))
             return
         except BackupFailed as e:
@@ -51,7 +51,7 @@ def backup_group(ctx: click.Context, save_path: str | None, data_dir: Path) -> N
     node_client_port(data)  # the effective config is checked before anything is taken
     # config.yaml of the archive: the effective config as the controller wrote it (cfg.to_yaml())
     config_yaml = data.effective_config.read_bytes()
-    from ..backup.take import take_backup  # gRPC: not for `backup list`
+    from ..backup.take import take_backup  # asyncio and the store: not for `backup list`
     from ..store import errors as E
 
     async def go(store: Store) -> Path | None:

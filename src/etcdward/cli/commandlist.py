@@ -5,7 +5,7 @@ tests/test_cli_fastpath.py checks that top_help() is what click prints, at sever
 from __future__ import annotations
 
 # Subcommands live in their own modules and are imported only when used: a joining controller
-# is CPU-bound at start-up (several start at once on small machines), and the gRPC, records and
+# is CPU-bound at start-up (several start at once on small machines), and the store, records and
 # table-printing imports of the other commands would delay its first join request.
 LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
     # admin_cmds adds `etcd leave` to the group, maintenance_cmds `etcd defrag` and `etcd alarm`

@@ -115,7 +115,7 @@ def node_client_port(data: DataDir) -> int:
 
 
 def open_store(data: DataDir, timeout: float = 5.0) -> Store:
-    from ..store import local_store  # gRPC: imported only by commands that talk to etcd
+    from ..store import local_store  # asyncio and ssl: imported only by commands that write to etcd
 
     ca, _ = data.etcd_cert("ca")
     if not ca.exists():
@@ -128,7 +128,7 @@ def open_store(data: DataDir, timeout: float = 5.0) -> Store:
 
 
 def gateway_reader(data: DataDir, timeout: float = 5.0) -> GatewayReader:
-    """Like open_store, for a command that only reads: etcd's JSON gateway, no gRPC to import."""
+    """Like open_store, for a command that only reads: a blocking reader on the C TLS module, no asyncio or ssl.py to import."""
     from ..store.gateway import GatewayReader
 
     ca, _ = data.etcd_cert("ca")

@@ -26,7 +26,7 @@ def member_list(data_dir: Path, output: str) -> None:
     """List etcd cluster members (JSON encoded, like k0s)."""
     data = DataDir.at(data_dir)
     try:
-        # a read only: etcd's JSON gateway, which spares the command importing gRPC (~10x its run time)
+        # a read only: store/gateway.py's blocking reader, which spares the command asyncio and ssl.py
         members = gateway_reader(data).members()
     except (E.StoreError, CLIError, OSError) as e:
         msg = e.message if isinstance(e, CLIError) else str(e)

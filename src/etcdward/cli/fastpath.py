@@ -1,4 +1,4 @@
-"""The fast path: a few read-only commands run without click, pydantic or gRPC.
+"""The fast path: a few read-only commands run without click, pydantic or asyncio.
 
 An `etcdward etcd member-list` through click spends most of its time importing (click alone
 takes longer than the whole of `etcdctl member list`). `handled(argv)` recognises only exact,

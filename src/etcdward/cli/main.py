@@ -38,7 +38,7 @@ def main() -> None:
 
 def standard_descriptors_open() -> None:
     """Started with fd 0, 1 or 2 closed (`etcdward status >&-`): /dev/null in its place, as
-    daemons do. Else the next file opened takes that number (gRPC's epoll, an etcd log) and gets
+    daemons do. Else the next file opened takes that number (asyncio's epoll, an etcd log) and gets
     what is meant for the terminal, and sys.stdout is None, which every print trips over; now it
     is `> /dev/null`: the command runs, its exit code says how it went."""
     import os

@@ -26,7 +26,7 @@ from ..store import errors as E
 from .common import CLIError, data_dir_option, gateway_reader, with_store
 from .output import get_text
 
-if TYPE_CHECKING:  # the gRPC client: imported by the commands that write only
+if TYPE_CHECKING:  # the asyncio store: imported by the commands that write only
     from ..store import Store
 
 T = TypeVar("T")
@@ -48,7 +48,7 @@ def _store_call(data_dir: Path, fn: Callable[[Store], Awaitable[T]], what: str) 
 
 
 def _read_records(data_dir: Path) -> records.Listing:
-    """A read only: through etcd's JSON gateway, which spares `get` importing gRPC."""
+    """A read only: through etcd's JSON gateway, which spares `get` asyncio and ssl.py."""
     data = DataDir.at(data_dir)
     try:
         listing = records.listing(*gateway_reader(data).get_prefix(ETCDMEMBERS))

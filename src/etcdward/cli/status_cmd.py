@@ -2,7 +2,7 @@
 
 Exit codes: 0 healthy, 1 degraded (the reasons are listed in every format), 2 this node
 cannot reach its etcd (one line). The reading and the verdict live in clusterview.py; this
-module only prints. gRPC and the rest load inside the command (start-up stays light).
+module only prints. The store and the rest load inside the command (start-up stays light).
 """
 
 from __future__ import annotations

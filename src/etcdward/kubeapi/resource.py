@@ -23,7 +23,7 @@ from .selectors import Selector
 from .status import STALE, KubeError, bad_request, conflict, invalid, not_found, unavailable, \
     unsupported_media_type
 
-if TYPE_CHECKING:  # the store client pulls in gRPC; `etcdward get` reads through the gateway
+if TYPE_CHECKING:  # the store client pulls in asyncio and ssl; `etcdward get` reads through store/gateway.py
     from ..store import Store
 
 ATTEMPTS = 10  # compare-and-swap attempts of a write without a resourceVersion precondition
