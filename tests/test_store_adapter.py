@@ -172,3 +172,13 @@ def test_an_etcd_that_cannot_be_reached_is_reported_at_once(cluster: Cluster) ->
             assert not isinstance(err.value, E.Refused) and time.monotonic() - t0 < 1.0
 
     run_async(go())
+
+
+def test_a_snapshot_message_reads_as_etcd_wrote_it() -> None:
+    from etcdward.store.snapshot import _snapshot_response
+
+    blob = bytes(range(200))
+    # header (field 1, skipped), remaining_bytes (2) = 300, blob (3), version (4, 3.5 only)
+    msg = b"\x0a\x02\x08\x01" + b"\x10\xac\x02" + b"\x1a\xc8\x01" + blob + b"\x22\x053.5.0"
+    assert _snapshot_response(msg) == (300, blob)
+    assert _snapshot_response(b"\x1a\x02ab") == (0, b"ab")  # the last: proto3 leaves remaining_bytes 0 out

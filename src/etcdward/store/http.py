@@ -31,10 +31,11 @@ class BrokenConnection(ConnectionError):
         self.answered = answered
 
 
-def tls_context(ca: bytes, cert: bytes, key: bytes) -> ssl.SSLContext:
+def tls_context(ca: bytes, cert: bytes, key: bytes, alpn: str = "http/1.1") -> ssl.SSLContext:
     """ssl.create_default_context(cafile=...) with the client certificate, all from memory
     (OpenSSL reads a certificate chain from a path only: an anonymous in-memory file's)."""
     ctx = ssl.create_default_context(cadata=ca.decode())
+    ctx.set_alpn_protocols([alpn])
     files = []
     try:
         for pem in (cert, key):
