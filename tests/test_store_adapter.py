@@ -182,3 +182,30 @@ def test_a_snapshot_message_reads_as_etcd_wrote_it() -> None:
     msg = b"\x0a\x02\x08\x01" + b"\x10\xac\x02" + b"\x1a\xc8\x01" + blob + b"\x22\x053.5.0"
     assert _snapshot_response(msg) == (300, blob)
     assert _snapshot_response(b"\x1a\x02ab") == (0, b"ab")  # the last: proto3 leaves remaining_bytes 0 out
+
+
+@pytest.mark.parametrize("cut", [b"", b"5\r\nab", b"5\r\nabcde", b"5\r\nabcde\r\n"])
+def test_an_answer_cut_off_is_a_broken_connection_not_an_answer(cut: bytes) -> None:
+    from etcdward.store.http import BrokenConnection, Connection
+
+    async def go() -> None:
+        reader = asyncio.StreamReader()
+        reader.feed_data(cut)
+        reader.feed_eof()
+        conn = Connection(reader, None, None)  # type: ignore[arg-type]  # reading only
+        with pytest.raises(BrokenConnection):
+            [p async for p in conn.pieces({b"transfer-encoding": b"chunked"})]
+
+    asyncio.run(go())
+
+
+def test_a_whole_chunked_answer_reads_whole() -> None:
+    from etcdward.store.http import Connection
+
+    async def go() -> list[bytes]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"5\r\nabcde\r\n3;x=1\r\nfgh\r\n0\r\nTrailer: 1\r\n\r\n")
+        reader.feed_eof()
+        return [p async for p in Connection(reader, None, None).pieces({b"transfer-encoding": b"chunked"})]  # type: ignore[arg-type]
+
+    assert asyncio.run(go()) == [b"abcde", b"fgh"]

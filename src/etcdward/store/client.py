@@ -12,7 +12,7 @@ Contract
 - Membership and maintenance calls (`add_learner`, `promote`, `remove_member`, `move_leader`,
   `defragment`, `compact`, `disarm`) are sent ONCE: they are not idempotent, so retrying is the
   caller's decision (see `retry.py`), after it has re-read the member list.
-- Reads and plain KV writes (and lease grants and renewals) are sent again within their timeout
+- Reads, puts, lease grants and renewals are sent again within their timeout
   while etcd refuses them for a moment (leader changed, no leader: `Refused`), as etcd's Go
   client does for reads; and at once when a kept-alive connection turns out to have been closed
   by etcd (it restarted) before any answer came. An etcd that cannot be reached is reported at
@@ -157,7 +157,8 @@ class Store:
         return bool(r.get("succeeded", False))
 
     async def delete(self, key: str) -> bool:
-        r = await self._post("delete", "/v3/kv/deleterange", {"key": wire.b64(key)}, repeatable=True)
+        # not repeatable: a delete etcd applied before its answer was lost would read "nothing deleted"
+        r = await self._post("delete", "/v3/kv/deleterange", {"key": wire.b64(key)})
         return int(r.get("deleted", 0)) > 0
 
     async def watch_prefix(self, prefix: str, start_revision: int,
@@ -280,19 +281,25 @@ class Store:
         (the bbolt db, then etcd's sha256 of it); returns its size. An error of the sink
         (a full disk...) stops the stream and is raised as it is, not as an etcd error.
         The one call over gRPC (snapshot.py): through the gateway it costs etcd 3x the CPU."""
-        n = 0
+        n, failed = 0, []
         ctx = tls_context(self._ca, *self._client_cert, alpn="h2")
         try:
             async with asyncio.timeout(600.0):
                 blobs = snapshot_blobs(self._http.host, self._http.port, ctx, self._http.server_name)
                 async with contextlib.aclosing(blobs):
                     async for chunk in blobs:
-                        await sink(chunk)  # its errors are its own: not caught below
+                        try:
+                            await sink(chunk)
+                        except Exception as e:  # noqa: BLE001 - the sink's own, raised as it is below
+                            failed.append(e)
+                            break
                         n += len(chunk)
         except TimeoutError:
             raise E.Unavailable("snapshot: timed out") from None
         except BrokenConnection as e:
             raise E.Unavailable(f"snapshot: {e}") from None
+        if failed:
+            raise failed[0]
         return n
 
 

@@ -99,10 +99,12 @@ class Connection:
             if headers.get(b"transfer-encoding", b"").lower() != b"chunked":
                 yield await self.reader.readexactly(int(headers.get(b"content-length", b"0")))
                 return
-            while size := int((await self.reader.readline()).split(b";")[0].strip() or b"0", 16):
+            while size := int(_line(await self.reader.readline()).split(b";")[0].strip(), 16):
                 piece = await self.reader.readexactly(size + 2)  # and its CRLF
+                if piece[-2:] != b"\r\n":
+                    raise ValueError("a chunk longer than its size")
                 yield piece[:-2]
-            while (await self.reader.readline()) not in (b"\r\n", b"\n", b""):  # trailers
+            while _line(await self.reader.readline()) not in (b"\r\n", b"\n"):  # trailers
                 pass
         except (OSError, ssl.SSLError, ValueError, asyncio.IncompleteReadError) as e:
             raise BrokenConnection(f"the answer broke off ({type(e).__name__}: {e})", answered=True) from None
@@ -187,8 +189,8 @@ class Endpoint:
         async def close_later() -> None:
             try:
                 await asyncio.sleep(grace)
-            finally:
-                for conn in old:
+            finally:  # and any opened meanwhile with the old context
+                for conn in old | {c for c in self._open if c.ctx is not self.ctx}:
                     self._drop(conn)
 
         task = asyncio.create_task(close_later(), name="store-close-old-connections")
@@ -203,6 +205,12 @@ class Endpoint:
         for conn in list(self._open):
             self._drop(conn)
         self._idle.clear()
+
+
+def _line(line: bytes) -> bytes:
+    if not line:  # readline's end of file: the answer is not whole
+        raise asyncio.IncompleteReadError(b"", None)
+    return line
 
 
 async def _lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[Any]:

@@ -34,8 +34,9 @@ def key_range(key: str, prefix: bool) -> dict[str, str]:
     start = key.encode()
     if not prefix:
         return {"key": b64(start)}
-    end = start[:-1] + bytes([start[-1] + 1])  # prefix_range_end for the ASCII prefixes we use
-    return {"key": b64(start), "range_end": b64(end)}
+    stem = start.rstrip(b"\xff")  # etcd's prefix range end: the prefix's last byte below 0xff, plus one
+    end = stem[:-1] + bytes([stem[-1] + 1]) if stem else b"\x00"  # (every key from the start on)
+    return {"key": b64(start or b"\x00"), "range_end": b64(end)}
 
 
 def error(op: str, status: int, data: Any) -> E.StoreError:
