@@ -109,6 +109,8 @@ class Store:
             status, raw = await self._http.request(path, body, repeatable)
         except BrokenConnection as e:
             raise E.Unavailable(f"{op}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - the contract: only store errors leave (as map_error did)
+            raise E.Unavailable(f"{op}: {type(e).__name__}: {e}") from None
         return wire.answer(op, status, raw)
 
     # -- health --------------------------------------------------------------------------
@@ -188,6 +190,10 @@ class Store:
                         yield [wire.watch_event(ev, prev_kv) for ev in result["events"]]
         except BrokenConnection as e:
             raise E.Unavailable(f"{op}: {e}") from None
+        except (E.StoreError, GeneratorExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - only store errors leave
+            raise E.Unavailable(f"{op}: {type(e).__name__}: {e}") from None
         raise E.Unavailable(f"{op}: etcd ended the watch")
 
     async def follow_prefix(self, prefix: str, retry_after: float = 0.5) -> AsyncIterator[list[WatchEvent]]:
@@ -298,6 +304,10 @@ class Store:
             raise E.Unavailable("snapshot: timed out") from None
         except BrokenConnection as e:
             raise E.Unavailable(f"snapshot: {e}") from None
+        except (E.StoreError, GeneratorExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - only store errors leave (the sink's own are in failed)
+            raise E.Unavailable(f"snapshot: {type(e).__name__}: {e}") from None
         if failed:
             raise failed[0]
         return n
