@@ -134,9 +134,9 @@ class Endpoint:
     async def request(self, path: str, body: dict[str, Any], repeatable: bool) -> tuple[int, bytes]:
         """POST body as JSON; the answer's status and whole body."""
         payload = json.dumps(body).encode()
-        while self._idle:
+        while self._idle:  # only connections of the current context are ever idle (_exchange, retire)
             conn = self._idle.pop()
-            if conn.usable() and conn.ctx is self.ctx:
+            if conn.usable():
                 break
             self._drop(conn)
         else:
