@@ -1,8 +1,8 @@
 """HTTP/1.1 over mutual TLS to ONE etcd client port, in the event loop: kept-alive connections
 for requests, one connection per streamed answer (a watch, a snapshot).
 
-Written on asyncio's streams rather than httpx: a request is POST + JSON to one endpoint, and
-the streamed answers are etcd's newline-delimited JSON in chunks, which is all this has to read.
+Written on asyncio's streams (httpconn.Connection) rather than httpx: a request is POST + JSON to
+one endpoint, and the streamed answers are etcd's newline-delimited JSON in chunks.
 
 Errors: a connection that fails (refused, reset, closed, not HTTP) raises ConnectionError;
 whoever called decides what that means (client.py: Unavailable). A pooled connection that etcd
@@ -20,15 +20,11 @@ import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ..httpconn import BrokenConnection, Connection
+
+__all__ = ["BrokenConnection", "Connection", "Endpoint", "tls_context"]
+
 KEEP_IDLE = 4  # idle connections kept per endpoint: the controller's concurrent calls, give or take
-
-
-class BrokenConnection(ConnectionError):
-    """The connection failed; `answered` says whether any of the answer had arrived."""
-
-    def __init__(self, message: str, answered: bool) -> None:
-        super().__init__(message)
-        self.answered = answered
 
 
 def tls_context(ca: bytes, cert: bytes, key: bytes, alpn: str = "http/1.1") -> ssl.SSLContext:
@@ -47,70 +43,6 @@ def tls_context(ca: bytes, cert: bytes, key: bytes, alpn: str = "http/1.1") -> s
         for fd in files:
             os.close(fd)
     return ctx
-
-
-class Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx: ssl.SSLContext) -> None:
-        self.reader, self.writer, self.ctx = reader, writer, ctx
-
-    @classmethod
-    async def open(cls, host: str, port: int, ctx: ssl.SSLContext, server_name: str) -> Connection:
-        try:
-            reader, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=server_name)
-        except (OSError, ssl.SSLError) as e:
-            raise BrokenConnection(str(e) or type(e).__name__, answered=False) from None
-        return cls(reader, writer, ctx)
-
-    def usable(self) -> bool:
-        return not self.reader.at_eof() and not self.writer.is_closing()
-
-    def close(self) -> None:
-        self.writer.close()
-
-    async def send(self, path: str, payload: bytes, host: str) -> None:
-        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                          f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
-        try:
-            await self.writer.drain()
-        except (OSError, ssl.SSLError) as e:
-            raise BrokenConnection(str(e) or type(e).__name__, answered=False) from None
-
-    async def head(self) -> tuple[int, dict[bytes, bytes]]:
-        """The status and headers of the next answer."""
-        try:
-            first = await self.reader.readline()
-            if not first:
-                raise BrokenConnection("the connection was closed", answered=False)
-            try:
-                status = int(first.split()[1])
-            except (IndexError, ValueError):
-                raise BrokenConnection(f"an answer that is not HTTP: {first[:80]!r}", answered=True) from None
-            headers = {}
-            while (line := await self.reader.readline()) not in (b"\r\n", b"\n", b""):
-                k, _, v = line.partition(b":")
-                headers[k.strip().lower()] = v.strip()
-        except (OSError, ssl.SSLError, ValueError) as e:  # ValueError: a line over the reader's limit
-            raise BrokenConnection(str(e) or type(e).__name__, answered=False) from None
-        return status, headers
-
-    async def pieces(self, headers: dict[bytes, bytes]) -> AsyncIterator[bytes]:
-        """The answer's body as it arrives (chunked), or whole (Content-Length)."""
-        try:
-            if headers.get(b"transfer-encoding", b"").lower() != b"chunked":
-                yield await self.reader.readexactly(int(headers.get(b"content-length", b"0")))
-                return
-            while size := int(_line(await self.reader.readline()).split(b";")[0].strip(), 16):
-                piece = await self.reader.readexactly(size + 2)  # and its CRLF
-                if piece[-2:] != b"\r\n":
-                    raise ValueError("a chunk longer than its size")
-                yield piece[:-2]
-            while _line(await self.reader.readline()) not in (b"\r\n", b"\n"):  # trailers
-                pass
-        except (OSError, ssl.SSLError, ValueError, asyncio.IncompleteReadError) as e:
-            raise BrokenConnection(f"the answer broke off ({type(e).__name__}: {e})", answered=True) from None
-
-    def reusable(self, headers: dict[bytes, bytes]) -> bool:
-        return headers.get(b"connection", b"").lower() != b"close"
 
 
 class Endpoint:
@@ -205,12 +137,6 @@ class Endpoint:
         for conn in list(self._open):
             self._drop(conn)
         self._idle.clear()
-
-
-def _line(line: bytes) -> bytes:
-    if not line:  # readline's end of file: the answer is not whole
-        raise asyncio.IncompleteReadError(b"", None)
-    return line
 
 
 async def _lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[Any]:
