@@ -18,17 +18,11 @@ import asyncio
 import base64
 import logging
 import ssl
-import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-# httpx imports its command-line tool (rich, pygments) when they are installed, and falls back to
-# a stub without them: a joiner never runs it, and it would keep ~4 MiB of RSS for good (issue 12).
-sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-import httpx  # noqa: E402
 
 from .. import localstate, tokens
 from ..certfiles import write_pem
@@ -40,6 +34,7 @@ from ..crashpoints import crashpoint
 from ..errors import Permanent, Temporary
 from ..retry import retry
 from ..supervisor import LaunchPlan
+from .https import Answer, HTTPError, JoinHTTP
 
 
 log = logging.getLogger(__name__)
@@ -53,6 +48,7 @@ CLAIM_TIMEOUT = 10.0
 # A join request unanswered this long waits in line: the first joiner's answer comes in ~0.2 s,
 # one in line waits at least etcd's ~5 s between two learner adds. Then `while_queued` runs.
 QUEUED_AFTER = 0.5
+PKI_NICE = 10  # the certificate child's priority: see pkiprocess.py
 
 
 class JoinFailed(Permanent):
@@ -74,28 +70,30 @@ class JoinClient:
     def __init__(self, token: tokens.JoinToken, timeout: float) -> None:
         self.token = token
         self.deadline = time.monotonic() + timeout
-        self.http = httpx.AsyncClient(
-            base_url=token.server, verify=client_ssl_context(token.ca_pem), trust_env=False,
-            timeout=httpx.Timeout(ATTEMPT_TIMEOUT, connect=5.0),
-            headers={"Authorization": f"Bearer {token.bearer}"},
-        )
+        ctx = client_ssl_context(token.ca_pem)
+        try:
+            self.http = JoinHTTP(token.server, ctx, {"Authorization": f"Bearer {token.bearer}"},
+                                 timeout=ATTEMPT_TIMEOUT, connect=5.0)
+        except ValueError as e:
+            raise JoinFailed(f"join token is not valid: its server {e}") from None
 
     async def close(self) -> None:
-        await self.http.aclose()
+        await self.http.close()
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
         return (await self.call_with_headers(method, path, body))[0]
 
-    async def call_with_headers(self, method: str, path: str, body: Any = None) -> tuple[dict[str, Any], httpx.Headers]:
+    async def call_with_headers(self, method: str, path: str,
+                                body: Any = None) -> tuple[dict[str, Any], Mapping[str, str]]:
         """Retry 5xx/503/connection errors (honouring Retry-After, with jitter) until the join
         deadline, through the one retry helper; 400/401/404/405/409/413 are final."""
 
-        async def once() -> tuple[dict[str, Any], httpx.Headers]:
+        async def once() -> tuple[dict[str, Any], Mapping[str, str]]:
             try:
-                resp = await self.http.request(method, path, json=body)
-            except httpx.HTTPError as e:
-                raise JoinRetry(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
-            if resp.status_code == 200:
+                resp = await self.http.request(method, path, body)
+            except HTTPError as e:
+                raise JoinRetry(str(e)) from None
+            if resp.status == 200:
                 try:
                     answer = resp.json()
                 except ValueError:
@@ -105,13 +103,13 @@ class JoinClient:
                                      f"not a JSON object: {resp.text.strip()[:200]!r}; is it an etcdward join API?")
                 return answer, resp.headers
             text = resp.text.strip()[:500]
-            if resp.status_code == 401:
+            if resp.status == 401:
                 raise JoinFailed(f"the join API refused the token (401 {text}): it is invalid, expired or "
                                  "was invalidated; create a new one with `etcdward token create --role controller`",
                                  refused=True)
-            if resp.status_code in (400, 404, 405, 409, 413):
-                raise JoinFailed(f"join request refused ({resp.status_code}): {text}", refused=True)
-            raise JoinRetry(f"{resp.status_code} {text}", after=retry_after(resp.headers), response=resp)
+            if resp.status in (400, 404, 405, 409, 413):
+                raise JoinFailed(f"join request refused ({resp.status}): {text}", refused=True)
+            raise JoinRetry(f"{resp.status} {text}", after=retry_after(resp.headers), response=resp)
 
         report = WaitReporter(method, path)
         try:
@@ -125,12 +123,12 @@ class JoinClient:
 class JoinRetry(Temporary):
     """A join request to try again: a 5xx (503 while queued) or a connection error."""
 
-    def __init__(self, message: str, after: float | None = None, response: httpx.Response | None = None) -> None:
+    def __init__(self, message: str, after: float | None = None, response: Answer | None = None) -> None:
         super().__init__(message, after)
         self.response = response
 
 
-def retry_after(headers: httpx.Headers) -> float | None:
+def retry_after(headers: Mapping[str, str]) -> float | None:
     try:
         return float(headers.get("retry-after", ""))
     except ValueError:
@@ -151,7 +149,7 @@ class WaitReporter:
         self.attempts = attempt
         resp = getattr(exc, "response", None)
         now = time.monotonic()
-        if resp is None or resp.status_code != 503:
+        if resp is None or resp.status != 503:
             log.info("%s: %s; retrying in %.1fs", self.what, exc, delay)
         elif now - self.last_progress >= PROGRESS_EVERY:
             # What an operator watching a waiting joiner needs: where it stands, and since when.
@@ -162,7 +160,7 @@ class WaitReporter:
             log.debug("%s: %s; retrying in %.1fs", self.what, exc, delay)
 
 
-def _where(headers: httpx.Headers, reason: str) -> str:
+def _where(headers: Mapping[str, str], reason: str) -> str:
     """Where a queued join stands, from a 503 answer's X-Etcdward-* headers (else its text)."""
     position = headers.get("x-etcdward-queue-position", "")
     if not position.isdigit():
@@ -191,20 +189,19 @@ class LearnerClaim:
         if not self.member_id:
             return  # a server that named no member (not etcdward): nothing to name in a repeat
         headers = {"Authorization": f"Bearer {self.token.bearer}", "X-Etcdward-Learner-ID": self.member_id}
-        async with httpx.AsyncClient(base_url=self.token.server, verify=client_ssl_context(self.token.ca_pem),
-                                     trust_env=False, timeout=httpx.Timeout(CLAIM_TIMEOUT, connect=5.0),
-                                     headers=headers) as http:
+        http = JoinHTTP(self.token.server, client_ssl_context(self.token.ca_pem), headers, timeout=CLAIM_TIMEOUT)
+        try:
             failing = False
             while True:
                 await asyncio.sleep(self.interval)
                 index = await applied() if applied is not None else None
                 extra = {} if index is None else {"X-Etcdward-Learner-Applied": str(index)}
                 try:
-                    resp = await http.post(MEMBERS, json=self.request, headers=extra)
-                    problem = "" if resp.status_code == 200 else f"{resp.status_code} {resp.text.strip()[:300]}"
-                except httpx.HTTPError as e:
-                    resp, problem = None, f"{type(e).__name__}: {e}"
-                if resp is not None and resp.status_code == 409:
+                    resp = await http.request("POST", MEMBERS, self.request, headers=extra)
+                    problem = "" if resp.status == 200 else f"{resp.status} {resp.text.strip()[:300]}"
+                except HTTPError as e:
+                    resp, problem = None, str(e)
+                if resp is not None and resp.status == 409:
                     log.warning("join API: %s", problem)
                     return
                 if problem and not failing:
@@ -218,6 +215,8 @@ class LearnerClaim:
                 else:
                     log.debug("told the join API that learner %s is still starting", self.member_id)
                 failing = bool(problem)
+        finally:
+            await http.close()
 
 
 @dataclass(frozen=True)
@@ -230,7 +229,7 @@ class JoinResult:
     claim: LearnerClaim
 
 
-def claim_interval(headers: httpx.Headers) -> float:
+def claim_interval(headers: Mapping[str, str]) -> float:
     try:
         value = float(headers.get("x-etcdward-heartbeat-interval", ""))
     except ValueError:
@@ -279,13 +278,13 @@ async def _ask(client: JoinClient, data: DataDir, cfg: Config, name: str, token:
     request = {"node": name, "peerAddress": cfg.peer_url}
     # The child that signs this node's certificates once the answer brings the etcd CA is forked
     # now: its cryptography import overlaps the wait for the answer (pkiprocess.py).
-    with PKIWorker() as pki:
+    with PKIWorker(nice=PKI_NICE) as pki:
         ans, headers = await _post(client, request, while_queued)
         return _accepted(data, cfg, name, token, pki, request, ans, headers)
 
 
 async def _post(client: JoinClient, request: dict[str, str],
-                while_queued: Callable[[], None] | None) -> tuple[dict[str, Any], httpx.Headers]:
+                while_queued: Callable[[], None] | None) -> tuple[dict[str, Any], Mapping[str, str]]:
     post = asyncio.ensure_future(client.call_with_headers("POST", MEMBERS, request))
     try:
         if while_queued is not None and not (await asyncio.wait({post}, timeout=QUEUED_AFTER))[0]:
@@ -306,7 +305,7 @@ def _quietly(work: Callable[[], None]) -> None:
 
 
 def _accepted(data: DataDir, cfg: Config, name: str, token: tokens.JoinToken, pki: PKIWorker, request: dict[str, str],
-              ans: dict[str, Any], headers: httpx.Headers) -> JoinResult:
+              ans: dict[str, Any], headers: Mapping[str, str]) -> JoinResult:
     """The join answer: pinned, the etcd CA and this node's certificates written, the identity saved."""
     crashpoint("join-after-add")
     initial = ans.get("initialCluster")
