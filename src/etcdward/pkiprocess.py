@@ -10,8 +10,10 @@ that the import runs on the other core while the controller loads its config. A 
 as its join request goes out (join/client.py): joiners start side by side, and an import beside
 each would slow their way to the request; this way it overlaps the wait for the answer, and then
 only signing (milliseconds) stands between the answer, which brings the etcd CA, and etcd's
-start, on every join (bench/formation.py). No other thread exists yet at either point. If the
-controller dies, the child reads the end of its job pipe and exits.
+start, on every join (bench/formation.py). A joiner's child runs at a lower priority (`nice`):
+where several joiners start at once on one machine, its import gives way to the others' ways to
+their requests and runs while they wait for their answers. No other thread exists yet at either
+point. If the controller dies, the child reads the end of its job pipe and exits.
 """
 
 from __future__ import annotations
@@ -32,14 +34,14 @@ class PKIChildFailed(Permanent):
 class PKIWorker:
     """One forked child that runs one pki.ensure_node_pki call; `close()` if it is not needed."""
 
-    def __init__(self) -> None:
+    def __init__(self, nice: int = 0) -> None:
         job_r, job_w = os.pipe()  # both ends close-on-exec: etcd inherits neither
         answer_r, answer_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: no return from here
             os.close(job_w)
             os.close(answer_r)
-            _child(job_r, answer_w)
+            _child(job_r, answer_w, nice)
         os.close(job_r)
         os.close(answer_w)
         self.pid: int | None = pid
@@ -84,9 +86,11 @@ class PKIWorker:
         self.close()
 
 
-def _child(job: int, answer: int) -> None:
+def _child(job: int, answer: int, nice: int) -> None:
     code = 0
     try:
+        if nice:
+            os.nice(nice)
         # A SIGINT/SIGTERM must not reach the parent's event loop through the inherited wakeup fd;
         # the parent stops this child by closing the job pipe.
         signal.set_wakeup_fd(-1)

@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 PLACE_TTL = 20  # seconds a place in line outlives the last request that asked for it
 POLL = 0.1
+# The first in line asks etcd as often as an operator's `etcdctl member add` loop would: etcd
+# refuses adds for ~5 s after each join, and a formation waits for the first try after that.
+HEAD_POLL = 0.05
 HOLD = 9.0  # seconds a queued request waits before 503; with Retry-After 1, an answer every ~10 s
 BUSY_RETRY_AFTER = 1
 QUEUED_FOR_AT_MOST = 24 * 3600.0  # seconds: a queue-wait start older than this is dropped, not observed
@@ -230,7 +233,7 @@ class JoinService:
                         return answer
                 if time.monotonic() + POLL > deadline:
                     raise self._busy(node, key, entries, members, pending_names, refused)
-                await asyncio.sleep(POLL)
+                await asyncio.sleep(HEAD_POLL if self._position(key, entries) == 1 else POLL)
         except (JoinConflict, JoinAbandoned, E.StoreError):
             self.queued_since.pop(key, None)
             await self._leave_queue(key, place)
