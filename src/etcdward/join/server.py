@@ -168,6 +168,7 @@ class JoinService:
         self.hold = hold
         self.heartbeat_interval = heartbeat_interval(joiner_timeout)
         self._cluster_id = 0
+        self._background: set[asyncio.Future[None]] = set()
 
     async def join(self, node: str, peer_url: str,
                    still_wanted: Callable[[], Awaitable[bool]] | None = None, claim: int | None = None,
@@ -225,11 +226,13 @@ class JoinService:
                     else:
                         self.refusals.note(False)
                         self._waited(key)
-                        # The joiner is waiting for this answer: do the bookkeeping in parallel.
-                        answer, *_ = await asyncio.gather(
+                        # The joiner is waiting for this answer, and its learner's start opens
+                        # etcd's window for the next add: the join record (which the reconciler
+                        # needs) in parallel, the place in line after the answer.
+                        answer, _ = await asyncio.gather(
                             self._answer(member, members, node),
-                            self.store.put(join_key(member.id), JoinRecord.new(node, peer_url).to_json()),
-                            self._leave_queue(key, place))
+                            self.store.put(join_key(member.id), JoinRecord.new(node, peer_url).to_json()))
+                        self._in_background(self._leave_queue(key, place))
                         return answer
                 if time.monotonic() + POLL > deadline:
                     raise self._busy(node, key, entries, members, pending_names, refused)
@@ -238,6 +241,11 @@ class JoinService:
             self.queued_since.pop(key, None)
             await self._leave_queue(key, place)
             raise
+
+    def _in_background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)  # a reference until it is done: the loop keeps only weak ones
+        task.add_done_callback(self._background.discard)
 
     def _waited(self, key: str) -> None:
         """A learner was added for this queue key: observe how long it waited in line here. A

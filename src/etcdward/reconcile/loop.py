@@ -3,7 +3,7 @@
 It wakes on one watch of etcdward's keys (records, join records, liveness keys appearing or
 expiring, the election key), on a change of the member list (the process's MemberListReader,
 read every 0.25 s while this loop leads: etcd has no watch for membership, so an `etcdctl
-member remove` behind our back shows within ~0.25 s), and on a timer: fast (0.1 s) while a
+member remove` behind our back shows within ~0.25 s), and on a timer: fast (0.05 s) while a
 learner is pending or a leave is in progress (learner timeouts, handovers), otherwise only as
 a safety net (SLOW): every change an idle cluster can see is watched."""
 
@@ -37,7 +37,9 @@ from .election import RECHECK, Election
 
 log = logging.getLogger(__name__)
 
-FAST = 0.1  # while a learner is pending or a leave is in progress
+# While a learner is pending or a leave is in progress: a started learner is promoted on the first
+# pass after it caught up, as often as an operator's `etcdctl member promote` loop would try.
+FAST = 0.05
 SLOW = 60.0  # a full pass at least this often (a safety net: every change it acts on is watched or cued)
 SKEW_CHECK = 10.0  # the members' etcd versions (liveness keys) this often
 # The longest a pass may take with nothing wrong in the controller: its snapshots and actions are
