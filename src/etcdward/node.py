@@ -254,7 +254,7 @@ class Controller:
 
             try:
                 joined = await perform_join(self.data, self.cfg, self.opts.token or "", self.opts.join_timeout, name,
-                                            while_queued=startcost.import_for_etcd_start)
+                                            while_queued=startcost.import_for_etcd_start, pki=self.opts.pki)
             except JoinFailed as e:
                 raise ControllerError(f"join failed: {e}") from None
             self.ident = joined.ident

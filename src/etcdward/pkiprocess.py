@@ -10,14 +10,17 @@ that the import runs on the other core while the controller loads its config. A 
 as its join request goes out (join/client.py): joiners start side by side, and an import beside
 each would slow their way to the request; this way it overlaps the wait for the answer, and then
 only signing (milliseconds) stands between the answer, which brings the etcd CA, and etcd's
-start, on every join (bench/formation.py). A joiner's child runs at a lower priority (`nice`):
-where several joiners start at once on one machine, its import gives way to the others' ways to
-their requests and runs while they wait for their answers. No other thread exists yet at either
-point. If the controller dies, the child reads the end of its job pipe and exits.
+start, on every join (bench/formation.py). A joiner forks it first thing too, but at a lower
+priority (JOINER_NICE): where several joiners start at once on one machine, its import gives way
+to their ways to their join requests and runs while they wait for the answers. Its job restores
+the normal priority where the controller may (root): then the joiner waits for it. No other
+thread exists yet at either point. If the controller dies, the child reads the end of its job
+pipe and exits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -25,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Permanent
+
+
+JOINER_NICE = 10
 
 
 class PKIChildFailed(Permanent):
@@ -45,12 +51,16 @@ class PKIWorker:
         os.close(job_r)
         os.close(answer_w)
         self.pid: int | None = pid
+        self.nice = nice
         self._job, self._answer = job_w, answer_r
 
     def ensure_node_pki(self, data: Any, **kw: Any) -> None:
         """pki.ensure_node_pki(data, **kw) in the child; its PKIError or OSError is raised here."""
         if self.pid is None:
             raise RuntimeError("a PKIWorker runs one job")
+        if self.nice:
+            with contextlib.suppress(OSError):  # not root: it keeps its lower priority
+                os.setpriority(os.PRIO_PROCESS, self.pid, 0)
         with os.fdopen(self._job, "wb") as fh:
             try:
                 fh.write(pickle.dumps((data, kw)))

@@ -85,14 +85,12 @@ def controller(token: str | None, token_file: Path | None, config_file: Path | N
     already holds a member it restarts it. SIGTERM/SIGINT stop it and its etcd cleanly."""
     logformat.configure(log_format, verbose)
     data = DataDir.at(data_dir)
-    import contextlib
-
-    from ..pkiprocess import PKIWorker
+    from ..pkiprocess import JOINER_NICE, PKIWorker
 
     # Forked first: it imports cryptography on the other core while this process loads its config
-    # (pkiprocess.py). Not with a token: joiners start side by side, and there the child's import
-    # would take CPU from their way to the join request; the join client forks it just before.
-    with (PKIWorker() if token is None and token_file is None else contextlib.nullcontext()) as pki:
+    # (pkiprocess.py). With a token at a lower priority: joiners start side by side, and the
+    # child's import must not take CPU from their way to the join request.
+    with PKIWorker(nice=0 if token is None and token_file is None else JOINER_NICE) as pki:
         from .. import config as cfgmod  # pydantic: 0.2 s of start-up that other commands need not pay
 
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import ssl
 import threading
@@ -28,7 +29,7 @@ from .. import localstate, tokens
 from ..certfiles import write_pem
 from ..config import Config
 from ..localstate import Identity, pin_join
-from ..pkiprocess import PKIWorker
+from ..pkiprocess import JOINER_NICE, PKIWorker
 from ..paths import DataDir
 from ..crashpoints import crashpoint
 from ..errors import Permanent, Temporary
@@ -48,7 +49,6 @@ CLAIM_TIMEOUT = 10.0
 # A join request unanswered this long waits in line: the first joiner's answer comes in ~0.2 s,
 # one in line waits at least etcd's ~5 s between two learner adds. Then `while_queued` runs.
 QUEUED_AFTER = 0.5
-PKI_NICE = 10  # the certificate child's priority: see pkiprocess.py
 
 
 class JoinFailed(Permanent):
@@ -238,9 +238,11 @@ def claim_interval(headers: Mapping[str, str]) -> float:
 
 
 async def perform_join(data: DataDir, cfg: Config, token_text: str, join_timeout: float, name: str,
-                       while_queued: Callable[[], None] | None = None) -> JoinResult:
+                       while_queued: Callable[[], None] | None = None, pki: PKIWorker | None = None) -> JoinResult:
     """Join as `name` with the token; returns what was learned (launch plan, identity, claim).
-    `while_queued` runs in a thread of its own if the request waits in line (QUEUED_AFTER)."""
+    `while_queued` runs in a thread of its own if the request waits in line (QUEUED_AFTER).
+    `pki`: the child that signs this node's certificates (pkiprocess.py), forked at start-up;
+    without it, one is forked as the join request goes out."""
     try:
         token = tokens.decode(token_text)
     except tokens.TokenError as e:
@@ -254,7 +256,7 @@ async def perform_join(data: DataDir, cfg: Config, token_text: str, join_timeout
     # refuse instead of bootstrapping a second cluster. An earlier attempt's record is kept.
     pin_join(data, {"name": name, "server": token.server})
     try:
-        return await _ask(client, data, cfg, name, token, while_queued)
+        return await _ask(client, data, cfg, name, token, while_queued, pki)
     except JoinFailed as e:
         if e.refused:  # the join API said no: this request added no learner; the next start says so
             pin_join(data, {"refused": str(e)[:500]})
@@ -264,7 +266,7 @@ async def perform_join(data: DataDir, cfg: Config, token_text: str, join_timeout
 
 
 async def _ask(client: JoinClient, data: DataDir, cfg: Config, name: str, token: tokens.JoinToken,
-               while_queued: Callable[[], None] | None) -> JoinResult:
+               while_queued: Callable[[], None] | None, pki: PKIWorker | None) -> JoinResult:
     log.info("joining via %s as %s (%s)", token.server, name, cfg.peer_url)
     ca = await client.call("GET", "/v1beta1/ca")
     pinned = localstate.load_identity(data)
@@ -276,11 +278,11 @@ async def _ask(client: JoinClient, data: DataDir, cfg: Config, name: str, token:
     _write_pair(ca, data.ca_crt, data.ca_key, "cluster CA")
     crashpoint("join-before-post")
     request = {"node": name, "peerAddress": cfg.peer_url}
-    # The child that signs this node's certificates once the answer brings the etcd CA is forked
-    # now: its cryptography import overlaps the wait for the answer (pkiprocess.py).
-    with PKIWorker(nice=PKI_NICE) as pki:
+    # The child that signs this node's certificates once the answer brings the etcd CA: its
+    # cryptography import overlaps the wait for the answer (pkiprocess.py).
+    with contextlib.nullcontext(pki) if pki is not None else PKIWorker(nice=JOINER_NICE) as worker:
         ans, headers = await _post(client, request, while_queued)
-        return _accepted(data, cfg, name, token, pki, request, ans, headers)
+        return _accepted(data, cfg, name, token, worker, request, ans, headers)
 
 
 async def _post(client: JoinClient, request: dict[str, str],
