@@ -42,10 +42,13 @@ from ..store import errors as E
 log = logging.getLogger(__name__)
 
 PLACE_TTL = 20  # seconds a place in line outlives the last request that asked for it
-POLL = 0.1
 # The first in line asks etcd as often as an operator's `etcdctl member add` loop would: etcd
 # refuses adds for ~5 s after each join, and a formation waits for the first try after that.
+# The others only look whether they are first yet: seldom, as their turn comes at least one
+# learner start and etcd's ~5 s after the head's add, and the polls of all of them load the
+# serving controller and its etcd while that learner's etcd starts.
 HEAD_POLL = 0.05
+QUEUED_POLL = 0.5
 HOLD = 9.0  # seconds a queued request waits before 503; with Retry-After 1, an answer every ~10 s
 BUSY_RETRY_AFTER = 1
 QUEUED_FOR_AT_MOST = 24 * 3600.0  # seconds: a queue-wait start older than this is dropped, not observed
@@ -217,7 +220,7 @@ class JoinService:
                     except E.PeerURLExists:
                         pass  # an earlier attempt of ours landed: the next pass finds it
                     except (E.Temporary, E.MemberNotFound) as e:
-                        # Refused for now; the next pass (POLL) asks again. MemberNotFound: etcd
+                        # Refused for now; the next pass (HEAD_POLL) asks again. MemberNotFound: etcd
                         # derives a new member's ID from its peer URLs and the current second;
                         # re-adding a peer URL within the second it was removed gives a removed
                         # ID, reported as "member not found". The next second works.
@@ -234,9 +237,10 @@ class JoinService:
                             self.store.put(join_key(member.id), JoinRecord.new(node, peer_url).to_json()))
                         self._in_background(self._leave_queue(key, place))
                         return answer
-                if time.monotonic() + POLL > deadline:
+                pause = HEAD_POLL if self._position(key, entries) == 1 else QUEUED_POLL
+                if time.monotonic() + pause > deadline:
                     raise self._busy(node, key, entries, members, pending_names, refused)
-                await asyncio.sleep(HEAD_POLL if self._position(key, entries) == 1 else POLL)
+                await asyncio.sleep(pause)
         except (JoinConflict, JoinAbandoned, E.StoreError):
             self.queued_since.pop(key, None)
             await self._leave_queue(key, place)

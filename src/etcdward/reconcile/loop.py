@@ -3,7 +3,7 @@
 It wakes on one watch of etcdward's keys (records, join records, liveness keys appearing or
 expiring, the election key), on a change of the member list (the process's MemberListReader,
 read every 0.25 s while this loop leads: etcd has no watch for membership, so an `etcdctl
-member remove` behind our back shows within ~0.25 s), and on a timer: fast (0.05 s) while a
+member remove` behind our back shows within ~0.25 s), and on a timer: fast (0.05-0.1 s) while a
 learner is pending or a leave is in progress (learner timeouts, handovers), otherwise only as
 a safety net (SLOW): every change an idle cluster can see is watched."""
 
@@ -37,9 +37,12 @@ from .election import RECHECK, Election
 
 log = logging.getLogger(__name__)
 
-# While a learner is pending or a leave is in progress: a started learner is promoted on the first
-# pass after it caught up, as often as an operator's `etcdctl member promote` loop would try.
+# While a started learner waits for its promotion or a leave is in progress: the learner is
+# promoted on the first pass after it caught up, as often as an `etcdctl member promote` loop tries.
 FAST = 0.05
+# While a new learner's etcd starts (not started in the member list yet): its start is seen within
+# this, and the passes (a handful of etcd calls each) load its cluster half as much while it boots.
+BOOTING = 0.1
 SLOW = 60.0  # a full pass at least this often (a safety net: every change it acts on is watched or cued)
 SKEW_CHECK = 10.0  # the members' etcd versions (liveness keys) this often
 # The longest a pass may take with nothing wrong in the controller: its snapshots and actions are
@@ -300,8 +303,9 @@ class Reconciler:
                 await self.warn_version_skew()
                 if result.done is not None and result.done.kind is rules.Kind.RESIGN:
                     return "resigned"  # the caller says so, then resigns (see run_reconciler)
-                pending = result.snapshot is not None and any(m.is_learner for m in result.snapshot.members)
-                delay = 0 if result.done is not None else (FAST if pending or result.waiting else SLOW)
+                learners = [m for m in result.snapshot.members if m.is_learner] if result.snapshot else []
+                delay = (0 if result.done is not None else FAST if result.waiting or any(m.started for m in learners)
+                         else BOOTING if learners else SLOW)
                 await self._wait(delay, election)
             return "lost"
         finally:
