@@ -173,8 +173,9 @@ def test_a_server_the_ca_does_not_sign_is_refused(tls: tuple[ssl.SSLContext, ssl
     assert "certificate verify failed" in asyncio.run(go())
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:9443", "https://", "https://h:99999", "https://h:x",
-                                 "https://u@h:9443", "https://h:9443/?q=1", "https://h:9443/#f", "127.0.0.1:9443"])
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9443", "https://", "https://h:99999", "https://h:x", "https://h:0",
+                                 "https://u@h:9443", "https://h:9443/?q=1", "https://h:9443/#f", "127.0.0.1:9443",
+                                 "https://a..b:9443", "https://" + "x" * 64 + ".example:9443"])
 def test_base_urls_that_are_not_https_host_port_are_refused(url: str) -> None:
     with pytest.raises(ValueError, match="is not an https://host"):
         JoinHTTP(url, ssl.create_default_context(), {}, timeout=1)
@@ -187,3 +188,34 @@ def test_any_base_url_is_taken_or_refused_with_value_error(url: str) -> None:
     except ValueError:
         return
     assert http.host and 0 < http.port < 65536
+
+
+@pytest.mark.parametrize("name,value", [("X-Etcdward-Learner-ID", "1\r\nX-Injected: 1"), ("X-A\nB", "1"),
+                                        ("X-A", "1\x00")])
+def test_a_header_that_would_end_its_line_is_never_sent(name: str, value: str) -> None:
+    from etcdward.httpconn import Connection
+
+    class Writer:
+        sent = b""
+
+        def write(self, data: bytes) -> None:
+            self.sent += data
+
+    writer = Writer()
+
+    async def go() -> None:
+        conn = Connection(asyncio.StreamReader(), writer, None)  # type: ignore[arg-type]  # writing only
+        await conn.send("/x", b"{}", "h:1", headers={name: value})
+
+    with pytest.raises(ValueError, match="line break"):
+        asyncio.run(go())
+    assert writer.sent == b""
+
+
+def test_a_join_answer_whose_member_id_is_not_hex_is_refused_before_anything_is_written() -> None:
+    from etcdward.join import client as jc
+
+    answer = {"initialCluster": ["n2=https://10.0.0.2:2380"], "ca": {"cert": "", "key": ""},
+              "memberID": "1\r\nX-Injected: 1"}
+    with pytest.raises(jc.JoinFailed, match="memberID"):  # data dir None: any write would fail otherwise
+        jc._accepted(None, None, "n2", None, None, {}, answer, {})  # type: ignore[arg-type]

@@ -102,6 +102,30 @@ def test_worker_does_its_job_in_the_child_and_raises_its_error_here(tmp_path) ->
         w.ensure_node_pki(bad, peer_address="10.0.0.1", api_address="10.0.0.1", sans=(), hostname="h")
 
 
+def test_a_joiners_worker_yields_until_its_job_comes(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """PKIWorker(nice=N): the child runs N lower than its parent until its job is sent; then at
+    the parent's own priority again (root may raise it back; others keep it lower)."""
+    import os
+
+    from etcdward import pkiprocess
+
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    restored: list[int] = []
+    real = os.setpriority
+
+    def recording(which: int, who: int, value: int) -> None:
+        real(which, who, value)
+        restored.append(os.getpriority(os.PRIO_PROCESS, who))
+
+    with pkiprocess.PKIWorker(nice=pkiprocess.JOINER_NICE) as w:
+        assert w.pid is not None
+        assert os.getpriority(os.PRIO_PROCESS, w.pid) == min(19, own + pkiprocess.JOINER_NICE)
+        monkeypatch.setattr(os, "setpriority", recording)
+        w.ensure_node_pki(DataDir(tmp_path / "a"), peer_address="10.0.0.1", api_address="10.0.0.1", sans=(),
+                          hostname="h")
+    assert restored == ([own] if os.geteuid() == 0 else [])  # as another user the restore is refused: ignored
+
+
 def test_an_unused_worker_ends_with_its_parent(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """close() ends an unused child; so does its parent's death (SIGKILL: nothing closes the pipe
     but the kernel), so a controller killed while it joins leaves no process behind."""

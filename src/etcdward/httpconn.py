@@ -43,13 +43,33 @@ class Connection:
     def close(self) -> None:
         self.writer.close()
 
+    async def exchange(self, path: str, payload: bytes, host: str, method: str = "POST",
+                       headers: Mapping[str, str] | None = None) -> tuple[int, dict[bytes, bytes], bytes]:
+        """One request and its whole answer: status, headers (names in lower case), body. A
+        failure or cancellation half way closes the connection: what is left on it is not the
+        next answer."""
+        ok = False
+        try:
+            await self.send(path, payload, host, method, headers)
+            status, head = await self.head()
+            body = b"".join([piece async for piece in self.pieces(head)])
+            ok = True
+        finally:
+            if not ok:
+                self.close()
+        return status, head, body
+
     async def send(self, path: str, payload: bytes, host: str, method: str = "POST",
                    headers: Mapping[str, str] | None = None) -> None:
         """One request; `payload` is JSON (none for a GET without a body)."""
+        extra = headers or {}
+        for part in (method, path, host, *extra.keys(), *extra.values()):
+            if "\r" in part or "\n" in part or "\0" in part:  # it would end the line: another header
+                raise ValueError(f"a line break in a request line or header: {part[:60]!r}")
         head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
         if payload or method != "GET":
             head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        head += "".join(f"{k}: {v}\r\n" for k, v in extra.items())
         self.writer.write((head + "\r\n").encode() + payload)
         try:
             await self.writer.drain()

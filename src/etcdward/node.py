@@ -249,7 +249,7 @@ class Controller:
         pinned = localstate.load_identity(self.data)
         name = localstate.resolve_name(pinned, self.cfg.etcd.name)
         if action is Action.JOIN:
-            # the join protocol owns the joining side (httpx: imported only by a joiner)
+            # the join protocol owns the joining side (imported only by a joiner)
             from .join.client import JoinFailed, perform_join
 
             try:

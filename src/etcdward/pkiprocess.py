@@ -5,17 +5,14 @@ good (a loaded extension module is never unloaded) although after start-up it on
 (certfiles.py).
 
 The child imports cryptography at once and then waits for its one job, which comes through a
-pipe. Without a token (a bootstrap, a restart) `etcdward controller` forks it first thing, so
-that the import runs on the other core while the controller loads its config. A joiner forks it
-as its join request goes out (join/client.py): joiners start side by side, and an import beside
-each would slow their way to the request; this way it overlaps the wait for the answer, and then
-only signing (milliseconds) stands between the answer, which brings the etcd CA, and etcd's
-start, on every join (bench/formation.py). A joiner forks it first thing too, but at a lower
-priority (JOINER_NICE): where several joiners start at once on one machine, its import gives way
-to their ways to their join requests and runs while they wait for the answers. Its job restores
-the normal priority where the controller may (root): then the joiner waits for it. No other
-thread exists yet at either point. If the controller dies, the child reads the end of its job
-pipe and exits.
+pipe. `etcdward controller` forks it first thing, so that the import runs on the other core while
+the controller loads its config. With a token (a joiner) at a lower priority (JOINER_NICE): where
+several joiners start at once on one machine, its import gives way to their ways to their join
+requests and runs while they wait for the answers; then only signing (milliseconds) stands
+between the answer, which brings the etcd CA, and etcd's start, on every join
+(bench/formation.py). The job gives the child the controller's own priority back where it may
+(root): the controller waits for it then. No other thread exists yet when it is forked. If the
+controller dies, the child reads the end of its job pipe and exits.
 """
 
 from __future__ import annotations
@@ -47,20 +44,21 @@ class PKIWorker:
         if pid == 0:  # the child: no return from here
             os.close(job_w)
             os.close(answer_r)
-            _child(job_r, answer_w, nice)
+            _child(job_r, answer_w)
         os.close(job_r)
         os.close(answer_w)
         self.pid: int | None = pid
         self.nice = nice
         self._job, self._answer = job_w, answer_r
+        if nice:  # here, not in the child: then the job's restore below always comes after it
+            self._set_priority(os.getpriority(os.PRIO_PROCESS, 0) + nice)
 
     def ensure_node_pki(self, data: Any, **kw: Any) -> None:
         """pki.ensure_node_pki(data, **kw) in the child; its PKIError or OSError is raised here."""
         if self.pid is None:
             raise RuntimeError("a PKIWorker runs one job")
-        if self.nice:
-            with contextlib.suppress(OSError):  # not root: it keeps its lower priority
-                os.setpriority(os.PRIO_PROCESS, self.pid, 0)
+        if self.nice:  # the controller waits for it now: the controller's own priority again
+            self._set_priority(os.getpriority(os.PRIO_PROCESS, 0))
         with os.fdopen(self._job, "wb") as fh:
             try:
                 fh.write(pickle.dumps((data, kw)))
@@ -74,6 +72,11 @@ class PKIWorker:
         if status != 0:
             raise PKIChildFailed(f"creating the certificates under {Path(data.pki)} failed: the child process "
                                  f"ended with status {status}")
+
+    def _set_priority(self, value: int) -> None:
+        assert self.pid is not None
+        with contextlib.suppress(OSError):  # raising it back takes root: else it stays lower
+            os.setpriority(os.PRIO_PROCESS, self.pid, value)
 
     def close(self) -> None:
         """Without a job: the child reads the end of its pipe and exits."""
@@ -96,11 +99,9 @@ class PKIWorker:
         self.close()
 
 
-def _child(job: int, answer: int, nice: int) -> None:
+def _child(job: int, answer: int) -> None:
     code = 0
     try:
-        if nice:
-            os.nice(nice)
         # A SIGINT/SIGTERM must not reach the parent's event loop through the inherited wakeup fd;
         # the parent stops this child by closing the job pipe.
         signal.set_wakeup_fd(-1)

@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import re
 import ssl
 import threading
 import time
@@ -313,6 +314,9 @@ def _accepted(data: DataDir, cfg: Config, name: str, token: tokens.JoinToken, pk
     initial = ans.get("initialCluster")
     if not isinstance(initial, list) or not initial or not isinstance(ans.get("ca"), dict):
         raise JoinFailed(f"join API answered without initialCluster/ca: {str(ans)[:300]}")
+    member_id = str(ans.get("memberID") or "")  # k0s names none
+    if member_id and not re.fullmatch(r"[0-9a-f]{1,16}", member_id):  # it goes into a header of the claim
+        raise JoinFailed(f"join API answered with a memberID that is not a member ID in hex: {member_id[:40]!r}")
     # Pin what we are joining before etcd starts: see the module docstring.
     pin_join(data, {"name": name, "server": token.server, "clusterID": ans.get("clusterID"),
                      "memberID": ans.get("memberID"), "initialCluster": initial})
@@ -323,7 +327,6 @@ def _accepted(data: DataDir, cfg: Config, name: str, token: tokens.JoinToken, pk
     pinned = localstate.load_identity(data)
     ident = Identity(name=name, cluster_id=pinned.cluster_id if pinned else None)
     localstate.save_identity(data, ident)
-    member_id = str(ans.get("memberID") or "")
     log.info("join accepted: learner %s (id %s) in cluster %s", name, member_id, ans.get("clusterID"))
     claim = LearnerClaim(token=token, request=request, member_id=member_id, interval=claim_interval(headers))
     return JoinResult(plan=LaunchPlan(name=name, initial_cluster=",".join(initial), state="existing"),

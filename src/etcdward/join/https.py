@@ -45,8 +45,9 @@ class JoinHTTP:
                  connect: float = 5.0) -> None:
         url = urlsplit(base_url)
         try:
-            port = url.port or 443
-        except ValueError:  # not a number, or out of range
+            port = 443 if url.port is None else url.port
+            (url.hostname or "").encode("idna")  # what the resolver would refuse: an empty label, one too long
+        except (ValueError, UnicodeError):  # a port that is not a number or out of range
             port = 0
         if url.scheme != "https" or not url.hostname or not port or url.query or url.fragment or "@" in url.netloc:
             raise ValueError(f"{base_url!r} is not an https://host[:port] URL")
@@ -89,15 +90,7 @@ class JoinHTTP:
 
     async def _exchange(self, conn: Connection, method: str, path: str, payload: bytes,
                         headers: Mapping[str, str]) -> Answer:
-        ok = False
-        try:
-            await conn.send(self.prefix + path, payload, self.authority, method=method, headers=headers)
-            status, raw = await conn.head()
-            body = b"".join([piece async for piece in conn.pieces(raw)])
-            ok = True
-        finally:
-            if not ok:  # failed or cancelled half way: what is left on it is not the next answer
-                conn.close()
+        status, raw, body = await conn.exchange(self.prefix + path, payload, self.authority, method, headers)
         if conn.reusable(raw):
             self._idle = conn
         else:

@@ -44,10 +44,12 @@ log = logging.getLogger(__name__)
 PLACE_TTL = 20  # seconds a place in line outlives the last request that asked for it
 # The first in line asks etcd as often as an operator's `etcdctl member add` loop would: etcd
 # refuses adds for ~5 s after each join, and a formation waits for the first try after that.
-# The others only look whether they are first yet: seldom, as their turn comes at least one
-# learner start and etcd's ~5 s after the head's add, and the polls of all of them load the
-# serving controller and its etcd while that learner's etcd starts.
+# While a learner is pending it cannot be its turn: it looks less often (the learner's promotion
+# ends that). The others only look whether they are first yet: seldom, as their turn comes at
+# least one learner start and etcd's ~5 s after the head's add, and the polls of all of them
+# load the serving controller and its etcd while that learner's etcd starts.
 HEAD_POLL = 0.05
+HEAD_BEHIND_LEARNER_POLL = 0.1
 QUEUED_POLL = 0.5
 HOLD = 9.0  # seconds a queued request waits before 503; with Retry-After 1, an answer every ~10 s
 BUSY_RETRY_AFTER = 1
@@ -237,7 +239,8 @@ class JoinService:
                             self.store.put(join_key(member.id), JoinRecord.new(node, peer_url).to_json()))
                         self._in_background(self._leave_queue(key, place))
                         return answer
-                pause = HEAD_POLL if self._position(key, entries) == 1 else QUEUED_POLL
+                pause = (QUEUED_POLL if self._position(key, entries) > 1 else
+                         HEAD_BEHIND_LEARNER_POLL if any(m.is_learner or not m.started for m in members) else HEAD_POLL)
                 if time.monotonic() + pause > deadline:
                     raise self._busy(node, key, entries, members, pending_names, refused)
                 await asyncio.sleep(pause)
@@ -249,7 +252,12 @@ class JoinService:
     def _in_background(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
         self._background.add(task)  # a reference until it is done: the loop keeps only weak ones
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Future[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (e := task.exception()) is not None:  # a bug: one line, not a traceback
+            log.warning("join: bookkeeping after an answer failed (%s: %s)", type(e).__name__, e)
 
     def _waited(self, key: str) -> None:
         """A learner was added for this queue key: observe how long it waited in line here. A

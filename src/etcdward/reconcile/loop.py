@@ -3,9 +3,10 @@
 It wakes on one watch of etcdward's keys (records, join records, liveness keys appearing or
 expiring, the election key), on a change of the member list (the process's MemberListReader,
 read every 0.25 s while this loop leads: etcd has no watch for membership, so an `etcdctl
-member remove` behind our back shows within ~0.25 s), and on a timer: fast (0.05-0.1 s) while a
-learner is pending or a leave is in progress (learner timeouts, handovers), otherwise only as
-a safety net (SLOW): every change an idle cluster can see is watched."""
+member remove` behind our back shows within ~0.25 s), and on a timer: fast (0.1 s; 0.05 s for a
+started learner's first seconds) while a learner is pending or a leave is in progress (learner
+timeouts, handovers), otherwise only as a safety net (SLOW): every change an idle cluster can see
+is watched."""
 
 from __future__ import annotations
 
@@ -37,12 +38,13 @@ from .election import RECHECK, Election
 
 log = logging.getLogger(__name__)
 
-# While a started learner waits for its promotion or a leave is in progress: the learner is
-# promoted on the first pass after it caught up, as often as an `etcdctl member promote` loop tries.
+# While a learner is pending or a pass waits on something in progress (a leave's handover, etcd).
+PENDING = 0.1
+# For the first seconds of a started learner: promoted on the first pass after it caught up, as
+# often as an `etcdctl member promote` loop tries. Not longer (a learner catching up a large db)
+# and not while its etcd boots: the passes, a handful of etcd calls each, load its cluster.
 FAST = 0.05
-# While a new learner's etcd starts (not started in the member list yet): its start is seen within
-# this, and the passes (a handful of etcd calls each) load its cluster half as much while it boots.
-BOOTING = 0.1
+FAST_FOR = 3.0
 SLOW = 60.0  # a full pass at least this often (a safety net: every change it acts on is watched or cued)
 SKEW_CHECK = 10.0  # the members' etcd versions (liveness keys) this often
 # The longest a pass may take with nothing wrong in the controller: its snapshots and actions are
@@ -88,7 +90,14 @@ class Reconciler:
         self.while_leading: Callable[[], Awaitable[None]] | None = None
         self.before_removal: Callable[[str], Awaitable[bool]] | None = None
         self.skew_checked = -SKEW_CHECK
+        self.started_learner_since: float | None = None  # monotonic: when a started learner was first seen
         self.skew = ""
+
+    def _promotion_near(self, started_learner: bool) -> bool:
+        """A started learner has been pending for less than FAST_FOR seconds."""
+        now = time.monotonic()
+        self.started_learner_since = (self.started_learner_since or now) if started_learner else None
+        return started_learner and now - (self.started_learner_since or now) < FAST_FOR
 
     async def snapshot(self) -> rules.Snapshot:
         members = await self.store.members()
@@ -304,8 +313,9 @@ class Reconciler:
                 if result.done is not None and result.done.kind is rules.Kind.RESIGN:
                     return "resigned"  # the caller says so, then resigns (see run_reconciler)
                 learners = [m for m in result.snapshot.members if m.is_learner] if result.snapshot else []
-                delay = (0 if result.done is not None else FAST if result.waiting or any(m.started for m in learners)
-                         else BOOTING if learners else SLOW)
+                fast = self._promotion_near(any(m.started for m in learners))
+                delay = (0 if result.done is not None else FAST if fast
+                         else PENDING if learners or result.waiting else SLOW)
                 await self._wait(delay, election)
             return "lost"
         finally:

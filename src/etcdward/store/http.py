@@ -82,15 +82,11 @@ class Endpoint:
         return await self._exchange(await self._connect(), path, payload)
 
     async def _exchange(self, conn: Connection, path: str, payload: bytes) -> tuple[int, bytes]:
-        ok = False
         try:
-            await conn.send(path, payload, self.server_name)
-            status, headers = await conn.head()
-            body = b"".join([piece async for piece in conn.pieces(headers)])
-            ok = True
-        finally:
-            if not ok:  # failed or cancelled half way: what is left on it is not the next answer
-                self._drop(conn)
+            status, headers, body = await conn.exchange(path, payload, self.server_name)
+        except BaseException:  # closed by exchange
+            self._open.discard(conn)
+            raise
         if conn.reusable(headers) and len(self._idle) < KEEP_IDLE and conn.ctx is self.ctx:
             self._idle.append(conn)
         else:
