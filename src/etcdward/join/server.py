@@ -130,6 +130,11 @@ def pending_member(members: list[Member], peer_url: str) -> Member | None:
     return None
 
 
+def pending_learner(members: list[Member]) -> Member | None:
+    """The member holding etcd's one learner slot (a learner, or an added member not started)."""
+    return next((m for m in members if m.is_learner or not m.started), None)
+
+
 class AddRefusals:
     """The current streak of member adds etcd refused as `unhealthy cluster`, on this process's
     monotonic clock: the etcd#14523 workaround (reconcile/unstick.py) reads it. One controller
@@ -240,7 +245,7 @@ class JoinService:
                         self._in_background(self._leave_queue(key, place))
                         return answer
                 pause = (QUEUED_POLL if self._position(key, entries) > 1 else
-                         HEAD_BEHIND_LEARNER_POLL if any(m.is_learner or not m.started for m in members) else HEAD_POLL)
+                         HEAD_BEHIND_LEARNER_POLL if pending_learner(members) else HEAD_POLL)
                 if time.monotonic() + pause > deadline:
                     raise self._busy(node, key, entries, members, pending_names, refused)
                 await asyncio.sleep(pause)
@@ -305,7 +310,7 @@ class JoinService:
         position = self._position(key, entries)
         total = max(len(entries), position)
         where = f"join of {node} is queued: {position} of {total} in line"
-        learner = next((m for m in members if m.is_learner or not m.started), None)
+        learner = pending_learner(members)
         behind = ""
         if learner is not None:
             name = learner.name or pending_names.get(learner.id, "")
@@ -375,7 +380,7 @@ class JoinService:
         # (which leaves the queue only after its add) is always visible here.
         if not entries or entries[0].key != key:
             return False
-        return not any(m.is_learner or not m.started for m in members)
+        return pending_learner(members) is None
 
     @staticmethod
     def _position(key: str, entries: list[KV]) -> int:
